@@ -1,0 +1,36 @@
+"""archscope: inspect, draw, check and benchmark convolutional networks in PyTorch.
+
+The library API is imported lazily so that ``import archscope`` (and ``archscope --help``) does not
+import torch::
+
+    import archscope
+    report = archscope.inspect(model, (3, 224, 224))
+    report = archscope.summary_report("vgg16")      # any model source the CLI accepts
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "inspect": ("archscope.trace", "inspect"),
+    "load_model": ("archscope.source", "load_model"),
+    "summary_report": ("archscope.source", "load_report"),
+    "list_models": ("archscope.registry", "list_models"),
+    "Report": ("archscope.report", "Report"),
+    "LayerRecord": ("archscope.report", "LayerRecord"),
+    "ArchscopeError": ("archscope.errors", "ArchscopeError"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attr)
+    raise AttributeError(f"module 'archscope' has no attribute {name!r}")

@@ -1,0 +1,40 @@
+"""Click parameter types and options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from archscope.errors import InputShapeError
+from archscope.shapes import parse_shape
+
+
+class ShapeType(click.ParamType):
+    """``3x224x224`` → ``(3, 224, 224)``; a malformed shape fails with a one-line usage error."""
+
+    name = "CxHxW"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_shape(str(value))
+        except InputShapeError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SHAPE = ShapeType()
+
+model_argument = click.argument("model", metavar="MODEL")
+input_option = click.option(
+    "--input", "input_shape", type=SHAPE, default=None,
+    help="Input shape C×H×W, e.g. 3x224x224 (default: the model's natural input).",
+)
+num_classes_option = click.option(
+    "--num-classes", type=click.IntRange(min=1), default=None,
+    help="Number of output classes (zoo models; default: the model's own).",
+)
+batch_option = click.option(
+    "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size traced.",
+)

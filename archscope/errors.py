@@ -1,0 +1,57 @@
+"""Errors the library raises on bad input.
+
+Every message says what went wrong, where, and what to do; ``cli.py`` turns them into one line
+on stderr and a non-zero exit code in one place. Anything else that escapes is a bug.
+"""
+
+from __future__ import annotations
+
+
+class ArchscopeError(Exception):
+    """Base class: a user-facing error with a one-line message."""
+
+    exit_code = 1
+
+
+class UnknownModelError(ArchscopeError):
+    """A model name that is not in the zoo, with close names suggested."""
+
+
+class ModelSourceError(ArchscopeError):
+    """A file, module or attribute that does not give an ``nn.Module``."""
+
+
+class InputShapeError(ArchscopeError):
+    """A malformed input shape such as ``3x22a``."""
+
+    exit_code = 2
+
+
+class InputTooSmallError(ArchscopeError):
+    """The input shrinks to nothing somewhere in the network."""
+
+
+class ForwardError(ArchscopeError):
+    """The model's forward pass failed; the message names the layer reached."""
+
+
+class SpecSyntaxError(ArchscopeError):
+    """A layer spec that does not parse (syntax)."""
+
+    exit_code = 2
+
+
+class SpecShapeError(ArchscopeError):
+    """A layer spec that parses but cannot apply to the shapes flowing into it."""
+
+
+class RenderError(ArchscopeError):
+    """A drawing or file that cannot be produced (for example Graphviz ``dot`` is missing)."""
+
+
+class DeviceError(ArchscopeError):
+    """A device that is not available (``--device cuda`` without CUDA) or ran out of memory."""
+
+
+class ExportError(ArchscopeError):
+    """An export that failed; no partial file is left behind."""

@@ -1,0 +1,139 @@
+"""The zoo's catalogue: model name → builder, default input, reference parameter count.
+
+The table is plain data so that ``archscope list`` and ``--help`` never import torch; a builder's
+module is imported only when the model is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from archscope.errors import UnknownModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One zoo model.
+
+    Attributes:
+        name: the name users type (``vgg16``).
+        family: ``lecture``, ``alexnet``, ``vgg`` or ``resnet``.
+        builder: ``"module:function"`` of the builder; it takes ``num_classes`` and keyword options.
+        input_shape: the natural input, C×H×W.
+        params: the published parameter count at the default ``num_classes``.
+        params_source: where ``params`` comes from.
+        description: one line for ``archscope list``.
+        kwargs: fixed keyword arguments passed to the builder.
+    """
+
+    name: str
+    family: str
+    builder: str
+    input_shape: tuple[int, int, int]
+    params: int
+    params_source: str
+    description: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+        """Build the model (on the current default device: wrap in ``torch.device("meta")``)."""
+        module_name, _, func_name = self.builder.partition(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        options = {**self.kwargs, **kwargs}
+        if num_classes is not None:
+            options["num_classes"] = num_classes
+        model: nn.Module = func(**options)
+        return model
+
+
+_TV = "torchvision.models documentation (weights table)"
+
+_ENTRIES: tuple[ModelEntry, ...] = (
+    ModelEntry(
+        "lecture_mnist_cnn", "lecture", "archscope.zoo.lecture:lecture_mnist_cnn", (1, 28, 28),
+        93_322, "lecture 003, Keras model.summary(): 320 + 18,496 + 36,928 + 36,928 + 650",
+        "Keras MNIST CNN: conv32-pool-conv64-pool-conv64-dense64-dense10",
+    ),
+    ModelEntry(
+        "lecture_catsdogs_cnn", "lecture", "archscope.zoo.lecture:lecture_catsdogs_cnn",
+        (3, 150, 150), 3_453_121, "lecture 000, Keras model.summary() (Dense512 alone 3,211,776)",
+        "cats-vs-dogs CNN: 4×(conv3×3 + maxpool2), dense512, dense1",
+    ),
+    ModelEntry(
+        "lecture_mlp", "lecture", "archscope.zoo.lecture:lecture_mlp", (1, 28, 28), 45_360,
+        "lecture 002: (784+1)·50 + (50+1)·100 + (100+1)·10",
+        "MNIST MLP 784-50-100-10 with sigmoid",
+    ),
+    ModelEntry(
+        "lecture_multitask", "lecture", "archscope.zoo.lecture:lecture_multitask", (3, 200, 200),
+        1_704_231, "archscope's own design (lecture 000's three-headed age/sex/race network)",
+        "shared conv base with age, sex and race heads (dict output)",
+    ),
+    ModelEntry(
+        "alexnet", "alexnet", "archscope.zoo.alexnet:alexnet", (3, 227, 227), 62_378_344,
+        "Krizhevsky et al. 2012 layer sizes, single tower (grouped: 60,965,224)",
+        "AlexNet as taught: 96-256-384-384-256, LRN, overlapping pooling, dropout",
+    ),
+    ModelEntry(
+        "alexnet_torchvision", "alexnet", "archscope.zoo.alexnet:alexnet_torchvision",
+        (3, 224, 224), 61_100_840, _TV,
+        "torchvision's AlexNet ('One weird trick' layout: 64-192-384-256-256)",
+    ),
+    *(
+        ModelEntry(
+            f"vgg{depth}{suffix}", "vgg", f"archscope.zoo.vgg:vgg{depth}{suffix}", (3, 224, 224),
+            params, _TV,
+            f"VGG-{depth}{' with batch norm' if suffix else ''} (Simonyan & Zisserman 2014)",
+        )
+        for depth, suffix, params in (
+            (11, "", 132_863_336), (11, "_bn", 132_868_840),
+            (13, "", 133_047_848), (13, "_bn", 133_053_736),
+            (16, "", 138_357_544), (16, "_bn", 138_365_992),
+            (19, "", 143_667_240), (19, "_bn", 143_678_248),
+        )
+    ),
+    *(
+        ModelEntry(
+            f"resnet{depth}", "resnet", f"archscope.zoo.resnet:resnet{depth}", (3, 224, 224),
+            params, _TV,
+            f"ResNet-{depth} v1.5 ({'basic' if depth < 50 else 'bottleneck'} blocks, He et al. 2015)",
+        )
+        for depth, params in (
+            (18, 11_689_512), (34, 21_797_672), (50, 25_557_032),
+            (101, 44_549_160), (152, 60_192_808),
+        )
+    ),
+)
+
+_BY_NAME: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
+
+
+def list_models() -> list[ModelEntry]:
+    """Every zoo model, in catalogue order."""
+    return list(_ENTRIES)
+
+
+def model_names() -> list[str]:
+    return [e.name for e in _ENTRIES]
+
+
+def get_entry(name: str) -> ModelEntry:
+    """Look a model up by name (case-insensitive, ``-`` and ``_`` alike).
+
+    Raises:
+        UnknownModelError: with the closest names, when ``name`` is not in the zoo.
+    """
+    key = name.strip().lower().replace("-", "_")
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    close = difflib.get_close_matches(key, list(_BY_NAME), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}{hint} (`archscope list` shows all {len(_BY_NAME)} models)"
+    )

@@ -1,0 +1,265 @@
+"""The inspection result: frozen dataclasses that every command and renderer reads.
+
+A :class:`Report` is what :func:`archscope.inspect` returns. It holds one :class:`LayerRecord` per
+module call and per functional op (``add``, ``flatten``, ``cat`` …) called directly in a container's
+``forward``, in call order, plus the model's totals. The records double as a data-flow graph:
+``LayerRecord.inputs`` names the records that produced each input tensor, so ``diagram`` draws the
+same trace that ``summary`` prints.
+
+This module imports nothing heavy: reports can be built, compared and rendered without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+Shape = tuple[int, ...]
+
+#: ``LayerRecord.inputs`` uses this index for the model's input tensor(s).
+MODEL_INPUT = -1
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One module call or functional op, in call order.
+
+    Attributes:
+        index: position in ``Report.layers``.
+        name: qualified module name (``features.0``, ``layer1.0.conv1``); for functional ops the
+            container's name plus the op (``layer1.0.add``); ``""`` never appears (the root model is
+            not a row).
+        type: module class name (``Conv2d``) or op name (``add``, ``flatten``, ``cat``).
+        kind: ``"module"`` or ``"function"``.
+        depth: 1 for the root's children, +1 per level; functional ops sit one level below the
+            container that called them.
+        parent: index of the enclosing container's record, or ``None`` at depth 1.
+        is_leaf: ``True`` for modules without child modules and for functional ops.
+        input_shapes / output_shapes: shapes of every tensor going in / coming out (tuple, list and
+            dict outputs are flattened in order), batch dimension included.
+        output_keys: for dict outputs, the key of each output tensor; else empty.
+        params: parameters this row owns and counts: its own direct parameters (not its children's),
+            minus any already counted by an earlier row (tied weights, repeated calls). Rows add up to
+            ``Report.total_params`` except for parameters of modules never called.
+        trainable_params: the part of ``params`` with ``requires_grad``.
+        param_formula: the arithmetic giving ``params``, e.g. ``(3·3·32+1)·64``; evaluates with
+            :func:`evaluate_formula`. ``""`` when ``params`` is 0 and there is nothing to show.
+        output_formula: output-size arithmetic for conv/pool layers, e.g.
+            ``⌊(150 − 3 + 2·0)/1⌋ + 1 = 148``; ``""`` elsewhere.
+        macs: multiply-accumulates of this call (containers: everything inside the call), from
+            ``torch.utils.flop_counter`` (FLOPs / 2), batch included.
+        call: 0 for a module's first call, 1 for its second …
+        shared_with: for a repeated call or tied weights, the name of the row that counts them.
+        hparams: key hyperparameters for display (``kernel``, ``stride``, ``padding``,
+            ``in_channels``, ``out_channels``, ``groups``, ``in_features``, ``out_features`` …).
+        inputs: for each input tensor, the index of the record that produced it, or
+            :data:`MODEL_INPUT`. Only leaf records and functional ops are producers; a container's
+            output is the output of the leaf inside it.
+    """
+
+    index: int
+    name: str
+    type: str
+    kind: str
+    depth: int
+    parent: int | None
+    is_leaf: bool
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    params: int
+    trainable_params: int
+    param_formula: str
+    output_formula: str
+    macs: int
+    call: int = 0
+    shared_with: str | None = None
+    output_keys: tuple[str, ...] = ()
+    hparams: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[int, ...] = ()
+
+    @property
+    def output_shape(self) -> Shape | None:
+        """The first output's shape (most layers have exactly one)."""
+        return self.output_shapes[0] if self.output_shapes else None
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything archscope knows about one model at one input size.
+
+    Attributes:
+        model: the name the model was asked for (zoo name, file reference, spec …).
+        model_type: the root module's class name.
+        input_shape: one sample's input shape, without the batch dimension (C×H×W).
+        batch: the batch size traced.
+        total_params: unique parameters (``sum(p.numel() for p in model.parameters())``).
+        trainable_params / non_trainable_params: split of the total by ``requires_grad``.
+        total_macs: multiply-accumulates of one forward pass of the whole batch.
+        forward_flops / backward_flops: FLOPs of the forward pass and (when traced with
+            ``backward=True``) of the backward pass, for the whole batch; ``backward_flops`` is
+            ``None`` when not traced.
+        param_bytes: bytes of all parameters.
+        buffer_bytes: bytes of all buffers (BatchNorm running statistics …).
+        activation_bytes: bytes of the tensors autograd keeps for backward in one training step
+            (measured with ``torch.autograd.graph.saved_tensors_hooks``; parameters excluded).
+        output_shapes: shapes of the model's outputs.
+        outputs: producer record index of each model output (see ``LayerRecord.inputs``).
+        layers: every record in call order.
+        notes: caveats found while tracing (e.g. traced in eval mode).
+    """
+
+    model: str
+    model_type: str
+    input_shape: Shape
+    batch: int
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    total_macs: int
+    forward_flops: int
+    backward_flops: int | None
+    param_bytes: int
+    buffer_bytes: int
+    activation_bytes: int
+    output_shapes: tuple[Shape, ...]
+    outputs: tuple[int, ...]
+    layers: tuple[LayerRecord, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def macs_per_sample(self) -> int:
+        return self.total_macs // max(self.batch, 1)
+
+    @property
+    def training_flops(self) -> int | None:
+        """Forward + backward FLOPs of one training step, or ``None`` without a backward trace."""
+        if self.backward_flops is None:
+            return None
+        return self.forward_flops + self.backward_flops
+
+    def leaves(self) -> list[LayerRecord]:
+        """Leaf modules and functional ops, in call order."""
+        return [r for r in self.layers if r.is_leaf]
+
+    def children(self, index: int | None) -> list[LayerRecord]:
+        """Records whose parent is ``index`` (``None``: the top level)."""
+        return [r for r in self.layers if r.parent == index]
+
+    def find(self, name: str) -> LayerRecord:
+        """The first record called ``name``."""
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with the documented, stable keys (see docs/json.md)."""
+        return {
+            "model": self.model,
+            "model_type": self.model_type,
+            "input_shape": list(self.input_shape),
+            "batch": self.batch,
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "total_macs": self.total_macs,
+            "macs_per_sample": self.macs_per_sample,
+            "forward_flops": self.forward_flops,
+            "backward_flops": self.backward_flops,
+            "param_bytes": self.param_bytes,
+            "buffer_bytes": self.buffer_bytes,
+            "activation_bytes": self.activation_bytes,
+            "output_shapes": [list(s) for s in self.output_shapes],
+            "notes": list(self.notes),
+            "layers": [
+                {
+                    "index": r.index,
+                    "name": r.name,
+                    "type": r.type,
+                    "kind": r.kind,
+                    "depth": r.depth,
+                    "parent": r.parent,
+                    "is_leaf": r.is_leaf,
+                    "input_shapes": [list(s) for s in r.input_shapes],
+                    "output_shape": list(r.output_shape) if r.output_shape is not None else None,
+                    "output_shapes": [list(s) for s in r.output_shapes],
+                    "params": r.params,
+                    "trainable": r.trainable_params,
+                    "param_formula": r.param_formula,
+                    "output_formula": r.output_formula,
+                    "macs": r.macs,
+                    "call": r.call,
+                    "shared_with": r.shared_with,
+                    "hparams": _jsonable(r.hparams),
+                    "inputs": list(r.inputs),
+                }
+                for r in self.layers
+            ],
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def evaluate_formula(formula: str) -> int:
+    """Evaluate a parameter formula such as ``(3·3·32+1)·64`` or ``64·32·3·3 + 64`` exactly.
+
+    Only integers, ``+ − · × * /`` and parentheses are allowed; division is exact (``96/2``).
+    An empty formula is 0.
+    """
+    text = formula.replace("·", "*").replace("×", "*").replace("−", "-").replace(" ", "")
+    if not text:
+        return 0
+    value, pos = _parse_sum(text, 0)
+    if pos != len(text):
+        raise ValueError(f"cannot evaluate formula {formula!r} at position {pos}")
+    if value.denominator != 1:
+        raise ValueError(f"formula {formula!r} is not an integer: {value}")
+    return int(value)
+
+
+def _parse_sum(s: str, i: int) -> tuple[Fraction, int]:
+    value, i = _parse_product(s, i)
+    while i < len(s) and s[i] in "+-":
+        op = s[i]
+        rhs, i = _parse_product(s, i + 1)
+        value = value + rhs if op == "+" else value - rhs
+    return value, i
+
+
+def _parse_product(s: str, i: int) -> tuple[Fraction, int]:
+    value, i = _parse_atom(s, i)
+    while i < len(s) and s[i] in "*/":
+        op = s[i]
+        rhs, i = _parse_atom(s, i + 1)
+        value = value * rhs if op == "*" else value / rhs
+    return value, i
+
+
+def _parse_atom(s: str, i: int) -> tuple[Fraction, int]:
+    if i < len(s) and s[i] == "(":
+        value, i = _parse_sum(s, i + 1)
+        if i >= len(s) or s[i] != ")":
+            raise ValueError(f"unbalanced parenthesis in {s!r}")
+        return value, i + 1
+    j = i
+    while j < len(s) and s[j].isdigit():
+        j += 1
+    if j == i:
+        raise ValueError(f"expected a number at position {i} of {s!r}")
+    return Fraction(int(s[i:j])), j
+
+
+__all__ = ["MODEL_INPUT", "LayerRecord", "Report", "Shape", "evaluate_formula", "asdict"]
