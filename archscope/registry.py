@@ -72,7 +72,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ),
     ModelEntry(
         "lecture_multitask", "lecture", "archscope.zoo.lecture:lecture_multitask", (3, 200, 200),
-        1_704_231, "archscope's own design (lecture 000's three-headed age/sex/race network)",
+        266_055, "archscope's own design (lecture 000's three-headed age/sex/race network)",
         "shared conv base with age, sex and race heads (dict output)",
     ),
     ModelEntry(
