@@ -1,0 +1,407 @@
+"""Inspect an ONNX file: graph nodes become the same :class:`~archscope.report.Report` a PyTorch
+model gives, so ``summary`` prints it and ``diagram`` draws it.
+
+An ONNX file may come from any framework, so nothing here assumes archscope made it:
+
+- every node except ``Constant`` is one row (``type`` is the op type, ``name`` the node name);
+- output shapes come from :func:`onnx.shape_inference.infer_shapes`;
+- a node's parameters are the floating-point initializers of rank ≥ 1 it consumes (scalars and
+  integer tensors such as Reshape shapes or pads are constants, not parameters); an initializer
+  consumed by several nodes counts once, on the first; BatchNormalization's running mean and
+  variance are buffers (as in PyTorch), not parameters;
+- parameter formulas follow the lecture's convention: Conv ``(kh·kw·c_in/groups+1)·c_out``,
+  Gemm and MatMul ``(in+1)·out`` (``in·out`` without a bias), BatchNormalization ``2·C``, any
+  other node the sum of its initializers' shape products (``64·32·3·3 + 64``);
+- MACs are computed from the shapes for Conv, ConvTranspose, Gemm and MatMul only (batch
+  included); other ops count 0. (For PyTorch models MACs come from ``torch.utils.flop_counter``;
+  an ONNX graph has no such counter.)
+
+The model is loaded with :mod:`onnx` only; onnxruntime and torch are not needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archscope.errors import InputShapeError, ModelSourceError
+from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
+
+if TYPE_CHECKING:
+    import onnx
+
+#: ONNX ``TensorProto.DataType`` codes of floating-point tensors → bytes per element.
+_FLOAT_BYTES = {1: 4, 10: 2, 11: 8, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 23: 1}
+#: bytes per element for every other dtype we may meet (int64 shapes …); unknown → 4.
+_OTHER_BYTES = {2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 12: 4, 13: 8}
+
+#: op type → input positions that are state (buffers), not parameters.
+_BUFFER_INPUTS = {"BatchNormalization": (3, 4)}
+
+_POOL_OPS = ("MaxPool", "AveragePool", "LpPool")
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """An initializer (or Constant output): its shape, dtype and bytes."""
+
+    shape: Shape
+    dtype: int
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in _FLOAT_BYTES
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * _FLOAT_BYTES.get(self.dtype, _OTHER_BYTES.get(self.dtype, 4))
+
+
+def inspect_onnx(
+    path: str | os.PathLike[str],
+    *,
+    batch: int = 1,
+    input_shape: Sequence[int] | None = None,
+    name: str | None = None,
+) -> Report:
+    """Read the ONNX file at ``path`` and return its :class:`Report`.
+
+    Args:
+        path: a ``.onnx`` file (external data files beside it are read too).
+        batch: the value given to a symbolic batch dimension (an input's first dim that has a name
+            such as ``batch`` instead of a number). A fixed batch dimension is kept as it is.
+        input_shape: C×H×W for the first graph input, replacing its non-batch dimensions; needed
+            only when they are symbolic.
+        name: the report's ``model`` (default: the path as given).
+
+    Raises:
+        ModelSourceError: the file is missing or is not a valid ONNX model.
+        InputShapeError: ``input_shape`` has the wrong rank, or a dimension stays symbolic.
+    """
+    import onnx
+
+    model = _load(path)
+    graph = model.graph
+    initializers = {t.name: _Tensor(tuple(t.dims), t.data_type) for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if not inputs:
+        raise ModelSourceError(f"{path}: the ONNX graph has no inputs; nothing to inspect")
+    _fix_input_dims(model, inputs, batch, input_shape, path)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors alike
+        raise ModelSourceError(f"{path}: ONNX shape inference failed: {_first_line(exc)}") from None
+    shapes = _value_shapes(inferred.graph)
+
+    # Constant nodes are not rows; an Identity of an initializer (the TorchScript exporter's way of
+    # sharing equal tensors) is an alias of it, not a row either.
+    alias: dict[str, str] = {n: n for n in initializers}
+    constants: set[str] = set(initializers)
+    for node in inferred.graph.node:
+        if node.op_type == "Constant":
+            constants.update(o for o in node.output if o)
+        elif _is_alias(node, alias):
+            alias[node.output[0]] = alias[node.input[0]]
+            constants.add(node.output[0])
+
+    producer: dict[str, int] = {i.name: MODEL_INPUT for i in inputs}
+    counted: dict[str, str] = {}  # initializer name → the row that counted it
+    buffers: set[str] = set()
+    records: list[LayerRecord] = []
+    for node in inferred.graph.node:
+        if node.op_type == "Constant" or _is_alias(node, alias):
+            continue
+        index = len(records)
+        node_name = node.name or f"{node.op_type}_{index}"
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        own: list[tuple[int, str]] = []  # (input position, initializer name) counted here
+        shared_with: str | None = None
+        buffer_positions = _BUFFER_INPUTS.get(node.op_type, ())
+        for pos, input_name in enumerate(node.input):
+            tensor_name = alias.get(input_name, input_name)
+            tensor = initializers.get(tensor_name)
+            if tensor is None or not tensor.is_float or not tensor.shape:
+                continue
+            if pos in buffer_positions:
+                buffers.add(tensor_name)
+                continue
+            if tensor_name in counted:
+                shared_with = shared_with or counted[tensor_name]
+                continue
+            counted[tensor_name] = node_name
+            own.append((pos, tensor_name))
+        params = sum(initializers[n].numel for _, n in own)
+        formula = _param_formula(node.op_type, attrs, own, initializers) if params else ""
+
+        resolved = [alias.get(t, t) for t in node.input]
+        data_inputs = [t for t in node.input if t and t not in constants]
+        in_shapes = tuple(shapes.get(t, ()) for t in data_inputs)
+        out_shapes = tuple(shapes.get(o, ()) for o in node.output if o)
+        records.append(
+            LayerRecord(
+                index=index,
+                name=node_name,
+                type=node.op_type,
+                kind="module",
+                depth=1,
+                parent=None,
+                is_leaf=True,
+                input_shapes=in_shapes,
+                output_shapes=out_shapes,
+                params=params,
+                trainable_params=params,
+                param_formula=formula,
+                output_formula=_output_formula(node.op_type, attrs, in_shapes, out_shapes),
+                macs=_macs(node.op_type, attrs, resolved, shapes, out_shapes),
+                shared_with=shared_with,
+                hparams=_hparams(node.op_type, attrs, resolved, shapes, initializers),
+                inputs=tuple(producer.get(t, MODEL_INPUT) for t in data_inputs),
+            )
+        )
+        for o in node.output:
+            if o:
+                producer[o] = index
+
+    total = sum(r.params for r in records)
+    total_macs = sum(r.macs for r in records)
+    first = shapes.get(inputs[0].name, ())
+    out_names = [o.name for o in inferred.graph.output]
+    notes = [
+        "ONNX file: MACs computed from shapes for Conv, ConvTranspose, Gemm and MatMul only",
+        "ONNX file: activation memory for training is not measured",
+    ]
+    if len(inputs) > 1:
+        notes.append(f"ONNX file has {len(inputs)} inputs; input_shape is the first's")
+    return Report(
+        model=name if name is not None else str(path),
+        model_type=inferred.graph.name or "ONNX graph",
+        input_shape=tuple(first[1:]),
+        batch=first[0] if first else batch,
+        total_params=total,
+        trainable_params=total,
+        non_trainable_params=0,
+        total_macs=total_macs,
+        forward_flops=2 * total_macs,
+        backward_flops=None,
+        param_bytes=sum(initializers[n].nbytes for n in counted),
+        buffer_bytes=sum(initializers[n].nbytes for n in buffers if n not in counted),
+        activation_bytes=0,
+        output_shapes=tuple(shapes.get(n, ()) for n in out_names),
+        outputs=tuple(producer.get(n, MODEL_INPUT) for n in out_names),
+        layers=tuple(records),
+        notes=tuple(notes),
+    )
+
+
+def _load(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelSourceError(f"ONNX file {str(path)!r} not found; check the path")
+    try:
+        model = onnx.load(str(p))
+    except Exception as exc:  # protobuf DecodeError, missing external data …
+        raise ModelSourceError(
+            f"{path}: not a readable ONNX model ({_first_line(exc)}); export it again or check "
+            "that its external data files sit beside it"
+        ) from None
+    if not model.graph.node:
+        raise ModelSourceError(f"{path}: the ONNX graph has no nodes; is it an ONNX model file?")
+    return model
+
+
+def _fix_input_dims(
+    model: onnx.ModelProto,
+    inputs: Sequence[Any],
+    batch: int,
+    input_shape: Sequence[int] | None,
+    path: str | os.PathLike[str],
+) -> None:
+    """Give symbolic input dimensions numbers: the batch dim ``batch``, the rest ``input_shape``."""
+    for k, value_info in enumerate(inputs):
+        dims = value_info.type.tensor_type.shape.dim
+        if k == 0 and input_shape is not None:
+            if len(input_shape) != len(dims) - 1:
+                raise InputShapeError(
+                    f"{path}: input {value_info.name!r} has {len(dims)} dims (batch included) but "
+                    f"--input gives {len(input_shape)}; give {len(dims) - 1} numbers"
+                )
+            for d, v in zip(list(dims)[1:], input_shape, strict=True):
+                d.dim_value = int(v)
+        for j, d in enumerate(dims):
+            if d.HasField("dim_value"):
+                continue
+            if j == 0:
+                d.dim_value = batch
+                continue
+            label = d.dim_param or "?"
+            raise InputShapeError(
+                f"{path}: input {value_info.name!r} dimension {j} is symbolic ({label}); "
+                "give the input size with --input, e.g. --input 3x224x224"
+            )
+
+
+def _value_shapes(graph: Any) -> dict[str, Shape]:
+    shapes: dict[str, Shape] = {}
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        t = v.type.tensor_type
+        if not t.HasField("shape"):
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+        if -1 not in dims:
+            shapes[v.name] = dims
+    for init in graph.initializer:
+        shapes.setdefault(init.name, tuple(init.dims))
+    return shapes
+
+
+def _is_alias(node: Any, alias: dict[str, str]) -> bool:
+    return node.op_type == "Identity" and len(node.input) == 1 and node.input[0] in alias
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _shape_product(shape: Shape) -> str:
+    return "·".join(str(d) for d in shape) if shape else "1"
+
+
+def _param_formula(
+    op: str, attrs: dict[str, Any], own: list[tuple[int, str]], inits: dict[str, _Tensor]
+) -> str:
+    """The lecture's factorized formula for Conv/Gemm/MatMul/BatchNormalization, else shapes."""
+    by_pos = {pos: inits[n].shape for pos, n in own}
+    weight = by_pos.get(1)
+    if op == "Conv" and weight is not None and len(weight) >= 3 and set(by_pos) <= {1, 2}:
+        c_out, c_in_g, *kernel = weight
+        groups = int(attrs.get("group", 1))
+        c_in = f"{c_in_g * groups}/{groups}" if groups > 1 else str(c_in_g)
+        core = "·".join([*(str(k) for k in kernel), c_in])
+        if 2 in by_pos and by_pos[2] == (c_out,):
+            return f"({core}+1)·{c_out}"
+        if 2 not in by_pos:
+            return f"{core}·{c_out}"
+    is_dense = op in ("Gemm", "MatMul") and weight is not None and len(weight) == 2
+    if is_dense and weight is not None and set(by_pos) <= {1, 2}:
+        if op == "Gemm" and attrs.get("transB", 0):
+            n_out, n_in = weight
+        else:
+            n_in, n_out = weight
+        bias = by_pos.get(2)
+        if bias is None:
+            return f"{n_in}·{n_out}"
+        if prod(bias) == n_out:
+            return f"({n_in}+1)·{n_out}"
+    if op == "BatchNormalization" and set(by_pos) == {1, 2} and by_pos[1] == by_pos[2]:
+        return f"2·{_shape_product(by_pos[1])}"
+    return " + ".join(_shape_product(inits[n].shape) for _, n in own)
+
+
+def _spatial_attrs(attrs: dict[str, Any], n_spatial: int, kernel: Sequence[int]) -> dict[str, Any]:
+    strides = list(attrs.get("strides") or [1] * n_spatial)
+    pads = list(attrs.get("pads") or [0] * (2 * n_spatial))
+    dilations = list(attrs.get("dilations") or [1] * n_spatial)
+    return {"kernel": tuple(kernel), "stride": tuple(strides), "pads": tuple(pads),
+            "dilation": tuple(dilations)}
+
+
+def _kernel(op: str, attrs: dict[str, Any], node_inputs: Sequence[str],
+            shapes: dict[str, Shape]) -> tuple[int, ...] | None:
+    if "kernel_shape" in attrs:
+        return tuple(int(k) for k in attrs["kernel_shape"])
+    if op in ("Conv", "ConvTranspose") and len(node_inputs) > 1:
+        w = shapes.get(node_inputs[1])
+        if w and len(w) >= 3:
+            return tuple(w[2:])
+    return None
+
+
+def _output_formula(op: str, attrs: dict[str, Any], in_shapes: tuple[Shape, ...],
+                    out_shapes: tuple[Shape, ...]) -> str:
+    """``⌊(150 − 3 + 2·0)/1⌋ + 1 = 148`` for Conv and pools (one per distinct spatial dim)."""
+    if op not in ("Conv", *_POOL_OPS) or not in_shapes or not out_shapes:
+        return ""
+    x, y = in_shapes[0], out_shapes[0]
+    if len(x) < 3 or len(x) != len(y):
+        return ""
+    n = len(x) - 2
+    kernel = attrs.get("kernel_shape")
+    if kernel is None or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return ""
+    sp = _spatial_attrs(attrs, n, kernel)
+    parts: list[str] = []
+    for i in range(n):
+        k, s, d = sp["kernel"][i], sp["stride"][i], sp["dilation"][i]
+        p0, p1 = sp["pads"][i], sp["pads"][i + n]
+        pad = f"2·{p0}" if p0 == p1 else f"{p0}+{p1}"
+        k_eff = str(k) if d == 1 else f"{d}·({k}−1)+1"
+        text = f"⌊({x[i + 2]} − {k_eff} + {pad})/{s}⌋ + 1 = {y[i + 2]}"
+        if attrs.get("ceil_mode", 0):
+            text = text.replace("⌊", "⌈").replace("⌋", "⌉")
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def _macs(op: str, attrs: dict[str, Any], node_inputs: Sequence[str], shapes: dict[str, Shape],
+          out_shapes: tuple[Shape, ...]) -> int:
+    """Multiply-accumulates from shapes: output elements × reduction length (batch included)."""
+    if not out_shapes or not out_shapes[0]:
+        return 0
+    out = out_shapes[0]
+    if op == "Conv" and len(node_inputs) > 1:
+        w = shapes.get(node_inputs[1])
+        if w and len(w) >= 3:
+            return prod(out) * prod(w[1:])  # each output: c_in/groups · kh · kw MACs
+    if op == "ConvTranspose" and len(node_inputs) > 1:
+        w, x = shapes.get(node_inputs[1]), shapes.get(node_inputs[0])
+        if w and x and len(w) >= 3:
+            # every input element meets c_out/groups · kh · kw weights
+            return prod(x) * prod(w[1:])
+    if op in ("Gemm", "MatMul") and len(node_inputs) > 1:
+        a = shapes.get(node_inputs[0])
+        if a:
+            k = a[0] if op == "Gemm" and attrs.get("transA", 0) else a[-1]
+            return prod(out) * k
+    return 0
+
+
+def _hparams(op: str, attrs: dict[str, Any], node_inputs: Sequence[str],
+             shapes: dict[str, Shape], inits: dict[str, _Tensor]) -> dict[str, Any]:
+    hp: dict[str, Any] = {}
+    kernel = _kernel(op, attrs, node_inputs, shapes)
+    if op in ("Conv", "ConvTranspose", *_POOL_OPS) and kernel is not None:
+        sp = _spatial_attrs(attrs, len(kernel), kernel)
+        hp.update(kernel=sp["kernel"], stride=sp["stride"], padding=sp["pads"])
+        if any(d != 1 for d in sp["dilation"]):
+            hp["dilation"] = sp["dilation"]
+    if op in ("Conv", "ConvTranspose") and len(node_inputs) > 1:
+        w = shapes.get(node_inputs[1])
+        groups = int(attrs.get("group", 1))
+        if w:
+            if op == "Conv":
+                hp.update(in_channels=w[1] * groups, out_channels=w[0])
+            else:
+                hp.update(in_channels=w[0], out_channels=w[1] * groups)
+        if groups != 1:
+            hp["groups"] = groups
+    if op in ("Gemm", "MatMul") and len(node_inputs) > 1:
+        w = shapes.get(node_inputs[1])
+        if w and len(w) == 2 and node_inputs[1] in inits:
+            n_in, n_out = (w[1], w[0]) if op == "Gemm" and attrs.get("transB", 0) else w
+            hp.update(in_features=n_in, out_features=n_out)
+    return hp
+
+
+__all__ = ["inspect_onnx"]
