@@ -1,0 +1,1000 @@
+"""Short training benchmarks: how fast, how big and how close to the hardware limit a model trains.
+
+``run_bench(["resnet50"], BenchConfig(device="cuda"))`` builds each model on the device, trains it
+on one fixed synthetic batch (random images and labels, made on the device once and repeated, so a
+model that learns must drive the loss down) and returns one :class:`BenchResult` per model. Nothing
+is printed; the ``archscope bench`` command renders the results.
+
+How the timing is done (the pattern of nanoGPT's ``bench.py`` and ``torch.utils.benchmark``):
+
+* warm-up steps run first and are discarded (cuDNN autotuning, ``torch.compile``, allocator
+  growth);
+* on CUDA a pair of CUDA events is recorded around every timed step and nothing in the loop waits
+  for the GPU: the loss stays on the device (no ``.item()``), the fused optimizers apply
+  GradScaler's inf check on the device, and the host synchronizes once after the loop to read the
+  events;
+* on the CPU, ``time.perf_counter`` (or an injected clock, for tests) brackets every step;
+* the report gives the median and the 90th percentile of the step times, images/s = batch ÷ median,
+  and achieved FLOP/s = the engine's training FLOPs per step (forward + backward, from
+  :func:`archscope.trace.inspect` on the meta device) ÷ the median step time;
+* ``optimizer.zero_grad(set_to_none=True)`` frees gradients between steps, as a good loop does.
+
+Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps (the counter is reset after
+warm-up), shown beside the engine's estimate (:func:`estimate_training_memory`).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, lookup
+from archscope.errors import ArchscopeError, DeviceError, InputShapeError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from archscope.report import Report
+
+#: Models benchmarked when none is named, each at its natural input size.
+DEFAULT_MODELS = ("lecture_mnist_cnn", "alexnet", "vgg16", "resnet50")
+OPTIMIZERS = ("sgd", "adamw")
+
+# Batches that keep a data-centre GPU busy without running out of memory on a 24 GB L4 at bf16
+# (the issue's reference runs: resnet50 256, vgg16 128, alexnet 512). Small models get big batches
+# so that the step is not dominated by kernel launches.
+_CUDA_BATCH = {
+    "lecture_mnist_cnn": 2048, "lecture_mlp": 2048, "lecture_catsdogs_cnn": 256,
+    "lecture_multitask": 256, "alexnet": 512, "alexnet_torchvision": 512,
+    "vgg11": 128, "vgg13": 128, "vgg16": 128, "vgg19": 128,
+    "vgg11_bn": 128, "vgg13_bn": 128, "vgg16_bn": 128, "vgg19_bn": 128,
+    "resnet18": 256, "resnet34": 256, "resnet50": 256, "resnet101": 128, "resnet152": 128,
+}
+_CUDA_BATCH_OTHER = 64
+# On the CPU (CI runners, laptops) small batches and few steps keep a run to seconds.
+_CPU_BATCH = {"lecture_mnist_cnn": 64, "lecture_mlp": 64}
+_CPU_BATCH_OTHER = 4
+_STEPS = {"cuda": 200, "cpu": 5}
+_WARMUP = {"cuda": 20, "cpu": 1}
+# SGD with momentum 0.9, as torchvision's reference recipe; lr 0.01 is its VGG/AlexNet rate and is
+# safe for every zoo model on a memorised batch. AdamW at 3e-4.
+_LR = {"sgd": 0.01, "adamw": 3e-4}
+_AUTO_BATCH_LIMIT = 1 << 16
+
+
+class Clock(Protocol):
+    """A monotonic clock in seconds (``time.perf_counter``); injectable for tests."""
+
+    def __call__(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to benchmark and how; ``None`` means "the default for the device".
+
+    Attributes:
+        device: ``auto`` (CUDA when available, else CPU), ``cuda``, ``cuda:N`` or ``cpu``.
+        batch_size: a fixed batch, ``"auto"`` (the largest that fits, CUDA only) or ``None``.
+        steps / warmup: timed steps and discarded warm-up steps.
+        precision: ``fp32``, ``tf32``, ``bf16`` or ``fp16`` (autocast; fp16 with a GradScaler).
+            Default: bf16 on CUDA (fp16 where the GPU has no bf16), fp32 on the CPU.
+        channels_last: NHWC memory format for model and input (default: on for CUDA).
+        compile: wrap the model in ``torch.compile`` (compilation happens during warm-up).
+        optimizer: ``sgd`` (momentum 0.9) or ``adamw``.
+        lr: learning rate (default: 0.01 for SGD, 3e-4 for AdamW).
+        peak_tflops: the device's peak for MFU, overriding the table in :mod:`archscope.devices`.
+        num_classes: classes of the zoo models' heads (default: each model's own).
+        input_shape: C×H×W for every model (default: each model's natural input).
+        seed: seed of the model's initialisation and of the synthetic batch.
+    """
+
+    device: str = "auto"
+    batch_size: int | Literal["auto"] | None = None
+    steps: int | None = None
+    warmup: int | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    optimizer: str = "sgd"
+    lr: float | None = None
+    peak_tflops: float | None = None
+    num_classes: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The engine's estimate of one training step's peak memory, with its parts (bytes).
+
+    ``total = params + grads + optimizer_state + activations + autocast_weights + inputs +
+    buffers``. ``assumptions`` says what the figure takes for granted.
+    """
+
+    params: int
+    grads: int
+    optimizer_state: int
+    activations: int
+    autocast_weights: int
+    inputs: int
+    buffers: int
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return (self.params + self.grads + self.optimizer_state + self.activations
+                + self.autocast_weights + self.inputs + self.buffers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total, "params": self.params, "grads": self.grads,
+            "optimizer_state": self.optimizer_state, "activations": self.activations,
+            "autocast_weights": self.autocast_weights, "inputs": self.inputs,
+            "buffers": self.buffers, "assumptions": list(self.assumptions),
+        }
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model's benchmark.
+
+    Attributes:
+        model: the model's name; ``input_shape`` one sample's C×H×W.
+        device: ``cuda`` / ``cuda:1`` / ``cpu``; ``device_name`` what torch calls it.
+        batch, precision, channels_last, compiled, optimizer, steps, warmup: the settings used.
+        batch_source: ``default``, ``given`` or ``auto``.
+        step_ms: every timed step's duration (ms), in order.
+        training_flops: forward + backward FLOPs of one step from the engine (``None``: unknown).
+        peak_tflops / peak_source: the device peak used for MFU and where it came from
+            (``None`` / :data:`archscope.devices.UNKNOWN_DEVICE` when unknown).
+        peak_memory_bytes: ``torch.cuda.max_memory_allocated`` over the timed steps (CUDA only).
+        memory_estimate: the engine's training-memory estimate.
+        losses: the loss of every step, warm-up included, in order.
+        notes: caveats (estimate assumptions, skipped parts).
+    """
+
+    model: str
+    input_shape: tuple[int, ...]
+    device: str
+    device_name: str
+    batch: int
+    batch_source: str
+    precision: str
+    channels_last: bool
+    compiled: bool
+    optimizer: str
+    steps: int
+    warmup: int
+    step_ms: tuple[float, ...]
+    training_flops: int | None
+    peak_tflops: float | None
+    peak_source: str | None
+    peak_memory_bytes: int | None
+    memory_estimate: MemoryEstimate | None
+    losses: tuple[float, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.step_ms)
+
+    @property
+    def p90_ms(self) -> float:
+        return percentile(self.step_ms, 90.0)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch / (self.median_ms / 1000.0)
+
+    @property
+    def achieved_tflops(self) -> float | None:
+        """Training FLOPs per step ÷ median step time, in TFLOP/s."""
+        if self.training_flops is None or self.median_ms <= 0:
+            return None
+        return self.training_flops / (self.median_ms / 1000.0) / 1e12
+
+    @property
+    def mfu(self) -> float | None:
+        """Model FLOPs utilization: achieved ÷ peak TFLOP/s (``None`` when either is unknown)."""
+        achieved = self.achieved_tflops
+        if achieved is None or not self.peak_tflops:
+            return None
+        return achieved / self.peak_tflops
+
+    @property
+    def estimated_memory_bytes(self) -> int | None:
+        return self.memory_estimate.total if self.memory_estimate is not None else None
+
+    @property
+    def memory_error_pct(self) -> float | None:
+        """(estimate − measured) ÷ measured, in percent."""
+        estimate = self.estimated_memory_bytes
+        if estimate is None or not self.peak_memory_bytes:
+            return None
+        return (estimate - self.peak_memory_bytes) / self.peak_memory_bytes * 100.0
+
+    @property
+    def first_loss(self) -> float:
+        return self.losses[0]
+
+    @property
+    def last_loss(self) -> float:
+        return self.losses[-1]
+
+    @property
+    def loss_fell(self) -> bool:
+        """Did the model learn the repeated batch: finite losses and the last below the first."""
+        return all(math.isfinite(v) for v in self.losses) and self.last_loss < self.first_loss
+
+    @property
+    def ok(self) -> bool:
+        return self.loss_fell
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "FAILED: loss did not fall"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the stable keys documented in docs/benchmarks.md."""
+        return {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "device": self.device,
+            "device_name": self.device_name,
+            "batch": self.batch,
+            "batch_source": self.batch_source,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compiled,
+            "optimizer": self.optimizer,
+            "steps": self.steps,
+            "warmup": self.warmup,
+            "images_per_s": self.images_per_s,
+            "step_ms_median": self.median_ms,
+            "step_ms_p90": self.p90_ms,
+            "step_ms": list(self.step_ms),
+            "training_flops_per_step": self.training_flops,
+            "achieved_tflops": self.achieved_tflops,
+            "peak_tflops": self.peak_tflops,
+            "peak_tflops_source": self.peak_source,
+            "mfu": self.mfu,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "estimated_memory_bytes": self.estimated_memory_bytes,
+            "memory_error_pct": self.memory_error_pct,
+            "memory_estimate": (self.memory_estimate.to_dict()
+                                if self.memory_estimate is not None else None),
+            "first_loss": self.first_loss,
+            "last_loss": self.last_loss,
+            "losses": list(self.losses),
+            "loss_fell": self.loss_fell,
+            "status": "ok" if self.ok else "failed",
+            "notes": list(self.notes),
+        }
+
+
+#: ``progress(model, done, total)`` after every step (warm-up included); ``phase`` in the model
+#: string is not used: the callback gets the model's name and the step counts.
+Progress = Callable[[str, int, int], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile with linear interpolation between closest ranks (NumPy's default).
+
+    >>> percentile([10.0, 20.0], 90)
+    19.0
+    """
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# --------------------------------------------------------------------------------------------
+# Devices, defaults and the memory estimate
+# --------------------------------------------------------------------------------------------
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` → CUDA if available else CPU; ``cuda`` without CUDA is a :class:`DeviceError`."""
+    import torch
+
+    name = requested.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(
+            f"unknown device {requested!r}; use --device auto, cuda, cuda:N or cpu"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = (f"torch {torch.__version__} built without CUDA" if torch.version.cuda is None
+                     else f"torch {torch.__version__} (CUDA {torch.version.cuda}) found no GPU")
+            raise DeviceError(
+                f"CUDA is not available ({build}); use --device cpu, or run on a machine with an "
+                "NVIDIA GPU and a CUDA build of torch"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"{requested}: there are only {torch.cuda.device_count()} CUDA device(s); "
+                f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif device.type != "cpu":
+        raise DeviceError(f"device {requested!r} is not supported by bench; use cuda or cpu")
+    return device
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 autocast on CUDA (fp16 on GPUs without bf16, e.g. before Ampere); fp32 on the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def default_batch(model: str, device_type: str) -> int:
+    """A sensible batch for ``model`` on ``device_type`` (``cuda`` or ``cpu``)."""
+    if device_type == "cuda":
+        return _CUDA_BATCH.get(model, _CUDA_BATCH_OTHER)
+    return _CPU_BATCH.get(model, _CPU_BATCH_OTHER)
+
+
+def estimate_training_memory(
+    report: Report, *, precision: str, optimizer: str, input_bytes: int, target_bytes: int,
+) -> MemoryEstimate:
+    """Peak memory of one training step, from the engine's (fp32, meta-device) report.
+
+    ``params + grads + optimizer state (SGD momentum 1×params, AdamW 2×) + saved activations +
+    inputs + buffers``, where the report was traced at the benchmark's batch. The fp32 input
+    images are already among the saved activations (the first layer saves them for its weight
+    gradient), so only the labels/targets are added in fp32; under bf16/fp16 autocast the first
+    layer saves a 16-bit copy, so the fp32 images are added too.
+
+    Mixed precision (bf16/fp16) assumes: every saved activation is 16-bit (half of the fp32 trace;
+    softmax/loss and normalisation statistics stay fp32 but are small in a CNN), and autocast keeps
+    a 16-bit copy of every weight alive for backward (+½ of the parameter bytes). The estimate is
+    for eager mode; ``torch.compile`` may fuse or recompute and save less.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    params = report.param_bytes
+    trainable = params if report.total_params == 0 else (
+        params * report.trainable_params // report.total_params
+    )
+    state = trainable * (1 if optimizer == "sgd" else 2)
+    mixed = precision in ("bf16", "fp16")
+    assumptions = [
+        "eager-mode estimate: params + grads + optimizer state "
+        f"({'momentum 1×' if optimizer == 'sgd' else 'AdamW moments 2×'} params) + activations "
+        "saved for backward + inputs + buffers; allocator slack and cuDNN workspaces not included",
+    ]
+    if mixed:
+        assumptions.append(
+            f"{precision} autocast: saved activations taken as 16-bit (½ of the fp32 trace) plus a "
+            "16-bit copy of the weights; fp32 master weights, grads and optimizer state"
+        )
+        activations = report.activation_bytes // 2
+        autocast_weights = trainable // 2
+        inputs = input_bytes + target_bytes
+    else:
+        activations = report.activation_bytes
+        autocast_weights = 0
+        inputs = target_bytes
+    return MemoryEstimate(
+        params=params, grads=trainable, optimizer_state=state, activations=activations,
+        autocast_weights=autocast_weights, inputs=inputs, buffers=report.buffer_bytes,
+        assumptions=tuple(assumptions),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Batch search
+# --------------------------------------------------------------------------------------------
+
+def find_max_batch(fits: Callable[[int], bool], *, start: int = 1,
+                   limit: int = _AUTO_BATCH_LIMIT) -> int | None:
+    """The largest batch ``b ≤ limit`` with ``fits(b)``: double from ``start``, then bisect.
+
+    Assumes that a batch fits whenever a larger one does. Returns ``None`` if not even batch 1
+    fits (``start`` is halved down to 1 first).
+    """
+    low = start
+    while not fits(low):
+        if low == 1:
+            return None
+        low //= 2
+    high: int | None = None
+    while high is None:
+        candidate = low * 2
+        if candidate > limit:
+            return low
+        if fits(candidate):
+            low = candidate
+        else:
+            high = candidate
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def halve_until_fits(fits: Callable[[int], bool], batch: int) -> int | None:
+    """The first of ``batch/2, batch/4, … 1`` that fits, or ``None``."""
+    candidate = batch // 2
+    while candidate >= 1:
+        if fits(candidate):
+            return candidate
+        candidate //= 2
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Timers
+# --------------------------------------------------------------------------------------------
+
+class _ClockTimer:
+    """Brackets each step with a host clock (the CPU path, and tests with an injected clock)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._starts: list[float] = []
+        self._stops: list[float] = []
+
+    def start(self) -> None:
+        self._starts.append(self._clock())
+
+    def stop(self) -> None:
+        self._stops.append(self._clock())
+
+    def elapsed_ms(self) -> list[float]:
+        return [(b - a) * 1000.0 for a, b in zip(self._starts, self._stops, strict=True)]
+
+
+class _CudaEventTimer:
+    """CUDA events around each step, created up front; read after one synchronize."""
+
+    def __init__(self, steps: int, device: torch.device) -> None:
+        import torch
+
+        self._device = device
+        self._pairs = [
+            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            for _ in range(steps)
+        ]
+        self._next = 0
+
+    def start(self) -> None:
+        self._pairs[self._next][0].record()
+
+    def stop(self) -> None:
+        self._pairs[self._next][1].record()
+        self._next += 1
+
+    def elapsed_ms(self) -> list[float]:
+        import torch
+
+        torch.cuda.synchronize(self._device)
+        return [float(a.elapsed_time(b)) for a, b in self._pairs[: self._next]]
+
+
+# --------------------------------------------------------------------------------------------
+# The training step
+# --------------------------------------------------------------------------------------------
+
+@contextmanager
+def backend_flags(device: torch.device, precision: str) -> Iterator[None]:
+    """Set TF32 and cuDNN autotuning for the run; restore the caller's flags afterwards.
+
+    ``fp32`` means IEEE fp32 math: cuDNN convolutions default to TF32 on Ampere+, so it is turned
+    off explicitly. ``tf32`` turns TF32 on for matmuls and convolutions; bf16/fp16 leave the few
+    fp32 ops that autocast keeps on TF32 as well.
+    """
+    import torch
+
+    if device.type != "cuda":
+        yield
+        return
+    tf32 = precision != "fp32"
+    matmul: Any = torch.backends.cuda.matmul
+    conv: Any = torch.backends.cudnn  # ``Any``: ``cudnn.conv`` is torch ≥ 2.9 only
+    new_api = hasattr(matmul, "fp32_precision") and hasattr(conv, "conv")
+    saved_benchmark = conv.benchmark
+    if new_api:  # torch ≥ 2.9: ``fp32_precision`` replaces the ``allow_tf32`` flags
+        saved = (matmul.fp32_precision, conv.conv.fp32_precision)
+    else:
+        saved = (matmul.allow_tf32, conv.allow_tf32)
+    try:
+        conv.benchmark = True  # autotune convolution algorithms (during warm-up)
+        if new_api:
+            matmul.fp32_precision = "tf32" if tf32 else "ieee"
+            conv.conv.fp32_precision = "tf32" if tf32 else "ieee"
+        else:
+            matmul.allow_tf32 = tf32
+            conv.allow_tf32 = tf32
+        yield
+    finally:
+        conv.benchmark = saved_benchmark
+        if new_api:
+            matmul.fp32_precision, conv.conv.fp32_precision = saved
+        else:
+            matmul.allow_tf32, conv.allow_tf32 = saved
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    """Output tensors in order: a tensor, tuple/list items, dict values in key order."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (tuple, list)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def _make_targets(outputs: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+    """Fixed random targets, one per output: class labels for ``(N, K>1)`` logits, else values.
+
+    Every head gets a loss (multi-output models such as ``lecture_multitask`` train on the sum),
+    so a network that can memorise the batch drives the total down.
+    """
+    import torch
+
+    targets = []
+    for out in outputs:
+        if out.ndim == 2 and out.shape[1] > 1:
+            targets.append(torch.randint(0, out.shape[1], (out.shape[0],), device=out.device,
+                                         generator=generator))
+        else:  # regression or single-logit heads: values in [0, 1), fits sigmoid outputs too
+            targets.append(torch.rand(out.shape, device=out.device, generator=generator))
+    return targets
+
+
+def _loss(output: Any, targets: list[torch.Tensor]) -> torch.Tensor:
+    import torch
+    from torch.nn import functional as F
+
+    total: torch.Tensor | None = None
+    for out, target in zip(_tensors(output), targets, strict=True):
+        if target.dtype == torch.long:
+            term = F.cross_entropy(out.float(), target)
+        else:
+            term = F.mse_loss(out.float(), target)
+        total = term if total is None else total + term
+    assert total is not None  # _make_targets refused outputs without tensors
+    return total
+
+
+def _make_optimizer(name: str, model: nn.Module, lr: float, device: torch.device
+                    ) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9) or AdamW; fused kernels on CUDA (one launch, no host sync with fp16)."""
+    import torch
+
+    fused = device.type == "cuda" or None
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, fused=fused)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, fused=fused)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+class _Trainer:
+    """The model, optimizer, scaler and synthetic batch of one benchmark, and its training step."""
+
+    def __init__(self, model: nn.Module, *, input_shape: tuple[int, ...], batch: int,
+                 device: torch.device, precision: str, channels_last: bool, compile: bool,
+                 optimizer: str, lr: float, seed: int) -> None:
+        import torch
+
+        self.device = device
+        self.precision = precision
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.autocast_dtype = dtype
+        self.channels_last = channels_last and len(input_shape) == 3
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        model.train()
+        if self.channels_last:
+            model.to(memory_format=memory_format)  # type: ignore[call-overload]
+        generator = torch.Generator(device=device).manual_seed(seed)
+        # The synthetic batch: made on the device once and reused every step.
+        self.x = torch.randn((batch, *input_shape), device=device, generator=generator)
+        self.x = self.x.contiguous(memory_format=memory_format)
+        with torch.no_grad(), self._autocast():
+            probe = _tensors(model(self.x))  # eager, untimed: the output shapes for the targets
+        if not probe:
+            raise ArchscopeError(
+                f"{type(model).__name__} returned no tensor; bench needs a model whose output "
+                "is a tensor, a tuple/list or a dict of tensors"
+            )
+        self.targets = _make_targets(probe, generator)
+        del probe
+        self.model = model
+        self.step_model: Callable[..., Any] = torch.compile(model) if compile else model
+        self.optimizer = _make_optimizer(optimizer, model, lr, device)
+        # fp16 needs loss scaling; the fused optimizers read the scaler's inf flag on the device.
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    @property
+    def input_bytes(self) -> int:
+        return self.x.numel() * self.x.element_size()
+
+    @property
+    def target_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.targets)
+
+    def _autocast(self) -> Any:
+        import torch
+
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def step(self) -> torch.Tensor:
+        """One training step; returns the loss, still on the device (no host sync)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = _loss(self.step_model(self.x), self.targets)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach()
+
+
+def _free_cuda(device: torch.device) -> None:
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------
+# One model, many models
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """A :class:`BenchConfig` with the device's defaults filled in."""
+
+    device: torch.device
+    device_name: str
+    steps: int
+    warmup: int
+    precision: str
+    channels_last: bool
+    compile: bool
+    optimizer: str
+    lr: float
+    peak_tflops: float | None
+    peak_source: str | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def make_plan(config: BenchConfig) -> BenchPlan:
+    """Resolve the device and fill in every default of ``config``."""
+    import torch
+
+    device = resolve_device(config.device)
+    kind = device.type
+    precision = config.precision or default_precision(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    notes: list[str] = []
+    if kind == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(
+            f"{torch.cuda.get_device_name(device)} does not support bf16; use --precision fp16"
+        )
+    if kind == "cpu" and precision == "tf32":
+        notes.append("tf32 is a CUDA tensor-core mode; on the CPU it runs as fp32")
+    device_name = torch.cuda.get_device_name(device) if kind == "cuda" else "cpu"
+    if config.peak_tflops is not None:
+        peak: float | None = config.peak_tflops
+        source: str | None = "--peak-tflops"
+    else:
+        spec = lookup(device_name) if kind == "cuda" else None
+        peak = spec.peak(precision) if spec is not None else None
+        source = f"{spec.key} {precision} dense peak" if spec is not None else UNKNOWN_DEVICE
+    return BenchPlan(
+        device=device, device_name=device_name,
+        steps=config.steps if config.steps is not None else _STEPS[kind],
+        warmup=config.warmup if config.warmup is not None else _WARMUP[kind],
+        precision=precision,
+        channels_last=config.channels_last if config.channels_last is not None else kind == "cuda",
+        compile=config.compile, optimizer=config.optimizer,
+        lr=config.lr if config.lr is not None else _LR[config.optimizer],
+        peak_tflops=peak, peak_source=source, notes=tuple(notes),
+    )
+
+
+def bench_model(
+    model: nn.Module,
+    *,
+    name: str,
+    input_shape: tuple[int, ...],
+    batch: int,
+    settings: BenchPlan,
+    report: Report | None = None,
+    batch_source: str = "given",
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """Train ``model`` (already on ``settings.device``) for warm-up + timed steps and measure it.
+
+    Run it inside :func:`backend_flags` (as :func:`run_bench` does) for the TF32 and cuDNN
+    autotuning settings that ``settings.precision`` implies.
+
+    Args:
+        report: the engine's report of this model at this batch, traced with ``backward=True``:
+            it gives the training FLOPs per step and the memory estimate (``None``: unknown).
+        clock: a host clock for the timed steps; default ``time.perf_counter`` on the CPU and
+            CUDA events on a GPU. Passing one forces the host clock (tests inject a fake one).
+        progress: called as ``progress(name, done, total)`` after each step.
+
+    Raises:
+        torch.cuda.OutOfMemoryError: left to the caller, which knows how to find a batch that fits.
+    """
+    import torch
+
+    if settings.steps < 1 or settings.warmup < 0:
+        raise ValueError("bench needs at least one timed step and a non-negative warm-up")
+    trainer = _Trainer(
+        model, input_shape=input_shape, batch=batch, device=settings.device,
+        precision=settings.precision, channels_last=settings.channels_last,
+        compile=settings.compile, optimizer=settings.optimizer, lr=settings.lr, seed=seed,
+    )
+    cuda = settings.device.type == "cuda"
+    total = settings.warmup + settings.steps
+    losses: list[torch.Tensor] = []
+    for i in range(settings.warmup):
+        losses.append(trainer.step())
+        if progress is not None:
+            progress(name, i + 1, total)
+    if cuda:
+        torch.cuda.synchronize(settings.device)
+        torch.cuda.reset_peak_memory_stats(settings.device)
+    timer: _ClockTimer | _CudaEventTimer
+    if clock is not None:
+        timer = _ClockTimer(clock)
+    elif cuda:
+        timer = _CudaEventTimer(settings.steps, settings.device)
+    else:
+        timer = _ClockTimer(time.perf_counter)
+    for i in range(settings.steps):
+        timer.start()
+        losses.append(trainer.step())
+        timer.stop()
+        if progress is not None:
+            progress(name, settings.warmup + i + 1, total)
+    step_ms = timer.elapsed_ms()  # the one host sync on CUDA
+    peak_memory = int(torch.cuda.max_memory_allocated(settings.device)) if cuda else None
+    loss_values = [float(v) for v in torch.stack(losses).float().cpu().tolist()]
+
+    notes = list(settings.notes)
+    estimate = None
+    flops = None
+    if report is not None:
+        flops = report.training_flops
+        estimate = estimate_training_memory(
+            report, precision=settings.precision, optimizer=settings.optimizer,
+            input_bytes=trainer.input_bytes, target_bytes=trainer.target_bytes,
+        )
+        notes.extend(report.notes)
+    if trainer.channels_last != settings.channels_last:
+        notes.append("channels_last skipped: the input is not C×H×W")
+    return BenchResult(
+        model=name, input_shape=tuple(input_shape), device=str(settings.device),
+        device_name=settings.device_name, batch=batch, batch_source=batch_source,
+        precision=settings.precision, channels_last=trainer.channels_last,
+        compiled=settings.compile, optimizer=settings.optimizer, steps=settings.steps,
+        warmup=settings.warmup, step_ms=tuple(step_ms),
+        training_flops=flops, peak_tflops=settings.peak_tflops, peak_source=settings.peak_source,
+        peak_memory_bytes=peak_memory, memory_estimate=estimate, losses=tuple(loss_values),
+        notes=tuple(notes),
+    )
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """Every model's result, plus the device and library versions they ran with."""
+
+    device: str
+    device_name: str
+    torch_version: str
+    cuda_version: str | None
+    results: tuple[BenchResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        from archscope import __version__
+
+        return {
+            "archscope_version": __version__,
+            "torch_version": self.torch_version,
+            "cuda_version": self.cuda_version,
+            "device": self.device,
+            "device_name": self.device_name,
+            "ok": self.ok,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def _load(source: str, *, num_classes: int | None, device: str) -> Any:
+    from archscope.source import load_model
+
+    return load_model(source, num_classes=num_classes, device=device)
+
+
+def _engine_report(source: str, *, num_classes: int | None, input_shape: tuple[int, ...],
+                   batch: int) -> Report:
+    """The engine's report of ``source`` at ``batch`` with the backward pass (meta device)."""
+    from archscope.trace import inspect
+
+    loaded = _load(source, num_classes=num_classes, device="meta")
+    return inspect(loaded.model, input_shape, batch=batch, name=loaded.name, backward=True)
+
+
+def run_bench(
+    models: Sequence[str] = DEFAULT_MODELS,
+    config: BenchConfig | None = None,
+    *,
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+) -> BenchRun:
+    """Benchmark each model in ``models`` (zoo names or any source ``archscope summary`` takes).
+
+    Raises:
+        DeviceError: no CUDA for ``--device cuda``, ``--batch-size auto`` on the CPU, or a batch
+            that runs out of GPU memory (the message names a batch that fits).
+        UnknownModelError / ModelSourceError / InputShapeError: as ``archscope summary``.
+    """
+    import torch
+
+    config = config or BenchConfig()
+    the_plan = make_plan(config)
+    if config.batch_size == "auto" and the_plan.device.type != "cuda":
+        raise DeviceError("--batch-size auto searches GPU memory; on the CPU pass a number")
+    results = []
+    with backend_flags(the_plan.device, the_plan.precision):
+        for source in models:
+            results.append(_bench_one(source, config, the_plan, clock=clock, progress=progress))
+            _free_cuda(the_plan.device)
+    return BenchRun(
+        device=str(the_plan.device), device_name=the_plan.device_name,
+        torch_version=torch.__version__, cuda_version=torch.version.cuda, results=tuple(results),
+    )
+
+
+def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: Clock | None,
+               progress: Progress | None) -> BenchResult:
+    import torch
+
+    device = the_plan.device
+
+    def build() -> tuple[nn.Module, str, tuple[int, ...]]:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            loaded = _load(source, num_classes=config.num_classes, device=str(device))
+        shape = config.input_shape or loaded.input_shape
+        if shape is None:
+            raise InputShapeError(
+                f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
+            )
+        return loaded.model, loaded.name, tuple(shape)
+
+    model, name, shape = build()
+    if config.batch_size == "auto":
+        batch = _auto_batch(model, shape, the_plan, config.seed, name)
+        batch_source = "auto"
+        del model  # the search trained it a few steps: start the benchmark from a fresh one
+        _free_cuda(device)
+        model = build()[0]
+    elif config.batch_size is None:
+        batch, batch_source = default_batch(name, device.type), "default"
+    else:
+        batch, batch_source = int(config.batch_size), "given"
+
+    try:
+        report: Report | None = _engine_report(source, num_classes=config.num_classes,
+                                               input_shape=shape, batch=batch)
+    except ArchscopeError as exc:  # the benchmark still runs; FLOPs and estimate are unknown
+        report = None
+        engine_note = f"engine could not trace the model ({exc}); FLOPs and estimate unknown"
+    else:
+        engine_note = ""
+
+    oom = False
+    try:
+        result = bench_model(model, name=name, input_shape=shape, batch=batch, settings=the_plan,
+                             report=report, batch_source=batch_source, clock=clock,
+                             progress=progress, seed=config.seed)
+    except torch.cuda.OutOfMemoryError:
+        oom = True  # handled outside the except block, so the failed step's tensors are freed
+    if oom:
+        del model
+        _free_cuda(device)
+        model = build()[0]
+        fits = _fits(model, shape, the_plan, config.seed)
+        smaller = halve_until_fits(fits, batch)
+        del model, fits
+        _free_cuda(device)
+        hint = (f"batch {smaller} fits: pass --batch-size {smaller} or --batch-size auto"
+                if smaller is not None else "not even batch 1 fits")
+        raise DeviceError(
+            f"{name}: batch {batch} ran out of memory on {the_plan.device_name} "
+            f"({the_plan.precision}); {hint}"
+        )
+    if engine_note:
+        result = replace(result, notes=(*result.notes, engine_note))
+    return result
+
+
+def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int
+          ) -> Callable[[int], bool]:
+    """A predicate: do two eager training steps at batch ``b`` fit in GPU memory?"""
+    import torch
+
+    eager = replace(the_plan, compile=False)  # recompiling per batch size would take minutes
+
+    def fits(b: int) -> bool:
+        ok = True
+        trainer: _Trainer | None = None
+        try:
+            trainer = _Trainer(model, input_shape=shape, batch=b, device=eager.device,
+                               precision=eager.precision, channels_last=eager.channels_last,
+                               compile=False, optimizer=eager.optimizer, lr=eager.lr, seed=seed)
+            for _ in range(2):
+                trainer.step()
+            torch.cuda.synchronize(eager.device)
+        except torch.cuda.OutOfMemoryError:
+            ok = False
+        trainer = None  # drop the batch, activations and optimizer state before the next try
+        for p in model.parameters():
+            p.grad = None
+        _free_cuda(eager.device)
+        return ok
+
+    return fits
+
+
+def _auto_batch(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int,
+                name: str) -> int:
+    """The largest batch that trains in GPU memory (doubling, then bisection)."""
+    fits = _fits(model, shape, the_plan, seed)
+    batch = find_max_batch(fits, start=min(default_batch(name, "cuda"), 64))
+    if batch is None:
+        raise DeviceError(
+            f"{name}: not even batch 1 fits in {the_plan.device_name} memory at "
+            f"{the_plan.precision}; try --precision bf16 or a smaller --input"
+        )
+    return batch

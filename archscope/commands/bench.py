@@ -1,0 +1,192 @@
+"""``archscope bench``: short training benchmarks on synthetic data (see :mod:`archscope.bench`)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from archscope.commands._common import input_option, num_classes_option
+
+if TYPE_CHECKING:
+    from archscope.bench import BenchResult, BenchRun
+
+
+class BatchSizeType(click.ParamType):
+    """A positive integer or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value == "auto":
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+        if number < 1:
+            self.fail(f"{value!r} must be at least 1", param, ctx)
+        return number
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1, metavar="[MODEL]...")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when available), cuda, cuda:N or cpu.")
+@click.option("--batch-size", type=BatchSizeType(), default=None,
+              help="Batch per step, or 'auto' for the largest that fits in GPU memory "
+                   "(default: per model and device, e.g. resnet50 256 on CUDA, 4 on the CPU).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Timed steps (default: 200 on CUDA, 5 on the CPU).")
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="Discarded warm-up steps (default: 20 on CUDA, 1 on the CPU).")
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16", "fp16"]), default=None,
+              help="fp32 (IEEE), tf32, bf16 or fp16 autocast (default: bf16 on CUDA, fp32 on CPU).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC memory format (default: on for CUDA, off on the CPU).")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+              help="Wrap the model in torch.compile (compiles during warm-up).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd",
+              show_default=True, help="SGD with momentum 0.9, or AdamW.")
+@click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The device's peak TFLOP/s at this precision, for MFU "
+                   "(default: looked up for known GPUs).")
+@input_option
+@num_classes_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format (stdout).")
+def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, steps: int | None,
+          warmup: int | None, precision: str | None, channels_last: bool | None, compile_: bool,
+          optimizer: str, peak_tflops: float | None, input_shape: tuple[int, ...] | None,
+          num_classes: int | None, fmt: str) -> None:
+    """Train MODELs for a few steps on a repeated synthetic batch and report speed and memory.
+
+    With no MODEL: lecture_mnist_cnn, alexnet, vgg16 and resnet50 at their natural input sizes.
+    Reports images/s, step time (median, p90), peak GPU memory beside archscope's estimate,
+    achieved TFLOP/s, MFU and the first and last loss. A model whose loss does not fall on the
+    repeated batch is a FAILED benchmark (exit code 1). Results go to stdout, progress to stderr.
+    """
+    from archscope.bench import DEFAULT_MODELS, BenchConfig, run_bench
+
+    config = BenchConfig(
+        device=device, batch_size=batch_size,  # type: ignore[arg-type]
+        steps=steps, warmup=warmup, precision=precision, channels_last=channels_last,
+        compile=compile_, optimizer=optimizer, peak_tflops=peak_tflops,
+        num_classes=num_classes, input_shape=input_shape,
+    )
+    names = list(models) or list(DEFAULT_MODELS)
+    with _ProgressBar() as progress:
+        run = run_bench(names, config, progress=progress)
+    click.echo(render_json(run) if fmt == "json" else render_table(run), nl=False)
+    failed = [r for r in run.results if not r.ok]
+    for r in failed:
+        click.echo(
+            f"FAILED: {r.model}: the loss did not fall on the repeated batch "
+            f"({r.first_loss:.4g} → {r.last_loss:.4g} over {r.warmup + r.steps} steps)",
+            err=True,
+        )
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr, one task per model; yields the library's callback."""
+
+    def __enter__(self) -> Any:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("steps"), console=Console(stderr=True), transient=True,
+        )
+        self._progress.__enter__()
+        self._tasks: dict[str, Any] = {}
+
+        def callback(model: str, done: int, total: int) -> None:
+            task = self._tasks.get(model)
+            if task is None:
+                task = self._tasks[model] = self._progress.add_task(model, total=total)
+            self._progress.update(task, completed=done)
+
+        return callback
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.__exit__(*exc)
+
+
+def render_json(run: BenchRun) -> str:
+    return json.dumps(run.to_dict(), indent=2) + "\n"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _memory_cell(r: BenchResult) -> str:
+    if r.estimated_memory_bytes is None:
+        return "—"
+    text = _bytes(r.estimated_memory_bytes)
+    if r.memory_error_pct is not None:
+        text += f" {r.memory_error_pct:+.1f}%"
+    return text
+
+
+def render_table(run: BenchRun, width: int = 160) -> str:
+    """The results as a rich table (no colour), with the device and caveats below it."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"archscope bench on {run.device_name} ({run.device})"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header, justify in (
+        ("model", "left"), ("batch", "right"), ("mode", "left"), ("img/s", "right"),
+        ("p50 ms", "right"), ("p90 ms", "right"), ("peak mem", "right"),
+        ("estimate err", "right"), ("TFLOP/s", "right"), ("MFU", "right"),
+        ("loss first→last", "right"),
+    ):
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    notes: list[str] = []
+    for r in run.results:
+        mode = r.precision + (" CL" if r.channels_last else "") + (" compile" if r.compiled else "")
+        tflops = f"{r.achieved_tflops:.2f}" if r.achieved_tflops is not None else "—"
+        mfu = f"{r.mfu:.1%}" if r.mfu is not None else "—"
+        loss = f"{r.first_loss:.4g}→{r.last_loss:.4g}" + ("" if r.ok else " FAILED")
+        table.add_row(
+            r.model, str(r.batch), mode, f"{r.images_per_s:,.1f}", f"{r.median_ms:.2f}",
+            f"{r.p90_ms:.2f}", _bytes(r.peak_memory_bytes), _memory_cell(r), tflops, mfu, loss,
+        )
+        for note in r.notes:
+            if note not in notes:
+                notes.append(note)
+        if r.memory_estimate is not None:
+            for note in r.memory_estimate.assumptions:
+                if note not in notes:
+                    notes.append(note)
+    peak_lines = sorted({r.peak_source for r in run.results if r.peak_source})
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, highlight=False,
+                      soft_wrap=False)
+    console.print(table)
+    first = run.results[0] if run.results else None
+    if first is not None:
+        console.print(
+            f"{first.steps} timed steps after {first.warmup} warm-up steps, optimizer "
+            f"{first.optimizer}, torch {run.torch_version}"
+            + (f", CUDA {run.cuda_version}" if run.cuda_version else "")
+        )
+    for line in peak_lines:
+        console.print(f"MFU peak: {line}")
+    for note in notes:
+        console.print(f"note: {note}")
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
