@@ -1,0 +1,71 @@
+"""``archscope calc SPEC``: a network typed as a line of layers, counted by the same engine.
+
+The spec language is in :mod:`archscope.spec` and docs/spec.md.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from archscope.commands._common import batch_option, input_option
+
+
+@click.command()
+@click.argument("spec", nargs=-1)
+@click.option("-f", "--file", "spec_file", type=click.Path(dir_okay=False, allow_dash=True),
+              default=None, help="Read the spec from FILE (one layer per line, # comments; - for "
+              "stdin).")
+@click.option("--chw", is_flag=True,
+              help="Read the spec's input shape as C×H×W (default: H×W×C, as Keras writes it).")
+@input_option
+@batch_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--width", type=click.IntRange(min=60), default=None,
+              help="Table width (default: the terminal's).")
+def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
+         input_shape: tuple[int, ...] | None, batch: int, fmt: str, width: int | None) -> None:
+    """Count a network typed as a line of layers: shapes with their arithmetic, parameters
+    with their formula, MACs and totals.
+
+    SPEC starts with the input (H×W×C as Keras writes it, or chw:C×H×W), then layers separated
+    by →, ->, |, commas or spaces. See docs/spec.md.
+
+    \b
+    Examples:
+      archscope calc '150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → flatten → dense512 → dense1'
+      archscope calc '28x28x1 conv32 k3 relu, maxpool2, conv64 k3 relu, maxpool2, flatten, dense10 softmax'
+      archscope calc 'chw:3x227x227 conv96 k11 s4 relu → lrn → maxpool3/2 → conv256 k5 p2 relu'
+      archscope calc '224x224x3 repeat 2 [conv64 k3 same relu] maxpool2' --format json
+      archscope calc -f net.spec
+    """
+    from archscope.errors import SpecSyntaxError
+    from archscope.render import render
+    from archscope.spec import calc_report
+
+    if spec and spec_file:
+        raise click.UsageError("give the spec either as SPEC or with -f FILE, not both")
+    if spec_file is not None:
+        try:
+            with click.open_file(spec_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.FileError(spec_file, str(exc)) from None
+        name = "<stdin>" if spec_file == "-" else spec_file
+    elif spec:
+        text = " ".join(spec)
+        name = " ".join(text.split())
+    else:
+        raise click.UsageError("give a spec, like archscope calc '28x28x1 conv32 k3 → flatten → "
+                               "dense10', or -f FILE")
+    if not text.strip():
+        raise SpecSyntaxError("the spec is empty; write layers like '28x28x1 conv32 k3 → "
+                              "flatten → dense10'")
+    report = calc_report(text, name=name, layout="chw" if chw else "hwc",
+                         input_shape=input_shape, batch=batch)
+    tty = sys.stdout.isatty()
+    out = render(report, fmt, explain=True, width=width or (None if tty else 100),
+                 color=tty and fmt == "table")
+    click.echo(out, nl=False)

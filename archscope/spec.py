@@ -1,0 +1,1412 @@
+"""The layer-spec language of ``archscope calc``: a network typed as one line of layers.
+
+::
+
+    150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → flatten → dense512 → dense1
+
+Two stages, so that the language can be tested without torch:
+
+* :func:`parse` (pure Python) turns text into a :class:`ParsedSpec`: the input shape as written,
+  its layout (``hwc`` as Keras lectures write it, or ``chw``) and a flat tuple of
+  :class:`LayerSpec` (``repeat`` blocks already expanded). Malformed text raises
+  :class:`~archscope.errors.SpecSyntaxError` naming the token, its line and column, with a caret
+  under it.
+* :func:`build` turns a parsed spec into a real ``nn.Sequential`` (modules named ``conv1``,
+  ``relu1``, ``pool1`` …, ``fc1``), tracking shapes with the integer formulas of
+  :mod:`archscope.formulas` only to size the layers and to refuse a layer that cannot apply
+  (:class:`~archscope.errors.SpecShapeError` names the layer number and the shapes). Shapes,
+  parameters and MACs shown to users always come from the engine's
+:class:`~archscope.report.Report`.
+
+:func:`to_layout` re-orders a report's shapes into the order the user wrote (N×H×W×C for ``hwc``).
+The grammar and examples are in docs/spec.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archscope.errors import ModelSourceError, SpecShapeError, SpecSyntaxError
+from archscope.formulas import output_size
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from archscope.report import Report
+
+#: Largest integer a spec may contain; larger ones are typing mistakes, and would make torch
+#: allocate absurd tensors even on the meta device.
+MAX_INT = 1_000_000
+#: Most layers a spec may expand to (``repeat`` included).
+MAX_LAYERS = 2_000
+
+# ─────────────────────────────────────────────────────────────────────────────── vocabulary
+
+#: canonical layer kind → words that name it (compared lower-cased, without ``_``, after the last
+#: ``.``, so ``layers.MaxPooling2D``, ``nn.MaxPool2d`` and ``max_pool`` all work).
+_LAYER_WORDS: dict[str, tuple[str, ...]] = {
+    "conv": ("conv", "conv2d", "convolution", "convolution2d", "convolutional"),
+    "dwconv": ("dwconv", "dwconv2d", "depthwise", "depthwiseconv", "depthwiseconv2d", "dw"),
+    "pwconv": ("pwconv", "pwconv2d", "pointwise", "pointwiseconv", "pointwiseconv2d", "pw"),
+    "sepconv": ("sepconv", "sepconv2d", "separable", "separableconv", "separableconv2d",
+                "separableconvolution2d"),
+    "maxpool": ("maxpool", "maxpool2d", "maxpooling", "maxpooling2d", "pool", "mp"),
+    "avgpool": ("avgpool", "avgpool2d", "averagepool", "averagepool2d", "averagepooling",
+                "averagepooling2d", "avgpooling2d"),
+    "gap": ("gap", "globalavgpool", "globalavgpool2d", "globalaveragepool", "globalaveragepool2d",
+            "globalaveragepooling", "globalaveragepooling2d", "globalavgpooling2d"),
+    "gmp": ("gmp", "globalmaxpool", "globalmaxpool2d", "globalmaxpooling", "globalmaxpooling2d"),
+    "adaptiveavgpool": ("adaptiveavgpool", "adaptiveavgpool2d", "adaptiveaveragepool",
+                        "adaptiveaveragepooling2d", "aap"),
+    "adaptivemaxpool": ("adaptivemaxpool", "adaptivemaxpool2d", "adaptivemaxpooling2d"),
+    "flatten": ("flatten", "flat"),
+    "dense": ("dense", "linear", "fc", "fullyconnected", "affine"),
+    "dropout": ("dropout", "drop"),
+    "dropout2d": ("dropout2d", "spatialdropout", "spatialdropout2d"),
+    "batchnorm": ("batchnorm", "bn", "batchnorm1d", "batchnorm2d", "batchnormalization",
+                  "batchnormalisation"),
+    "layernorm": ("layernorm", "ln", "layernormalization", "layernormalisation"),
+    "lrn": ("lrn", "localresponsenorm", "localresponsenormalization", "localresponsenormalisation"),
+    "zeropad": ("zeropad", "zeropad2d", "zeropadding", "zeropadding2d"),
+    "activation": ("activation", "act"),
+}
+
+#: activation name → (words that name it, torch class name in ``torch.nn``).
+_ACTIVATIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "relu": (("relu",), "ReLU"),
+    "relu6": (("relu6",), "ReLU6"),
+    "sigmoid": (("sigmoid", "logistic"), "Sigmoid"),
+    "tanh": (("tanh",), "Tanh"),
+    "softmax": (("softmax",), "Softmax"),
+    "logsoftmax": (("logsoftmax",), "LogSoftmax"),
+    "gelu": (("gelu",), "GELU"),
+    "leakyrelu": (("leakyrelu", "lrelu", "leaky"), "LeakyReLU"),
+    "elu": (("elu",), "ELU"),
+    "selu": (("selu",), "SELU"),
+    "silu": (("silu", "swish"), "SiLU"),
+    "mish": (("mish",), "Mish"),
+    "hardswish": (("hardswish", "hswish"), "Hardswish"),
+    "hardsigmoid": (("hardsigmoid", "hsigmoid"), "Hardsigmoid"),
+    "softplus": (("softplus",), "Softplus"),
+    "prelu": (("prelu",), "PReLU"),
+}
+#: activation values meaning "no activation" (Keras ``activation='linear'``).
+_NO_ACTIVATION = ("linear", "identity", "none", "null")
+
+_KIND_OF_WORD: dict[str, str] = {w: kind for kind, words in _LAYER_WORDS.items() for w in words}
+_ACT_OF_WORD: dict[str, str] = {w: act for act, (words, _) in _ACTIVATIONS.items() for w in words}
+
+_INPUT_WORDS = ("input", "inputs", "in", "inputshape", "shape", "inputlayer")
+_LAYOUT_WORDS = {"hwc": "hwc", "nhwc": "hwc", "chw": "chw", "nchw": "chw",
+                 "channelslast": "hwc", "channelsfirst": "chw"}
+_REPEAT_WORDS = ("repeat", "rep", "times")
+_CROSS = ("x", "×", "*")
+
+#: option word → canonical option (before per-kind overrides in ``_KIND_OPTION_ALIASES``).
+_OPTION_ALIASES: dict[str, str] = {
+    "k": "kernel", "kernel": "kernel", "kernelsize": "kernel", "ks": "kernel",
+    "poolsize": "kernel", "window": "kernel",
+    "s": "stride", "stride": "stride", "strides": "stride",
+    "p": "padding", "pad": "padding", "padding": "padding",
+    "d": "dilation", "dil": "dilation", "dilation": "dilation", "dilationrate": "dilation",
+    "g": "groups", "group": "groups", "groups": "groups",
+    "bias": "bias", "usebias": "bias",
+    "act": "activation", "activation": "activation",
+    "out": "out", "filters": "out", "outchannels": "out", "units": "out", "outfeatures": "out",
+    "in": "in", "inchannels": "in", "infeatures": "in",
+    "rate": "rate",
+    "size": "size", "alpha": "alpha", "beta": "beta",
+    "m": "multiplier", "multiplier": "multiplier", "depthmultiplier": "multiplier",
+    "ceil": "ceil", "ceilmode": "ceil",
+    "slope": "slope", "negativeslope": "slope",
+    "output": "output", "outputsize": "output",
+    "numfeatures": "features", "features": "features", "normalizedshape": "features",
+    "affine": "affine", "elementwiseaffine": "affine",
+    "inputshape": "input_shape",
+    "x": "repeat", "times": "repeat",
+}
+_KIND_OPTION_ALIASES: dict[str, dict[str, str]] = {
+    "dropout": {"p": "rate"},
+    "dropout2d": {"p": "rate"},
+    "lrn": {"k": "kconst", "n": "size"},
+    "leakyrelu": {"alpha": "slope"},
+}
+#: keyword arguments of Keras/PyTorch calls that change no shape or count: accepted and ignored.
+_IGNORED_KEYS = frozenset({
+    "name", "momentum", "epsilon", "eps", "inplace", "dataformat", "seed", "trainable", "dtype",
+    "noiseshape", "dim", "axis", "startdim", "enddim", "keepdims", "device", "paddingmode",
+    "trackrunningstats", "countincludepad", "returnindices", "divisoroverride", "approximate",
+    "beta1", "threshold",
+})
+_IGNORED_SUFFIXES = ("initializer", "regularizer", "constraint")
+
+_CONV_OPTS = ("out", "in", "kernel", "stride", "padding", "dilation", "groups", "bias",
+              "activation")
+#: per kind: the options it accepts, and the order of positional values (Keras' order; a bare
+#: number after the layer word fills the first).
+_KIND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "conv": _CONV_OPTS,
+    "dwconv": (*_CONV_OPTS, "multiplier"),
+    "pwconv": ("out", "in", "stride", "groups", "bias", "activation"),
+    "sepconv": (*_CONV_OPTS, "multiplier"),
+    "maxpool": ("kernel", "stride", "padding", "dilation", "ceil"),
+    "avgpool": ("kernel", "stride", "padding", "ceil"),
+    "gap": (),
+    "gmp": (),
+    "adaptiveavgpool": ("output",),
+    "adaptivemaxpool": ("output",),
+    "flatten": (),
+    "dense": ("out", "in", "bias", "activation"),
+    "dropout": ("rate",),
+    "dropout2d": ("rate",),
+    "batchnorm": ("features", "affine"),
+    "layernorm": ("features", "affine"),
+    "lrn": ("size", "alpha", "beta", "kconst"),
+    "zeropad": ("padding",),
+    "act": ("slope", "alpha"),
+}
+_POSITIONAL: dict[str, tuple[str, ...]] = {
+    "conv": ("out", "kernel", "stride", "padding"),
+    "dwconv": ("kernel", "stride", "padding", "multiplier"),
+    "pwconv": ("out",),
+    "sepconv": ("out", "kernel", "stride", "padding"),
+    "maxpool": ("kernel", "stride", "padding"),
+    "avgpool": ("kernel", "stride", "padding"),
+    "adaptiveavgpool": ("output",),
+    "adaptivemaxpool": ("output",),
+    "dense": ("out",),
+    "dropout": ("rate",),
+    "dropout2d": ("rate",),
+    "batchnorm": ("features",),
+    "layernorm": ("features",),
+    "lrn": ("size", "alpha", "beta", "kconst"),
+    "zeropad": ("padding",),
+}
+#: PyTorch's positional order, used when a call has more positional values than Keras takes
+#: (``nn.Conv2d(3, 32, 3)``, ``nn.Linear(6272, 512)``).
+_TORCH_POSITIONAL: dict[str, tuple[str, ...]] = {
+    "conv": ("in", "out", "kernel", "stride", "padding", "dilation", "groups", "bias"),
+    "dense": ("in", "out", "bias"),
+}
+#: what a bare number after the layer word means, for messages and docs.
+_MAIN_MEANING = {"out": "filters/units", "kernel": "pool size", "rate": "rate",
+                 "size": "size", "output": "output size", "features": "features",
+                 "padding": "padding"}
+#: a plain (non-call) value directly after the word; for ``dwconv`` it is the output channels.
+_PLAIN_POSITIONAL: dict[str, tuple[str, ...]] = {
+    **_POSITIONAL,
+    "dwconv": ("out", "kernel", "stride", "padding"),
+}
+_ACT_POSITIONAL = {"leakyrelu": ("slope",), "elu": ("alpha",)}
+#: kinds that need an output size: (what it is called, an example).
+_NEEDS_OUT = {"conv": ("number of filters", "conv32 k3"), "sepconv": ("number of filters",
+              "sepconv64 k3"), "pwconv": ("number of filters", "pwconv64"),
+              "dense": ("number of units", "dense512")}
+
+
+# ──────────────────────────────────────────────────────────────────────────────── results
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a spec, after ``repeat`` expansion.
+
+    Attributes:
+        kind: canonical kind (``conv``, ``maxpool``, ``dense``, ``act`` …; see docs/spec.md).
+        options: canonical options (``out``, ``kernel`` as ``(kh, kw)``, ``stride``, ``padding``
+            as ``(ph, pw)`` or ``"same"``/``"valid"``, ``activation``, ``rate`` …).
+        number: 1-based position in the expanded spec (what error messages call "layer N").
+        text: the layer as written (whitespace collapsed), for messages.
+        line / col: where it starts in the spec text (1-based).
+    """
+
+    kind: str
+    options: dict[str, Any] = field(default_factory=dict)
+    number: int = 0
+    text: str = ""
+    line: int = 1
+    col: int = 1
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A parsed spec: the input as written, its layout, and the layers."""
+
+    input_dims: tuple[int, ...] | None
+    layout: str
+    layers: tuple[LayerSpec, ...]
+    source: str = ""
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The input in the engine's order: C×H×W for images (``(F,)`` for a flat input)."""
+        return _to_chw(self.input_dims, self.layout)
+
+
+@dataclass(frozen=True)
+class BuiltSpec:
+    """A built spec: the model, the engine's input shape (C×H×W), and notes for the user."""
+
+    model: nn.Module
+    input_shape: tuple[int, ...]
+    layout: str
+    name: str
+    notes: tuple[str, ...] = ()
+
+
+def _to_chw(dims: tuple[int, ...] | None, layout: str) -> tuple[int, ...] | None:
+    if dims is None:
+        return None
+    if len(dims) == 2:  # H×W: one channel (a grey image)
+        return (1, dims[0], dims[1])
+    if len(dims) == 3 and layout == "hwc":
+        return (dims[2], dims[0], dims[1])
+    return dims
+
+
+# ──────────────────────────────────────────────────────────────────────────────── tokenizer
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # num, dims, word, str, sep, nl, punct, end
+    text: str
+    pos: int
+    value: Any = None
+
+    @property
+    def end(self) -> int:
+        return self.pos + len(self.text)
+
+
+_WORD = r"[A-Za-z_][A-Za-z_]*(?:[0-9][dD](?![A-Za-z]))?"
+_TOKEN_RE = re.compile(
+    r"(?P<ws>[^\S\n]+)"
+    r"|(?P<comment>\#[^\n]*)"
+    r"|(?P<nl>\n)"
+    r"|(?P<sep>[-–—]+>|=+>|→|⟶|⇒|➔|➜|>|\||;|[-–—]+)"
+    r"|(?P<dims>[0-9]+(?:[x×X*][0-9]+)+)"
+    r"|(?P<num>(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+    rf"|(?P<word>{_WORD}(?:\.{_WORD})*)"
+    r"|(?P<str>'[^'\n]*'|\"[^\"\n]*\")"
+    r"|(?P<punct>[()\[\]=,/:×*])"
+)
+
+
+def _tokenize(src: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    pos = 0
+    while pos < len(src):
+        m = _TOKEN_RE.match(src, pos)
+        if m is None:
+            raise _syntax_error(src, pos, f"unexpected character {src[pos]!r}; "
+                                "a layer looks like conv32 k3, maxpool2 or dense10")
+        kind = m.lastgroup or ""
+        text = m.group()
+        if kind == "num":
+            value: Any = float(text) if any(c in text for c in ".eE") else int(text)
+            tokens.append(_Token("num", text, pos, value))
+        elif kind == "dims":
+            tokens.append(_Token("dims", text, pos,
+                                 tuple(int(p) for p in re.split(r"[x×X*]", text))))
+        elif kind == "str":
+            tokens.append(_Token("str", text, pos, text[1:-1]))
+        elif kind in ("word", "sep", "nl", "punct"):
+            tokens.append(_Token(kind, text, pos))
+        pos = m.end()
+    tokens.append(_Token("end", "", len(src)))
+    return _merge_relu6(tokens)
+
+
+def _merge_relu6(tokens: list[_Token]) -> list[_Token]:
+    """``relu6`` tokenizes as ``relu`` + ``6``; glue names that end in a digit back together."""
+    out: list[_Token] = []
+    for tok in tokens:
+        prev = out[-1] if out else None
+        if (prev is not None and prev.kind == "word" and tok.kind == "num" and prev.end == tok.pos
+                and _norm(prev.text + tok.text) in _ACT_OF_WORD):
+            out[-1] = _Token("word", prev.text + tok.text, prev.pos)
+            continue
+        out.append(tok)
+    return out
+
+
+def _norm(word: str) -> str:
+    """``layers.MaxPooling2D`` → ``maxpooling2d``; ``max_pool`` → ``maxpool``."""
+    return word.rsplit(".", 1)[-1].replace("_", "").lower()
+
+
+def _describe(tok: _Token) -> str:
+    if tok.kind == "end":
+        return "the end of the spec"
+    if tok.kind == "nl":
+        return "a line break"
+    return repr(tok.text)
+
+
+def _location(src: str, pos: int) -> tuple[int, int, str]:
+    line_no = src.count("\n", 0, pos) + 1
+    start = src.rfind("\n", 0, pos) + 1
+    end = src.find("\n", pos)
+    line = src[start:] if end < 0 else src[start:end]
+    return line_no, pos - start + 1, line
+
+
+def _syntax_error(src: str, pos: int, message: str) -> SpecSyntaxError:
+    """``line 1, col 12: <message>`` plus the line and a caret under the column."""
+    line_no, col, line = _location(src, pos)
+    shown = "".join(c if c.isprintable() else " " for c in line)
+    offset = col - 1
+    if len(shown) > 76:  # show a window around the column
+        lo = max(0, offset - 40)
+        hi = lo + 76
+        prefix = "…" if lo > 0 else ""
+        shown = prefix + shown[lo:hi] + ("…" if hi < len(shown) else "")
+        offset = offset - lo + len(prefix)
+    return SpecSyntaxError(f"line {line_no}, col {col}: {message}\n  {shown}\n  {' ' * offset}^")
+
+
+# ──────────────────────────────────────────────────────────────────────────────── parser
+
+
+@dataclass
+class _Value:
+    value: Any
+    tok: _Token
+
+
+class _Parser:
+    """Recursive descent over the tokens; the grammar is in docs/spec.md."""
+
+    def __init__(self, src: str, layout: str = "hwc") -> None:
+        self.src = src
+        self.toks = _tokenize(src)
+        self.i = 0
+        self.input_dims: tuple[int, ...] | None = None
+        self.input_tok: _Token | None = None
+        self.layout = layout
+
+    # helpers -------------------------------------------------------------------------------
+    def peek(self, k: int = 0) -> _Token:
+        return self.toks[min(self.i + k, len(self.toks) - 1)]
+
+    def take(self) -> _Token:
+        tok = self.peek()
+        self.i = min(self.i + 1, len(self.toks) - 1)
+        return tok
+
+    def error(self, tok: _Token, message: str) -> SpecSyntaxError:
+        return _syntax_error(self.src, tok.pos, message)
+
+    def is_punct(self, tok: _Token, *chars: str) -> bool:
+        return tok.kind == "punct" and tok.text in chars
+
+    def is_sep(self, tok: _Token) -> bool:
+        return tok.kind in ("sep", "nl") or self.is_punct(tok, ",")
+
+    def skip_seps(self) -> None:
+        while self.is_sep(self.peek()):
+            self.take()
+
+    def skip_newlines(self) -> None:
+        while self.peek().kind == "nl":
+            self.take()
+
+    def expect_punct(self, char: str, what: str) -> _Token:
+        self.skip_newlines()
+        tok = self.peek()
+        if not self.is_punct(tok, char):
+            raise self.error(tok, f"expected {char!r} {what}, got {_describe(tok)}")
+        return self.take()
+
+    def is_cross(self, tok: _Token) -> bool:
+        return (tok.kind == "word" and tok.text.lower() == "x") or self.is_punct(tok, "×", "*")
+
+    # spec ----------------------------------------------------------------------------------
+    def parse(self) -> ParsedSpec:
+        self.skip_seps()
+        self.parse_input()
+        layers = self.parse_items(closing=None)
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.error(tok, f"unexpected {_describe(tok)}")
+        if len(layers) > MAX_LAYERS:
+            raise self.error(tok, f"the spec expands to {len(layers)} layers, more than "
+                             f"{MAX_LAYERS}; use smaller repeat counts")
+        numbered = tuple(replace(layer, number=n) for n, layer in enumerate(layers, 1))
+        return ParsedSpec(self.input_dims, self.layout, numbered, self.src)
+
+    def parse_input(self) -> None:
+        """``150x150x3``, ``chw:3x150x150``, ``input 3x150x150 chw``, ``Input(shape=(…))``."""
+        tok = self.peek()
+        start = tok
+        said_input = False
+        if tok.kind == "word" and _norm(tok.text) in _LAYOUT_WORDS:
+            self.layout = _LAYOUT_WORDS[_norm(tok.text)]
+            self.take()
+            if self.is_punct(self.peek(), ":", "="):
+                self.take()
+            said_input = True
+        elif tok.kind == "word" and _norm(tok.text) in _INPUT_WORDS:
+            self.take()
+            if self.is_punct(self.peek(), "(") and self.peek().pos == tok.end:
+                self.parse_keras_input(tok)
+                return
+            if self.is_punct(self.peek(), ":", "="):
+                self.take()
+            said_input = True
+            nxt = self.peek()
+            if nxt.kind == "word" and _norm(nxt.text) in _LAYOUT_WORDS:
+                self.layout = _LAYOUT_WORDS[_norm(nxt.text)]
+                self.take()
+                if self.is_punct(self.peek(), ":", "="):
+                    self.take()
+        tok = self.peek()
+        if tok.kind == "num" and self.is_cross(self.peek(1)) and self.is_punct(self.peek(2), "["):
+            pass  # "2x[ … ]" is a repeated block, not an input
+        elif tok.kind in ("dims", "num") or (self.is_punct(tok, "(") and said_input) or (
+                self.is_punct(tok, "(") and self._looks_like_tuple()):
+            value = self.parse_value()
+            self.set_input(value)
+            nxt = self.peek()
+            if nxt.kind == "word" and _norm(nxt.text) in _LAYOUT_WORDS:
+                self.layout = _LAYOUT_WORDS[_norm(nxt.text)]
+                self.take()
+            elif self.is_punct(nxt, "(") and self.peek(1).kind == "word" and \
+                    _norm(self.peek(1).text) in _LAYOUT_WORDS and self.is_punct(self.peek(2), ")"):
+                self.layout = _LAYOUT_WORDS[_norm(self.peek(1).text)]
+                self.i += 3
+        elif said_input:
+            raise self.error(tok, "expected the input shape after "
+                             f"{start.text!r}, like 150x150x3, got {_describe(tok)}")
+
+    def _looks_like_tuple(self) -> bool:
+        return self.peek(1).kind == "num" and self.is_punct(self.peek(2), ",")
+
+    def parse_keras_input(self, word: _Token) -> None:
+        args, kwargs = self.parse_call_args()
+        shape: _Value | None = None
+        for key, value in kwargs.items():
+            if key in ("shape", "inputshape", "batchshape"):
+                shape = value
+            elif key not in _IGNORED_KEYS:
+                raise self.error(value.tok, f"unknown keyword {key!r} for Input; "
+                                 "use shape=(H, W, C)")
+        if args:
+            shape = args[0]
+        if shape is None:
+            raise self.error(word, "Input(...) needs shape=(H, W, C)")
+        self.set_input(shape)
+
+    def set_input(self, value: _Value) -> None:
+        raw = value.value
+        dims = raw if isinstance(raw, tuple) else (raw,)
+        dims = tuple(d for d in dims if d is not None)  # Keras batch_shape=(None, 28, 28, 1)
+        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            raise self.error(value.tok, "the input shape must be whole numbers like 150x150x3")
+        if len(dims) > 3:
+            raise self.error(value.tok, f"the input shape has {len(dims)} numbers; give H×W×C "
+                             "(or chw:C×H×W) without the batch size")
+        for d in dims:
+            if d < 1 or d > MAX_INT:
+                raise self.error(value.tok, f"input size {d} is out of range (1 to {MAX_INT:,})")
+        if self.input_dims is not None:
+            raise self.error(value.tok, "the input shape is given twice")
+        self.input_dims = dims
+        self.input_tok = value.tok
+
+    # items ---------------------------------------------------------------------------------
+    def parse_items(self, closing: str | None) -> list[LayerSpec]:
+        layers: list[LayerSpec] = []
+        while True:
+            self.skip_seps()
+            tok = self.peek()
+            if tok.kind == "end" or (closing is not None and self.is_punct(tok, closing)):
+                return layers
+            layers.extend(self.parse_item())
+            if len(layers) > MAX_LAYERS:
+                raise self.error(tok, f"the spec expands to more than {MAX_LAYERS} layers; "
+                                 "use smaller repeat counts")
+            nxt = self.peek()
+            if self.is_sep(nxt) or nxt.kind == "end" or self.is_punct(nxt, "[") or (
+                    closing is not None and self.is_punct(nxt, closing)):
+                continue
+            if nxt.kind == "word" and (_norm(nxt.text) in _KIND_OF_WORD or _norm(nxt.text) in
+                                       _ACT_OF_WORD or _norm(nxt.text) in _REPEAT_WORDS):
+                continue  # a new layer without a separator: "conv32 k3 maxpool2"
+            if nxt.kind == "word":
+                raise self.error(nxt, f"unknown option or layer {nxt.text!r}"
+                                 f"{_did_you_mean(_norm(nxt.text))}")
+            what = f"'{closing}', " if closing else ""
+            raise self.error(nxt, f"expected {what}a separator (→, ->, |, comma or line break) "
+                             f"or the next layer, got {_describe(nxt)}")
+
+    def parse_item(self) -> list[LayerSpec]:
+        tok = self.peek()
+        # repeat N [ ... ]
+        if tok.kind == "word" and _norm(tok.text) in ("repeat", "rep"):
+            self.take()
+            count = self.parse_count(tok)
+            if self.is_cross(self.peek()):
+                self.take()
+            return self.parse_block(count)
+        # N x [ ... ]
+        if tok.kind == "num" and self.is_cross(self.peek(1)) and self.is_punct(self.peek(2), "["):
+            count = self.parse_count(tok)
+            self.take()
+            return self.parse_block(count)
+        # [ ... ] x N
+        if self.is_punct(tok, "["):
+            block = self.parse_block(1)
+            if self.is_cross(self.peek()):
+                cross = self.take()
+                block = block * self.parse_count(cross)
+            return block
+        if tok.kind == "word":
+            return self.parse_layer()
+        if tok.kind in ("dims", "num") or self.is_punct(tok, "("):
+            hint = (" (the input shape goes first)" if self.input_dims is None or
+                    tok.kind == "dims" else "")
+            raise self.error(tok, f"expected a layer such as conv32, maxpool2 or dense10, "
+                             f"got {_describe(tok)}{hint}")
+        raise self.error(tok, "expected a layer such as conv32, maxpool2 or dense10, "
+                         f"got {_describe(tok)}")
+
+    def parse_count(self, after: _Token) -> int:
+        tok = self.peek()
+        if tok.kind != "num" or not isinstance(tok.value, int):
+            raise self.error(tok, f"expected a repeat count after {after.text!r}, "
+                             f"got {_describe(tok)}")
+        self.take()
+        if not 1 <= tok.value <= MAX_LAYERS:
+            raise self.error(tok, f"repeat count {tok.value} is out of range (1 to {MAX_LAYERS})")
+        return int(tok.value)
+
+    def parse_block(self, count: int) -> list[LayerSpec]:
+        self.expect_punct("[", "to open the repeated block")
+        layers = self.parse_items(closing="]")
+        close = self.peek()
+        if not self.is_punct(close, "]"):
+            raise self.error(close, f"expected ']' to close the repeated block, got "
+                             f"{_describe(close)}")
+        self.take()
+        if count * len(layers) > MAX_LAYERS:
+            raise self.error(close, f"the block repeats to {count * len(layers)} layers, more "
+                             f"than {MAX_LAYERS}")
+        return layers * count
+
+    # layers --------------------------------------------------------------------------------
+    def parse_layer(self) -> list[LayerSpec]:
+        word = self.take()
+        name = _norm(word.text)
+        call = self.is_punct(self.peek(), "(") and self.peek().pos == word.end
+        if name in ("add", "modeladd") and call:  # model.add(Conv2D(...)) pasted from Keras
+            self.take()
+            self.skip_newlines()
+            layers = self.parse_item()
+            self.expect_punct(")", "to close model.add(")
+            return layers
+        if name == "sequential" and call:  # Sequential([Conv2D(...), ...])
+            self.take()
+            self.skip_newlines()
+            layers = self.parse_block(1)
+            self.expect_punct(")", "to close Sequential(")
+            return layers
+        if name in _INPUT_WORDS or name in _LAYOUT_WORDS:
+            raise self.error(word, "the input shape must come first, before every layer")
+        if name in _ACT_OF_WORD:
+            kind, act = "act", _ACT_OF_WORD[name]
+        elif name in _KIND_OF_WORD:
+            kind, act = _KIND_OF_WORD[name], ""
+        else:
+            raise self.error(word, f"unknown layer {word.text!r}{_did_you_mean(name)}; "
+                             "layers: conv, dwconv, sepconv, maxpool, avgpool, gap, flatten, "
+                             "dense, dropout, batchnorm, layernorm, lrn, relu … (docs/spec.md)")
+        layer = _LayerBuilder(self, word, kind, act)
+        if call:
+            layer.call_args()
+        layer.plain_args()
+        return layer.finish()
+
+    # values --------------------------------------------------------------------------------
+    def parse_value(self) -> _Value:
+        """A number, ``3x3``, ``'same'``, a word, ``(3, 3)``, or a call such as ``l2(0.01)``."""
+        tok = self.peek()
+        if tok.kind in ("num", "dims", "str"):
+            self.take()
+            return _Value(tok.value, tok)
+        if tok.kind == "word":
+            self.take()
+            if self.is_punct(self.peek(), "(") and self.peek().pos == tok.end:
+                self.parse_call_args()
+                return _Value(_Call(tok.text), tok)
+            low = tok.text.lower()
+            if low in ("true", "false"):
+                return _Value(low == "true", tok)
+            if low == "none":
+                return _Value(None, tok)
+            return _Value(tok.text, tok)
+        if self.is_punct(tok, "(", "["):
+            self.take()
+            closing = ")" if tok.text == "(" else "]"
+            items: list[Any] = []
+            while True:
+                self.skip_newlines()
+                nxt = self.peek()
+                if self.is_punct(nxt, closing):
+                    self.take()
+                    break
+                items.append(self.parse_value().value)
+                self.skip_newlines()
+                nxt = self.peek()
+                if self.is_punct(nxt, ","):
+                    self.take()
+                elif not self.is_punct(nxt, closing):
+                    raise self.error(nxt, f"expected ',' or {closing!r} in the tuple, got "
+                                     f"{_describe(nxt)}")
+            return _Value(tuple(items), tok)
+        raise self.error(tok, f"expected a value (a number, 3x3, a word), got {_describe(tok)}")
+
+    def parse_call_args(self) -> tuple[list[_Value], dict[str, _Value]]:
+        """``( 32, (3, 3), activation='relu' )`` → positional values and keyword values."""
+        self.expect_punct("(", "to open the call")
+        args: list[_Value] = []
+        kwargs: dict[str, _Value] = {}
+        while True:
+            self.skip_newlines()
+            tok = self.peek()
+            if self.is_punct(tok, ")"):
+                self.take()
+                return args, kwargs
+            if tok.kind == "word" and self.is_punct(self.peek(1), "="):
+                self.take()
+                self.take()
+                self.skip_newlines()
+                kwargs[_norm(tok.text)] = _KeyedValue(self.parse_value(), tok)
+            else:
+                if kwargs:
+                    raise self.error(tok, "a positional value cannot follow a keyword argument")
+                args.append(self.parse_value())
+            self.skip_newlines()
+            nxt = self.peek()
+            if self.is_punct(nxt, ","):
+                self.take()
+            elif not self.is_punct(nxt, ")"):
+                raise self.error(nxt, f"expected ',' or ')' in the call, got {_describe(nxt)}")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A nested call used as a value (``regularizers.l2(0.001)``); only ignored keys take one."""
+
+    name: str
+
+
+class _KeyedValue(_Value):
+    """A keyword argument's value, remembering the keyword's token for messages."""
+
+    def __init__(self, value: _Value, key_tok: _Token) -> None:
+        super().__init__(value.value, value.tok)
+        self.key_tok = key_tok
+
+
+def _did_you_mean(name: str) -> str:
+    words = [*_KIND_OF_WORD, *_ACT_OF_WORD, *_OPTION_ALIASES]
+    close = difflib.get_close_matches(name, [w for w in words if w != name], n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _LayerBuilder:
+    """Collects one layer's options from call syntax and plain options, checking each value."""
+
+    def __init__(self, parser: _Parser, word: _Token, kind: str, act: str) -> None:
+        self.p = parser
+        self.word = word
+        self.kind = kind
+        self.act = act
+        self.opts: dict[str, Any] = {}
+        self.repeat = 1
+        self.positional_done = 0
+
+    @property
+    def label(self) -> str:
+        return self.act or self.kind
+
+    def accepted(self) -> tuple[str, ...]:
+        if self.kind == "act":
+            return {"leakyrelu": ("slope",), "elu": ("alpha",)}.get(self.act, ())
+        if self.kind == "activation":
+            return ("activation",)
+        return _KIND_OPTIONS[self.kind]
+
+    def canonical(self, key: str) -> str | None:
+        overrides = _KIND_OPTION_ALIASES.get(self.act or self.kind, {})
+        return overrides.get(key) or _OPTION_ALIASES.get(key)
+
+    def positional_names(self, count: int, call: bool) -> tuple[str, ...]:
+        if self.kind == "act":
+            return _ACT_POSITIONAL.get(self.act, ())
+        if self.kind == "activation":
+            return ("activation",)
+        if not call:
+            return _PLAIN_POSITIONAL.get(self.kind, ())
+        # Keras' Conv2D takes (filters, kernel) and Dense (units): more values mean PyTorch's
+        # Conv2d(in, out, kernel) or Linear(in, out).
+        keras_values = {"conv": 2, "dense": 1}
+        if self.kind in _TORCH_POSITIONAL and count > keras_values[self.kind]:
+            return _TORCH_POSITIONAL[self.kind]
+        return _POSITIONAL.get(self.kind, ())
+
+    # call syntax ---------------------------------------------------------------------------
+    def call_args(self) -> None:
+        args, kwargs = self.p.parse_call_args()
+        names = self.positional_names(len(args), call=True)
+        if len(args) > len(names):
+            extra = args[len(names)]
+            raise self.p.error(extra.tok, f"too many values for {self.word.text!r} (it takes "
+                               f"{len(names)}: {', '.join(names) or 'none'})")
+        for name, value in zip(names, args, strict=False):
+            self.set(name, value)
+        for key, value in kwargs.items():
+            tok = value.key_tok if isinstance(value, _KeyedValue) else value.tok
+            if key in _IGNORED_KEYS or key.endswith(_IGNORED_SUFFIXES):
+                continue
+            canon = self.canonical(key)
+            if canon == "input_shape":
+                self.p.set_input(value)
+                continue
+            if canon is None or canon not in self.accepted():
+                raise self.p.error(tok, f"{key!r} is not an option of {self.word.text!r}"
+                                   f"{self.options_hint()}")
+            self.set(canon, value)
+        self.positional_done = len(names)
+
+    # plain syntax --------------------------------------------------------------------------
+    def plain_args(self) -> None:
+        tok = self.p.peek()
+        if self.kind in _NEEDS_OUT and "out" not in self.opts and tok.kind != "num" and not (
+                tok.kind == "word" and self.canonical(_norm(tok.text)) == "out"):
+            meaning, example = _NEEDS_OUT[self.kind]
+            raise self.p.error(tok, f"expected a number after {self.word.text!r} (its {meaning}, "
+                               f"like {example}), got {_describe(tok)}")
+        names = list(self.positional_names(0, call=False))
+        positional = [n for n in names if n not in self.opts]
+        while True:
+            tok = self.p.peek()
+            if tok.kind == "num" and self.p.is_cross(self.p.peek(1)) and \
+                    self.p.is_punct(self.p.peek(2), "["):
+                return  # "2x[ … ]": the next item
+            if tok.kind in ("num", "dims") or (self.p.is_punct(tok, "(") and
+                                               self.p._looks_like_tuple()):
+                if not positional:
+                    raise self.p.error(tok, f"unexpected value {tok.text!r} after "
+                                       f"{self.word.text!r}; name it, like k3 or s2"
+                                       f"{self.options_hint()}")
+                name = positional.pop(0)
+                if tok.kind == "dims" and name == "out" and "kernel" in positional:
+                    name = positional.pop(0)  # conv 3x3: a kernel, not a filter count
+                self.set(name, self.p.parse_value())
+                self.maybe_stride(name)
+                continue
+            if self.p.is_punct(tok, "×", "*") and self.p.peek(1).kind == "num":
+                self.p.take()
+                self.repeat = self.p.parse_count(tok)
+                continue
+            if tok.kind != "word":
+                return
+            key = _norm(tok.text)
+            canon = self.canonical(key)
+            if key in ("same", "valid") and "padding" in self.accepted():
+                self.p.take()
+                self.set("padding", _Value(key, tok))
+            elif key == "nobias" and "bias" in self.accepted():
+                self.p.take()
+                self.set("bias", _Value(False, tok))
+            elif key == "ceil" and "ceil" in self.accepted() and not self.p.is_punct(
+                    self.p.peek(1), "=", ":"):
+                self.p.take()
+                self.set("ceil", _Value(True, tok))
+            elif key == "bias" and not self.p.is_punct(self.p.peek(1), "=", ":") and \
+                    "bias" in self.accepted():
+                self.p.take()
+                self.set("bias", _Value(True, tok))
+            elif canon == "repeat" and self.p.peek(1).kind == "num":
+                self.p.take()
+                self.repeat = self.p.parse_count(tok)
+            elif canon is not None and canon in self.accepted() and self.has_value_after():
+                self.p.take()
+                if self.p.is_punct(self.p.peek(), "=", ":"):
+                    self.p.take()
+                self.set(canon, self.p.parse_value())
+                self.maybe_stride(canon)
+            elif key in _ACT_OF_WORD and "activation" in self.accepted() and \
+                    "activation" not in self.opts:
+                self.p.take()
+                self.set("activation", _Value(tok.text, tok))
+            elif key in _KIND_OF_WORD or key in _ACT_OF_WORD or key in _REPEAT_WORDS:
+                return  # the next layer
+            elif canon is not None and canon in self.accepted():
+                nxt = self.p.peek(1)
+                raise self.p.error(nxt, f"expected a value after {tok.text!r}, got "
+                                   f"{_describe(nxt)}")
+            else:
+                raise self.p.error(tok, f"{tok.text!r} is not an option of "
+                                   f"{self.word.text!r}{_did_you_mean(key)}"
+                                   f"{self.options_hint()}")
+
+    def has_value_after(self) -> bool:
+        nxt = self.p.peek(1)
+        if self.p.is_punct(nxt, "=", ":"):
+            return True
+        words = (*_ACT_OF_WORD, "same", "valid", "true", "false", "on", "off", *_NO_ACTIVATION)
+        return (nxt.kind in ("num", "dims", "str")
+                or (nxt.kind == "word" and _norm(nxt.text) in words)
+                or (self.p.is_punct(nxt, "(") and self.p.peek(2).kind == "num"))
+
+    def maybe_stride(self, name: str) -> None:
+        """``maxpool3/2``, ``k3/2``: a ``/`` after a kernel gives the stride."""
+        if name == "kernel" and self.p.is_punct(self.p.peek(), "/"):
+            self.p.take()
+            self.set("stride", self.p.parse_value())
+
+    def options_hint(self) -> str:
+        opts = self.accepted()
+        return f"; it takes {', '.join(opts)}" if opts else "; it takes no options"
+
+    # values --------------------------------------------------------------------------------
+    def set(self, name: str, value: _Value) -> None:
+        self.opts[name] = _coerce(self.p, name, value, self.label)
+
+    def finish(self) -> list[LayerSpec]:
+        p = self.p
+        kind, opts = self.kind, self.opts
+        if kind == "activation":
+            act = opts.get("activation")
+            if act is None:
+                raise p.error(self.word, "Activation needs a name, like Activation('relu')")
+            kind, self.act, opts = "act", act, {}
+        if kind == "act":
+            opts = {"activation": self.act, **opts}
+        if kind in _NEEDS_OUT and "out" not in opts:
+            meaning, example = _NEEDS_OUT[kind]
+            raise p.error(self.word, f"{self.word.text!r} needs its {meaning}, like {example}")
+        end = p.toks[max(p.i - 1, 0)].end
+        text = " ".join(p.src[self.word.pos:end].split())
+        line, col, _ = _location(p.src, self.word.pos)
+        spec = LayerSpec(kind, opts, 0, text[:60], line, col)
+        return [spec] * self.repeat
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, tuple) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return (value[0], value[1])
+    return None
+
+
+def _coerce(p: _Parser, name: str, value: _Value, label: str) -> Any:
+    """Check one option's value and bring it to its canonical form."""
+    raw, tok = value.value, value.tok
+
+    def fail(expected: str) -> SpecSyntaxError:
+        return p.error(tok, f"{name} of {label} must be {expected}, got {tok.text!r}")
+
+    if isinstance(raw, _Call):
+        raise fail("a plain value")
+    if name in ("out", "in", "groups", "multiplier", "size"):
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_INT:
+            raise fail(f"a whole number from 1 to {MAX_INT:,}")
+        return raw
+    if name == "features":
+        if isinstance(raw, tuple) and raw and all(isinstance(v, int) and not isinstance(v, bool)
+                                                  and 1 <= v <= MAX_INT for v in raw):
+            return raw
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_INT:
+            raise fail(f"a whole number from 1 to {MAX_INT:,}")
+        return (raw,)
+    if name in ("kernel", "stride", "dilation", "output"):
+        pair = _pair(raw)
+        if pair is None or not all(1 <= v <= MAX_INT for v in pair):
+            raise fail("a positive whole number or a pair like 3x3")
+        return pair
+    if name == "padding":
+        if isinstance(raw, str) and raw.lower() in ("same", "valid"):
+            if label == "zeropad":
+                raise fail("a number or a pair like 1x1")
+            return raw.lower()
+        if label == "zeropad" and isinstance(raw, tuple) and len(raw) == 4 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT for v in raw):
+            return raw
+        pair = _pair(raw)
+        if pair is None or not all(0 <= v <= MAX_INT for v in pair):
+            raise fail("a whole number, a pair like 1x1, same or valid")
+        return pair
+    if name in ("bias", "ceil", "affine"):
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, int) and raw in (0, 1):
+            return bool(raw)
+        if isinstance(raw, str) and raw.lower() in ("yes", "no", "on", "off"):
+            return raw.lower() in ("yes", "on")
+        raise fail("true or false")
+    if name == "rate":
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= 1:
+            raise fail("a number from 0 to 1")
+        return float(raw)
+    if name in ("alpha", "beta", "kconst", "slope"):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= MAX_INT:
+            raise fail("a non-negative number")
+        return float(raw)
+    if name == "activation":
+        if raw is None:
+            return None
+        if not isinstance(raw, str):
+            raise fail("an activation name such as relu")
+        key = _norm(raw)
+        if key in _NO_ACTIVATION:
+            return None
+        if key not in _ACT_OF_WORD:
+            raise p.error(tok, f"unknown activation {raw!r}; use one of "
+                          f"{', '.join(_ACTIVATIONS)}{_did_you_mean(key)}")
+        return _ACT_OF_WORD[key]
+    raise fail("a known option")  # pragma: no cover - every canonical option is handled above
+
+
+def parse(text: str, *, layout: str = "hwc") -> ParsedSpec:
+    """Parse a layer spec (see docs/spec.md); pure Python, no torch.
+
+    Args:
+        text: the spec.
+        layout: how to read an input shape written without ``hwc``/``chw``: ``"hwc"`` (H×W×C,
+            Keras' order, the default) or ``"chw"`` (``calc --chw``).
+
+    Raises:
+        SpecSyntaxError: naming the offending token, its line and column, with a caret under it.
+    """
+    if layout not in ("hwc", "chw"):
+        raise ValueError(f"layout must be 'hwc' or 'chw', not {layout!r}")
+    return _Parser(text, layout).parse()
+
+
+# ──────────────────────────────────────────────────────────────────────────────── build
+
+
+def show_shape(shape: tuple[int, ...], layout: str) -> str:
+    """A sample's shape the way the user wrote it: ``(128, 7, 7)`` → ``7×7×128`` for ``hwc``."""
+    if len(shape) == 3 and layout == "hwc":
+        shape = (shape[1], shape[2], shape[0])
+    return "×".join(str(d) for d in shape)
+
+
+class _Build:
+    """Turns LayerSpecs into named modules while tracking a sample's shape (C×H×W or (F,))."""
+
+    def __init__(self, parsed: ParsedSpec, shape: tuple[int, ...]) -> None:
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.nn = nn
+        self.layout = parsed.layout
+        self.shape = shape
+        self.modules: list[tuple[str, nn.Module]] = []
+        self.counters: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.layer = LayerSpec("input")
+
+    # helpers -------------------------------------------------------------------------------
+    def where(self) -> str:
+        return f"layer {self.layer.number} ({self.layer.text})"
+
+    def shown(self, shape: tuple[int, ...] | None = None) -> str:
+        shape = self.shape if shape is None else shape
+        label = {3: " (H×W×C)" if self.layout == "hwc" else " (C×H×W)", 1: " features"}
+        return show_shape(shape, self.layout) + label.get(len(shape), "")
+
+    def fail(self, message: str) -> SpecShapeError:
+        return SpecShapeError(f"{self.where()}: {message}")
+
+    def add(self, prefix: str, module: nn.Module) -> None:
+        n = self.counters.get(prefix, 0) + 1
+        self.counters[prefix] = n
+        self.modules.append((f"{prefix}{n}", module))
+
+    def need_image(self, what: str) -> tuple[int, int, int]:
+        if len(self.shape) != 3:
+            raise self.fail(f"{what} needs an image-shaped input (H×W×C) but gets "
+                            f"{self.shown()}; put it before flatten/dense")
+        c, h, w = self.shape
+        return c, h, w
+
+    def window(self, kernel: tuple[int, int], stride: tuple[int, int], padding: Any,
+               dilation: tuple[int, int], ceil: bool, what: str,
+               pool: bool = False) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+        """Explicit padding for a conv/pool and the output size; refuses windows that do not fit.
+
+        ``same`` follows Keras: output ⌈n/s⌉, total padding ``(out − 1)·s + d·(k − 1) + 1 − n``
+        split with the extra pixel at the bottom/right; an odd split becomes a padding layer.
+        Returns ``((ph, pw), None)`` or ``((0, 0), (left, right, top, bottom))``.
+        """
+        _, h, w = self.need_image(what)
+        pad: tuple[int, int]
+        asym: tuple[int, int, int, int] | None = None
+        if padding == "same":
+            totals = []
+            for n, k, s, d in zip((h, w), kernel, stride, dilation, strict=True):
+                out = -(-n // s)
+                totals.append(max((out - 1) * s + d * (k - 1) + 1 - n, 0))
+            before = [t // 2 for t in totals]
+            after = [t - b for t, b in zip(totals, before, strict=True)]
+            if before == after:
+                pad = (before[0], before[1])
+            else:
+                pad = (0, 0)
+                asym = (before[1], after[1], before[0], after[0])
+        elif padding == "valid" or padding is None:
+            pad = (0, 0)
+        else:
+            pad = padding
+        if pool:
+            for p_, k, d in zip(pad, kernel, dilation, strict=True):
+                if p_ > (d * (k - 1) + 1) // 2:
+                    raise self.fail(f"padding {p_} is more than half of its {kernel[0]}×"
+                                    f"{kernel[1]} window; PyTorch allows at most half")
+        sizes = (h + (asym[2] + asym[3] if asym else 0), w + (asym[0] + asym[1] if asym else 0))
+        outs = []
+        for n, k, s, p_, d in zip(sizes, kernel, stride, pad, dilation, strict=True):
+            out, expr = output_size(n, k, s, p_, d, ceil)
+            if out < 1:
+                raise self.fail(f"its {kernel[0]}×{kernel[1]} window does not fit its "
+                                f"{self.shown()} input: {expr}; use a larger input, fewer "
+                                "pooling layers or padding same")
+            outs.append(out)
+        self.next_hw = (outs[0], outs[1])
+        return pad, asym
+
+    def add_pad(self, asym: tuple[int, int, int, int], value: float = 0.0) -> None:
+        nn = self.nn
+        self.add("pad", nn.ZeroPad2d(asym) if value == 0.0 else nn.ConstantPad2d(asym, value))
+
+    def add_activation(self, act: str | None, opts: dict[str, Any]) -> None:
+        if act is None:
+            return
+        nn = self.nn
+        cls = getattr(nn, _ACTIVATIONS[act][1])
+        module: nn.Module
+        if act in ("softmax", "logsoftmax"):
+            module = cls(dim=1)
+        elif act == "leakyrelu":
+            module = cls(negative_slope=opts.get("slope", 0.01))
+        elif act == "elu":
+            module = cls(alpha=opts.get("alpha", 1.0))
+        else:
+            module = cls()
+        self.add(act, module)
+
+    # layers --------------------------------------------------------------------------------
+    def apply(self, layer: LayerSpec) -> None:
+        self.layer = layer
+        getattr(self, f"_{layer.kind}")(layer.options)
+
+    def _conv(self, o: dict[str, Any], prefix: str = "conv", depthwise: bool = False) -> None:
+        c = self.need_image(prefix)[0]
+        if "in" in o and o["in"] != c:
+            raise self.fail(f"in_channels is {o['in']} but its input {self.shown()} has {c} "
+                            "channels")
+        if depthwise:
+            out = o.get("out", c * o.get("multiplier", 1))
+            groups = c
+        else:
+            out = o["out"]
+            groups = o.get("groups", 1)
+        if c % groups or out % groups:
+            raise self.fail(f"groups={groups} must divide both its {c} input channels and its "
+                            f"{out} output channels")
+        kernel = o.get("kernel", (1, 1) if prefix == "pwconv" else (3, 3))
+        stride = o.get("stride", (1, 1))
+        dilation = o.get("dilation", (1, 1))
+        pad, asym = self.window(kernel, stride, o.get("padding", "valid"), dilation, False, prefix)
+        if asym:
+            self.add_pad(asym)
+        self.add(prefix, self.nn.Conv2d(c, out, kernel, stride, pad, dilation, groups,
+                                        bias=o.get("bias", True)))
+        self.shape = (out, *self.next_hw)
+        self.add_activation(o.get("activation"), o)
+
+    def _dwconv(self, o: dict[str, Any]) -> None:
+        c = self.need_image("dwconv")[0]
+        if "out" in o and o["out"] % c:
+            raise self.fail(f"a depthwise conv's {o['out']} output channels must be a multiple "
+                            f"of its {c} input channels")
+        self._conv(o, "dwconv", depthwise=True)
+
+    def _pwconv(self, o: dict[str, Any]) -> None:
+        self._conv({**o, "kernel": (1, 1), "padding": (0, 0)}, "pwconv")
+
+    def _sepconv(self, o: dict[str, Any]) -> None:
+        """Keras SeparableConv2D: a depthwise k×k conv without bias, then a 1×1 conv."""
+        depthwise = {k: v for k, v in o.items() if k not in ("out", "activation", "bias", "in")}
+        depthwise["bias"] = False
+        if "in" in o:
+            depthwise["in"] = o["in"]
+        self._conv(depthwise, "dwconv", depthwise=True)
+        pointwise = {k: o[k] for k in ("out", "activation", "bias") if k in o}
+        self._conv({**pointwise, "kernel": (1, 1), "padding": (0, 0)}, "pwconv")
+
+    def _pool(self, o: dict[str, Any], kind: str) -> None:
+        kernel = o.get("kernel", (2, 2))
+        stride = o.get("stride", kernel)
+        dilation = o.get("dilation", (1, 1))
+        ceil = o.get("ceil", False)
+        pad, asym = self.window(kernel, stride, o.get("padding", "valid"), dilation, ceil, kind,
+                                pool=True)
+        c = self.shape[0]
+        nn = self.nn
+        if kind == "maxpool":
+            if asym:  # Keras ignores padded cells in a max: pad with −∞
+                self.add_pad(asym, float("-inf"))
+            self.add("pool", nn.MaxPool2d(kernel, stride, pad, dilation, ceil_mode=ceil))
+        else:
+            if asym:
+                self.add_pad(asym)
+                self.notes.append(f"{self.where()}: Keras' same padding is uneven here; the "
+                                  "zero padding counts in the border averages (shapes and counts "
+                                  "are unaffected)")
+            self.add("pool", nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil,
+                                          count_include_pad=False))
+        self.shape = (c, *self.next_hw)
+
+    def _maxpool(self, o: dict[str, Any]) -> None:
+        self._pool(o, "maxpool")
+
+    def _avgpool(self, o: dict[str, Any]) -> None:
+        self._pool(o, "avgpool")
+
+    def _global(self, cls_name: str) -> None:
+        c = self.need_image("global pooling")[0]
+        self.add("pool", getattr(self.nn, cls_name)(1))
+        self.add("flatten", self.nn.Flatten())
+        self.shape = (c,)
+
+    def _gap(self, o: dict[str, Any]) -> None:
+        self._global("AdaptiveAvgPool2d")
+
+    def _gmp(self, o: dict[str, Any]) -> None:
+        self._global("AdaptiveMaxPool2d")
+
+    def _adaptive(self, o: dict[str, Any], cls_name: str) -> None:
+        c = self.need_image("adaptive pooling")[0]
+        size = o.get("output", (1, 1))
+        self.add("pool", getattr(self.nn, cls_name)(size))
+        self.shape = (c, *size)
+
+    def _adaptiveavgpool(self, o: dict[str, Any]) -> None:
+        self._adaptive(o, "AdaptiveAvgPool2d")
+
+    def _adaptivemaxpool(self, o: dict[str, Any]) -> None:
+        self._adaptive(o, "AdaptiveMaxPool2d")
+
+    def _flatten(self, o: dict[str, Any]) -> None:
+        self.add("flatten", self.nn.Flatten())
+        self.shape = (_prod(self.shape),)
+
+    def _dense(self, o: dict[str, Any]) -> None:
+        if len(self.shape) != 1:
+            before = self.shown()
+            self._flatten({})
+            self.notes.append(f"{self.where()}: its input {before} is not flat; flattened it to "
+                              f"{self.shape[0]} first (write flatten before it to say so)")
+        features = self.shape[0]
+        if "in" in o and o["in"] != features:
+            raise self.fail(f"in_features is {o['in']} but its input has {features} features")
+        self.add("fc", self.nn.Linear(features, o["out"], bias=o.get("bias", True)))
+        self.shape = (o["out"],)
+        self.add_activation(o.get("activation"), o)
+
+    def _dropout(self, o: dict[str, Any]) -> None:
+        self.add("dropout", self.nn.Dropout(o.get("rate", 0.5)))
+
+    def _dropout2d(self, o: dict[str, Any]) -> None:
+        self.need_image("dropout2d")
+        self.add("dropout", self.nn.Dropout2d(o.get("rate", 0.5)))
+
+    def _check_features(self, o: dict[str, Any], expected: tuple[int, ...], what: str) -> None:
+        given = o.get("features")
+        if given is not None and tuple(given) != expected and tuple(given) != expected[:1]:
+            raise self.fail(f"{what} is given {'×'.join(map(str, given))} features but its "
+                            f"input is {self.shown()}")
+
+    def _batchnorm(self, o: dict[str, Any]) -> None:
+        c = self.shape[0]
+        self._check_features(o, (c,), "batchnorm")
+        cls = self.nn.BatchNorm2d if len(self.shape) == 3 else self.nn.BatchNorm1d
+        self.add("bn", cls(c, affine=o.get("affine", True)))
+
+    def _layernorm(self, o: dict[str, Any]) -> None:
+        """LayerNorm over a sample's whole C×H×W (PyTorch's usual use), or its features."""
+        self._check_features(o, self.shape, "layernorm")
+        self.add("ln", self.nn.LayerNorm(list(self.shape),
+                                         elementwise_affine=o.get("affine", True)))
+
+    def _lrn(self, o: dict[str, Any]) -> None:
+        """Defaults are AlexNet's (Krizhevsky et al. 2012, §3.3): n=5, α=1e-4, β=0.75, k=2."""
+        self.need_image("lrn")
+        self.add("lrn", self.nn.LocalResponseNorm(o.get("size", 5), o.get("alpha", 1e-4),
+                                                  o.get("beta", 0.75), o.get("kconst", 2.0)))
+
+    def _zeropad(self, o: dict[str, Any]) -> None:
+        c, h, w = self.need_image("zeropad")
+        pad = o.get("padding", (1, 1))
+        if len(pad) == 2:  # Keras ZeroPadding2D((ph, pw))
+            pad = (pad[1], pad[1], pad[0], pad[0])
+        self.add("pad", self.nn.ZeroPad2d(pad))
+        self.shape = (c, h + pad[2] + pad[3], w + pad[0] + pad[1])
+
+    def _act(self, o: dict[str, Any]) -> None:
+        self.add_activation(o["activation"], o)
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def build(parsed: ParsedSpec, *, input_shape: tuple[int, ...] | None = None,
+          device: Any = None, name: str | None = None) -> BuiltSpec:
+    """Build ``parsed`` as an ``nn.Sequential`` on ``device`` (default: torch's default device).
+
+    Args:
+        parsed: a parsed spec.
+        input_shape: C×H×W (or ``(F,)``) overriding the spec's own input shape (``--input``).
+        device: where to create the parameters; pass ``"meta"`` to allocate nothing.
+        name: the model's name in reports (default: the spec text, whitespace collapsed).
+
+    Raises:
+        SpecShapeError: naming the layer number and the shapes when a layer cannot apply.
+    """
+    import torch
+    from torch import nn
+
+    shape = input_shape if input_shape is not None else parsed.input_shape
+    if shape is None:
+        raise SpecShapeError("the spec has no input shape; start it with one, like "
+                             "'150x150x3 conv32 k3 …' (H×W×C) or 'chw:3x150x150 …', "
+                             "or pass --input")
+    shape = tuple(shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if not 1 <= len(shape) <= 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise SpecShapeError(f"input shape {shape} must be C×H×W or a number of features")
+    if not parsed.layers:
+        raise SpecShapeError("the spec has no layers; add some, like '28x28x1 conv32 k3 → "
+                             "flatten → dense10'")
+    state = _Build(parsed, shape)
+    notes: list[str] = []
+    if parsed.layout == "hwc" and parsed.input_dims is not None and len(parsed.input_dims) == 3 \
+            and input_shape is None:
+        h, w, c = parsed.input_dims
+        if h in (1, 3) and c > 4 and w == c:
+            notes.append(f"the input {h}×{w}×{c} is read as H×W×C ({c} channels); "
+                         f"write chw:{h}x{w}x{c} if you meant {h} channels")
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        for layer in parsed.layers:
+            try:
+                state.apply(layer)
+            except (RuntimeError, ValueError, OverflowError) as exc:  # torch refusing a size
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise state.fail(f"PyTorch cannot build it: {first}") from None
+    model = nn.Sequential()
+    for module_name, module in state.modules:
+        model.add_module(module_name, module)
+    label = name if name is not None else " ".join(parsed.source.split())
+    return BuiltSpec(model, shape, parsed.layout, label, tuple(notes + state.notes))
+
+
+def read_spec(source: str) -> tuple[str, str]:
+    """``spec:`` argument → (spec text, model name): a file's text if it exists, else itself."""
+    path = Path(source)
+    try:
+        is_file = len(source) < 4096 and "\n" not in source and path.is_file()
+    except (OSError, ValueError):
+        is_file = False
+    if is_file:
+        try:
+            return path.read_text(encoding="utf-8"), source
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelSourceError(f"cannot read spec file {source}: {exc}") from None
+    if not any(c.isspace() for c in source) and (
+            "/" in source or source.lower().endswith((".spec", ".txt", ".net"))):
+        raise ModelSourceError(f"spec file {source} does not exist; give a file's path or the "
+                               "layers themselves, like 'spec:28x28x1 conv32 k3 → dense10'")
+    return source, " ".join(source.split())
+
+
+def build_spec(text: str, *, input_shape: tuple[int, ...] | None = None, device: Any = None,
+               name: str | None = None, layout: str = "hwc") -> BuiltSpec:
+    """Parse and build in one step."""
+    return build(parse(text, layout=layout), input_shape=input_shape, device=device, name=name)
+
+
+def load_spec_source(source: str) -> tuple[nn.Module, str, tuple[int, ...]]:
+    """What ``spec:SOURCE`` means to :mod:`archscope.source`: a file or the spec text itself.
+
+    Returns the model built on the current default device, its display name (the file's path or
+    the text) and its input shape C×H×W.
+    """
+    text, name = read_spec(source)
+    built = build_spec(text, name=name)
+    return built.model, built.name, built.input_shape
+
+
+def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
+                input_shape: tuple[int, ...] | None = None, batch: int = 1) -> Report:
+    """Parse, build (on meta) and inspect a spec: the Report ``archscope calc`` renders.
+
+    Shapes are re-ordered into the spec's layout (:func:`to_layout`) and the build's notes (an
+    implicit flatten …) are added to the report's notes.
+    """
+    from archscope.trace import inspect
+
+    built = build_spec(text, input_shape=input_shape, device="meta", name=name, layout=layout)
+    report = inspect(built.model, built.input_shape, batch=batch, name=built.name)
+    report = replace(report, notes=(*report.notes, *built.notes))
+    return to_layout(report, built.layout if len(built.input_shape) == 3 else "chw")
+
+
+def to_layout(report: Report, layout: str) -> Report:
+    """Show a report's shapes in the user's order: N×C×H×W → N×H×W×C when ``layout == "hwc"``.
+
+    Only the displayed shapes move; counts, MACs and formulas are the engine's, unchanged.
+    """
+    if layout != "hwc":
+        return report
+
+    def perm(shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else shape
+
+    layers = tuple(
+        replace(r, input_shapes=tuple(perm(s) for s in r.input_shapes),
+                output_shapes=tuple(perm(s) for s in r.output_shapes))
+        for r in report.layers
+    )
+    shape = report.input_shape
+    input_shape = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
+    note = "shapes are shown N×H×W×C, the order the spec is written in (PyTorch runs N×C×H×W)"
+    return replace(report, input_shape=input_shape, layers=layers,
+                   output_shapes=tuple(perm(s) for s in report.output_shapes),
+                   notes=(*report.notes, note))
+
+
+__all__ = ["BuiltSpec", "LayerSpec", "ParsedSpec", "build", "build_spec", "calc_report",
+           "load_spec_source", "parse", "read_spec", "show_shape", "to_layout"]
