@@ -101,9 +101,11 @@ class _ProgressBar:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+        console = Console(stderr=True)
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("steps"), console=Console(stderr=True), transient=True,
+            TextColumn("steps"), console=console, transient=True,
+            disable=not console.is_terminal,  # no bar frames in logs or captured stderr
         )
         self._progress.__enter__()
         self._tasks: dict[str, Any] = {}

@@ -1,0 +1,447 @@
+"""``archscope bench``: timing arithmetic, FLOP/s and MFU, the memory estimate, the loss check, the
+batch search, device errors, the peak table and the command line.
+
+The CPU tests inject a clock so the timing arithmetic is asserted exactly (no timing asserts on
+wall time); the ``gpu`` tests run the real thing on a CUDA device and skip without one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.utils.flop_counter import FlopCounterMode
+
+from archscope import bench as bench_lib
+from archscope.bench import (
+    BenchConfig,
+    estimate_training_memory,
+    find_max_batch,
+    halve_until_fits,
+    make_plan,
+    percentile,
+    run_bench,
+)
+from archscope.cli import main
+from archscope.devices import UNKNOWN_DEVICE, lookup, peak_tflops
+from archscope.errors import DeviceError
+from archscope.registry import get_entry
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """Returns the given instants in order (seconds); exact binary fractions keep sums exact."""
+
+    def __init__(self, *instants: float) -> None:
+        self.instants = list(instants)
+        self.calls = 0
+
+    def __call__(self) -> float:
+        value = self.instants[self.calls]
+        self.calls += 1
+        return value
+
+
+def _cpu_config(**kw: Any) -> BenchConfig:
+    options: dict[str, Any] = {"device": "cpu", "batch_size": 8, "steps": 2, "warmup": 0}
+    options.update(kw)
+    return BenchConfig(**options)
+
+
+def _real_training_flops(name: str, batch: int) -> int:
+    """Oracle: FlopCounterMode around one real CPU forward + backward (not archscope's engine)."""
+    torch.manual_seed(0)
+    entry = get_entry(name)
+    model = entry.build()
+    x = torch.randn(batch, *entry.input_shape)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return int(counter.get_total_flops())
+
+
+# --------------------------------------------------------------------------------------------
+# Timing arithmetic with an injected clock
+# --------------------------------------------------------------------------------------------
+
+
+def test_two_steps_median_p90_images_per_s_exact() -> None:
+    # Step 1: 0.0 → 0.25 s = 250 ms; step 2: 0.25 → 0.75 s = 500 ms.
+    clock = FakeClock(0.0, 0.25, 0.25, 0.75)
+    run = run_bench(["lecture_mnist_cnn"], _cpu_config(), clock=clock)
+    (r,) = run.results
+    assert clock.calls == 4  # start and stop of each timed step only: warm-up is not timed
+    assert r.step_ms == (250.0, 500.0)
+    assert r.median_ms == 375.0  # (250 + 500) / 2
+    assert r.p90_ms == 475.0  # linear interpolation: 250 + 0.9·(500 − 250)
+    assert r.images_per_s == 8 / 0.375  # batch ÷ median seconds
+    assert r.batch == 8 and r.steps == 2 and r.warmup == 0
+
+
+def test_three_steps_median_is_the_middle_value() -> None:
+    # 125 ms, 500 ms, 250 ms → sorted 125, 250, 500: median 250; p90 = 250 + 0.8·250 = 450.
+    clock = FakeClock(0.0, 0.125, 0.5, 1.0, 2.0, 2.25)
+    (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(steps=3, warmup=1), clock=clock).results
+    assert r.step_ms == (125.0, 500.0, 250.0)
+    assert r.median_ms == 250.0
+    assert r.p90_ms == 450.0
+    assert len(r.losses) == 4  # warm-up losses are kept: the loss check spans the whole run
+
+
+def test_percentile_matches_numpy_linear_method() -> None:
+    values = [3.0, 1.0, 4.0, 1.5, 9.0, 2.0]
+    # NumPy's default (linear) 90th percentile of these, computed by hand: sorted
+    # 1, 1.5, 2, 3, 4, 9; rank 0.9·5 = 4.5 → 4 + 0.5·(9 − 4) = 6.5.
+    assert percentile(values, 90) == 6.5
+    assert percentile(values, 50) == 2.5
+    assert percentile([7.0], 90) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_achieved_flops_and_mfu_from_engine_flops() -> None:
+    clock = FakeClock(0.0, 0.5, 0.5, 1.0)  # 500 ms, 500 ms
+    config = _cpu_config(peak_tflops=0.004)
+    (r,) = run_bench(["lecture_mnist_cnn"], config, clock=clock).results
+    oracle = _real_training_flops("lecture_mnist_cnn", batch=8)
+    assert r.training_flops == oracle
+    assert r.achieved_tflops == pytest.approx(oracle / 0.5 / 1e12, rel=1e-12)
+    assert r.peak_tflops == 0.004 and r.peak_source == "--peak-tflops"
+    assert r.mfu == pytest.approx(oracle / 0.5 / 1e12 / 0.004, rel=1e-12)
+
+
+def test_cpu_without_peak_says_unknown_device() -> None:
+    clock = FakeClock(0.0, 0.5, 0.5, 1.0)
+    (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(), clock=clock).results
+    assert r.peak_tflops is None and r.mfu is None
+    assert r.peak_source == UNKNOWN_DEVICE == "unknown device: pass --peak-tflops"
+    assert r.peak_memory_bytes is None and r.memory_error_pct is None  # no CUDA counter on CPU
+
+
+# --------------------------------------------------------------------------------------------
+# Learning: the loss falls on a repeated batch; a model that cannot learn fails
+# --------------------------------------------------------------------------------------------
+
+
+def test_loss_falls_over_20_steps_of_mnist_cnn() -> None:
+    run = run_bench(["lecture_mnist_cnn"], _cpu_config(batch_size=16, steps=20))
+    (r,) = run.results
+    assert len(r.losses) == 20
+    assert r.loss_fell and r.ok and run.ok
+    # Ten random labels: the first loss is about ln 10 = 2.303; memorising pushes it well below.
+    assert r.first_loss == pytest.approx(2.303, abs=0.1)
+    assert r.last_loss < r.first_loss - 0.05
+
+
+def test_multi_head_model_sums_head_losses_and_learns() -> None:
+    (r,) = run_bench(["lecture_multitask"], _cpu_config(batch_size=2, steps=4, warmup=1)).results
+    assert r.loss_fell
+
+
+_STUCK_MODEL = """
+import torch
+from torch import nn
+
+
+class Stuck(nn.Module):
+    \"\"\"A parameter that never changes the output: the loss cannot fall.\"\"\"
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :10] + 0.0 * self.w
+"""
+
+
+def test_model_that_does_not_learn_fails_with_exit_1(tmp_path: Any) -> None:
+    path = tmp_path / "stuck.py"
+    path.write_text(textwrap.dedent(_STUCK_MODEL), encoding="utf-8")
+    result = CliRunner().invoke(main, [
+        "bench", f"{path}:Stuck", "--input", "1x4x4", "--device", "cpu", "--steps", "2",
+        "--warmup", "1", "--batch-size", "4", "--format", "json",
+    ])
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and data["results"][0]["status"] == "failed"
+    assert "FAILED: " in result.stderr and "loss did not fall" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Memory estimate arithmetic (the formula in docs/benchmarks.md, written out by hand)
+# --------------------------------------------------------------------------------------------
+
+
+def _fake_report(**kw: int) -> Any:
+    base = {"param_bytes": 4000, "total_params": 1000, "trainable_params": 1000,
+            "activation_bytes": 100_000, "buffer_bytes": 64}
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_memory_estimate_fp32_sgd() -> None:
+    est = estimate_training_memory(_fake_report(), precision="fp32", optimizer="sgd",
+                                   input_bytes=3000, target_bytes=80)
+    # params 4000 + grads 4000 + momentum 4000 + activations 100,000 (they include the fp32
+    # input, saved by the first layer) + targets 80 + buffers 64
+    assert est.total == 4000 + 4000 + 4000 + 100_000 + 80 + 64
+    assert (est.params, est.grads, est.optimizer_state, est.autocast_weights) == (4000, 4000, 4000, 0)
+
+
+def test_memory_estimate_adamw_keeps_two_moments() -> None:
+    est = estimate_training_memory(_fake_report(), precision="tf32", optimizer="adamw",
+                                   input_bytes=3000, target_bytes=80)
+    assert est.optimizer_state == 8000
+    assert est.total == 4000 + 4000 + 8000 + 100_000 + 80 + 64
+
+
+def test_memory_estimate_bf16_halves_activations_and_adds_weight_copies() -> None:
+    est = estimate_training_memory(_fake_report(), precision="bf16", optimizer="sgd",
+                                   input_bytes=3000, target_bytes=80)
+    # fp32 master weights, grads, momentum; activations 16-bit (½); a 16-bit weight copy (½ of
+    # the parameter bytes); the fp32 input batch is no longer among the saved tensors: + 3000.
+    assert est.total == 4000 + 4000 + 4000 + 50_000 + 2000 + 3000 + 80 + 64
+    assert any("bf16 autocast" in a for a in est.assumptions)
+
+
+def test_memory_estimate_frozen_parameters_have_no_grads_or_state() -> None:
+    est = estimate_training_memory(_fake_report(trainable_params=250), precision="fp32",
+                                   optimizer="sgd", input_bytes=0, target_bytes=0)
+    assert (est.params, est.grads, est.optimizer_state) == (4000, 1000, 1000)
+
+
+def test_engine_estimate_is_reported_for_a_real_run() -> None:
+    clock = FakeClock(0.0, 0.5, 0.5, 1.0)
+    (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(), clock=clock).results
+    est = r.memory_estimate
+    assert est is not None
+    params = 93_322 * 4  # the lecture's 93,322 parameters in fp32
+    assert (est.params, est.grads, est.optimizer_state) == (params, params, params)
+    assert est.inputs == 8 * 8  # the int64 labels of a batch of 8
+    assert est.activations > 8 * 28 * 28 * 4  # at least the saved input images
+    assert r.estimated_memory_bytes == est.total
+
+
+# --------------------------------------------------------------------------------------------
+# Batch search and out-of-memory handling (the GPU parts, driven by fake predicates)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("largest", [1, 7, 64, 65, 300, 1000, 4096])
+def test_find_max_batch_doubles_then_bisects(largest: int) -> None:
+    tried: list[int] = []
+
+    def fits(b: int) -> bool:
+        tried.append(b)
+        return b <= largest
+
+    assert find_max_batch(fits, start=64) == largest
+    assert len(tried) <= 2 * 14  # doubling and bisection, not a linear scan
+
+
+def test_find_max_batch_none_and_limit() -> None:
+    assert find_max_batch(lambda b: False, start=64) is None
+    assert find_max_batch(lambda b: True, start=64, limit=1000) == 512
+
+
+def test_halve_until_fits() -> None:
+    assert halve_until_fits(lambda b: b <= 100, 512) == 64
+    assert halve_until_fits(lambda b: False, 512) is None
+
+
+def test_oom_at_fixed_batch_names_a_batch_that_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bench_lib, "bench_model", out_of_memory)
+    monkeypatch.setattr(bench_lib, "_fits", lambda *a, **k: (lambda b: b <= 20))
+    with pytest.raises(DeviceError, match=r"batch 64 ran out of memory .*batch 16 fits: pass "
+                                          r"--batch-size 16 or --batch-size auto"):
+        run_bench(["lecture_mnist_cnn"], _cpu_config(batch_size=64))
+    runner = CliRunner()
+    result = runner.invoke(main, ["bench", "lecture_mnist_cnn", "--device", "cpu",
+                                  "--batch-size", "64"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: lecture_mnist_cnn: batch 64 ran out of memory")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Devices and defaults
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_device_cuda_without_cuda_is_one_line_error() -> None:
+    result = CliRunner().invoke(main, ["bench", "lecture_mnist_cnn", "--device", "cuda"])
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: CUDA is not available")
+    assert "--device cpu" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_auto_batch_on_cpu_is_refused() -> None:
+    with pytest.raises(DeviceError, match="on the CPU pass a number"):
+        run_bench(["lecture_mnist_cnn"], BenchConfig(device="cpu", batch_size="auto"))
+
+
+def test_cpu_defaults_are_small() -> None:
+    p = make_plan(BenchConfig(device="cpu"))
+    assert (p.precision, p.channels_last, p.compile) == ("fp32", False, False)
+    assert p.steps <= 10 and p.warmup <= 2
+    assert bench_lib.default_batch("resnet50", "cpu") <= 8
+    assert bench_lib.default_batch("resnet50", "cuda") == 256
+    assert bench_lib.default_batch("vgg16", "cuda") == 128
+    assert bench_lib.default_batch("alexnet", "cuda") == 512
+
+
+@pytest.mark.parametrize(("name", "key", "bf16", "tf32", "fp32"), [
+    # Dense figures from the vendors' datasheets/whitepaper, written out here by hand.
+    ("NVIDIA H100 80GB HBM3", "H100 SXM", 989.4, 494.7, 66.9),
+    ("NVIDIA H100 PCIe", "H100 PCIe", 756.0, 378.0, 51.2),
+    ("NVIDIA H200", "H200", 989.4, 494.7, 66.9),
+    ("NVIDIA A100-SXM4-80GB", "A100 SXM 80GB", 312.0, 156.0, 19.5),
+    ("NVIDIA A100-SXM4-40GB", "A100 SXM 40GB", 312.0, 156.0, 19.5),
+    ("NVIDIA A100-PCIE-40GB", "A100 PCIe 40GB", 312.0, 156.0, 19.5),
+    ("NVIDIA A100 80GB PCIe", "A100 PCIe 80GB", 312.0, 156.0, 19.5),
+    ("NVIDIA L4", "L4", 121.0, 60.0, 30.3),
+])
+def test_peak_table_lookup(name: str, key: str, bf16: float, tf32: float, fp32: float) -> None:
+    spec = lookup(name)
+    assert spec is not None and spec.key == key
+    assert peak_tflops(name, "bf16") == bf16 == peak_tflops(name, "fp16")
+    assert peak_tflops(name, "tf32") == tf32
+    assert peak_tflops(name, "fp32") == fp32
+
+
+@pytest.mark.parametrize("name", [
+    "NVIDIA GeForce RTX 4090", "NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA L40S",
+    "Tesla V100-SXM2-16GB", "NVIDIA GH200 480GB", "cpu",
+])
+def test_unknown_devices_get_no_guess(name: str) -> None:
+    assert lookup(name) is None
+    assert peak_tflops(name, "bf16") is None
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+_RESULT_KEYS = {
+    "model", "input_shape", "device", "device_name", "batch", "batch_source", "precision",
+    "channels_last", "compile", "optimizer", "steps", "warmup", "images_per_s", "step_ms_median",
+    "step_ms_p90", "step_ms", "training_flops_per_step", "achieved_tflops", "peak_tflops",
+    "peak_tflops_source", "mfu", "peak_memory_bytes", "estimated_memory_bytes",
+    "memory_error_pct", "memory_estimate", "first_loss", "last_loss", "losses", "loss_fell",
+    "status", "notes",
+}
+
+
+def test_cli_json_on_cpu() -> None:
+    result = CliRunner().invoke(main, [
+        "bench", "lecture_mnist_cnn", "--device", "cpu", "--steps", "3", "--warmup", "1",
+        "--format", "json",
+    ])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)  # progress went to stderr: stdout is pure JSON
+    assert set(data) == {"archscope_version", "torch_version", "cuda_version", "device",
+                         "device_name", "ok", "results"}
+    assert data["ok"] is True and data["device"] == "cpu"
+    (r,) = data["results"]
+    assert set(r) == _RESULT_KEYS
+    assert (r["model"], r["batch"], r["steps"], r["warmup"]) == ("lecture_mnist_cnn", 64, 3, 1)
+    assert r["input_shape"] == [1, 28, 28] and r["precision"] == "fp32"
+    assert len(r["step_ms"]) == 3 and len(r["losses"]) == 4
+    assert r["images_per_s"] == pytest.approx(64 / (r["step_ms_median"] / 1000))
+    assert r["peak_tflops_source"] == UNKNOWN_DEVICE and r["mfu"] is None
+    assert set(r["memory_estimate"]) == {"total", "params", "grads", "optimizer_state",
+                                         "activations", "autocast_weights", "inputs", "buffers",
+                                         "assumptions"}
+
+
+def test_cli_table_on_cpu_with_peak() -> None:
+    result = CliRunner().invoke(main, [
+        "bench", "lecture_mnist_cnn", "--device", "cpu", "--steps", "2", "--warmup", "0",
+        "--batch-size", "4", "--peak-tflops", "0.5",
+    ])
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for header in ("model", "batch", "img/s", "p50 ms", "p90 ms", "peak mem", "TFLOP/s", "MFU",
+                   "loss first→last"):
+        assert header in out
+    assert "lecture_mnist_cnn" in out and "MFU peak: --peak-tflops" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-size", "0"], "must be at least 1"),
+    (["--batch-size", "many"], "neither a positive integer nor 'auto'"),
+    (["--precision", "fp8"], "Invalid value for '--precision'"),
+])
+def test_cli_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["bench", "lecture_mnist_cnn", "--device", "cpu", *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_importing_the_command_does_not_import_torch() -> None:
+    code = ("import sys, archscope.commands.bench, archscope.devices; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# On a CUDA device (skipped here without one)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_gpu_resnet50_learns_and_mfu_is_sane() -> None:
+    run = run_bench(["resnet50"], BenchConfig(device="cuda", batch_size=64, steps=30, warmup=5))
+    (r,) = run.results
+    assert r.loss_fell
+    assert r.precision in ("bf16", "fp16") and r.channels_last  # the fast default mode
+    assert r.achieved_tflops is not None and r.achieved_tflops > 0
+    if r.peak_tflops is None:
+        pytest.skip(f"{r.device_name} is not in archscope.devices: MFU not checked")
+    assert r.mfu is not None and 0 < r.mfu < 1
+    assert r.peak_memory_bytes is not None and r.peak_memory_bytes > 0
+
+
+@pytest.mark.gpu
+def test_gpu_memory_estimate_within_10_percent_resnet50_batch32_fp32() -> None:
+    config = BenchConfig(device="cuda", batch_size=32, steps=5, warmup=3, precision="fp32",
+                         channels_last=False)
+    (r,) = run_bench(["resnet50"], config).results
+    assert r.loss_fell
+    assert r.memory_error_pct is not None
+    assert abs(r.memory_error_pct) <= 10.0, (r.peak_memory_bytes, r.memory_estimate)
+
+
+@pytest.mark.gpu
+def test_gpu_fp16_with_grad_scaler_and_compile_learn() -> None:
+    fp16 = BenchConfig(device="cuda", batch_size=64, steps=20, warmup=3, precision="fp16")
+    assert run_bench(["resnet18"], fp16).ok
+    compiled = BenchConfig(device="cuda", batch_size=256, steps=20, warmup=3, compile=True)
+    assert run_bench(["lecture_mnist_cnn"], compiled).ok
+
+
+@pytest.mark.gpu
+def test_gpu_auto_batch_and_oom_message() -> None:
+    (r,) = run_bench(["resnet18"], BenchConfig(device="cuda", batch_size="auto", steps=3,
+                                               warmup=1)).results
+    assert r.batch_source == "auto" and r.batch >= 64 and r.ok
+    with pytest.raises(DeviceError, match=r"ran out of memory .* fits: pass --batch-size"):
+        run_bench(["vgg16"], BenchConfig(device="cuda", batch_size=1 << 16, steps=1, warmup=0))
