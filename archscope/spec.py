@@ -203,6 +203,14 @@ _PLAIN_POSITIONAL: dict[str, tuple[str, ...]] = {
     "dwconv": ("out", "kernel", "stride", "padding"),
 }
 _ACT_POSITIONAL = {"leakyrelu": ("slope",), "elu": ("alpha",)}
+#: how each option is written, for "it takes …" hints.
+_OPTION_SHOWN = {
+    "kernel": "k3", "stride": "s2", "padding": "p1/same/valid", "dilation": "d2", "groups": "g2",
+    "bias": "nobias", "activation": "an activation (relu …)", "multiplier": "m2", "ceil": "ceil",
+    "rate": "a rate (0.5)", "size": "size=5", "alpha": "alpha=…", "beta": "beta=…",
+    "kconst": "k=2", "slope": "a slope (0.2)", "output": "an output size (7x7)",
+    "affine": "affine=false", "in": "in=N",
+}
 #: kinds that need an output size: (what it is called, an example).
 _NEEDS_OUT = {"conv": ("number of filters", "conv32 k3"), "sepconv": ("number of filters",
               "sepconv64 k3"), "pwconv": ("number of filters", "pwconv64"),
@@ -292,6 +300,7 @@ _TOKEN_RE = re.compile(
     r"|(?P<sep>[-–—]+>|=+>|→|⟶|⇒|➔|➜|>|\||;|[-–—]+)"
     r"|(?P<dims>[0-9]+(?:[x×X*][0-9]+)+)"
     r"|(?P<num>(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+    r"|(?P<call>(?:[A-Za-z_][A-Za-z_0-9]*\.)*[A-Za-z_][A-Za-z_0-9]*(?=\())"  # l2(…), Conv2D(…)
     rf"|(?P<word>{_WORD}(?:\.{_WORD})*)"
     r"|(?P<str>'[^'\n]*'|\"[^\"\n]*\")"
     r"|(?P<punct>[()\[\]=,/:×*])"
@@ -316,7 +325,9 @@ def _tokenize(src: str) -> list[_Token]:
                                  tuple(int(p) for p in re.split(r"[x×X*]", text))))
         elif kind == "str":
             tokens.append(_Token("str", text, pos, text[1:-1]))
-        elif kind in ("word", "sep", "nl", "punct"):
+        elif kind in ("word", "call"):
+            tokens.append(_Token("word", text, pos))
+        elif kind in ("sep", "nl", "punct"):
             tokens.append(_Token(kind, text, pos))
         pos = m.end()
     tokens.append(_Token("end", "", len(src)))
@@ -534,7 +545,8 @@ class _Parser:
                                  "use smaller repeat counts")
             nxt = self.peek()
             if self.is_sep(nxt) or nxt.kind == "end" or self.is_punct(nxt, "[") or (
-                    closing is not None and self.is_punct(nxt, closing)):
+                    closing is not None and self.is_punct(nxt, closing)) or (
+                    nxt.kind == "num" and self.is_cross(self.peek(1))):
                 continue
             if nxt.kind == "word" and (_norm(nxt.text) in _KIND_OF_WORD or _norm(nxt.text) in
                                        _ACT_OF_WORD or _norm(nxt.text) in _REPEAT_WORDS):
@@ -570,8 +582,11 @@ class _Parser:
         if tok.kind == "word":
             return self.parse_layer()
         if tok.kind in ("dims", "num") or self.is_punct(tok, "("):
-            hint = (" (the input shape goes first)" if self.input_dims is None or
-                    tok.kind == "dims" else "")
+            hint = ""
+            if self.input_tok is not None and self.toks[self.i - 1] is self.input_tok:
+                hint = " (write the input shape with x, like 28x28x1)"
+            elif self.input_dims is None or tok.kind == "dims":
+                hint = " (the input shape goes first)"
             raise self.error(tok, f"expected a layer such as conv32, maxpool2 or dense10, "
                              f"got {_describe(tok)}{hint}")
         raise self.error(tok, "expected a layer such as conv32, maxpool2 or dense10, "
@@ -755,10 +770,13 @@ class _LayerBuilder:
             return ("activation",)
         if not call:
             return _PLAIN_POSITIONAL.get(self.kind, ())
-        # Keras' Conv2D takes (filters, kernel) and Dense (units): more values mean PyTorch's
-        # Conv2d(in, out, kernel) or Linear(in, out).
+        # Keras' Conv2D takes (filters, kernel) and Dense (units); PyTorch's Conv2d (in, out,
+        # kernel) and Linear (in, out). PyTorch's spelling (nn.…, Conv2d with a small d) or more
+        # values than Keras takes mean PyTorch's order.
         keras_values = {"conv": 2, "dense": 1}
-        if self.kind in _TORCH_POSITIONAL and count > keras_values[self.kind]:
+        torch_word = self.word.text.startswith(("nn.", "torch.")) or self.word.text.endswith("2d")
+        if self.kind in _TORCH_POSITIONAL and (count > keras_values[self.kind] or (
+                torch_word and count > 1)):
             return _TORCH_POSITIONAL[self.kind]
         return _POSITIONAL.get(self.kind, ())
 
@@ -845,7 +863,7 @@ class _LayerBuilder:
                 self.set(canon, self.p.parse_value())
                 self.maybe_stride(canon)
             elif key in _ACT_OF_WORD and "activation" in self.accepted() and \
-                    "activation" not in self.opts:
+                    "activation" not in self.opts and self.p.peek(1).kind != "num":
                 self.p.take()
                 self.set("activation", _Value(tok.text, tok))
             elif key in _KIND_OF_WORD or key in _ACT_OF_WORD or key in _REPEAT_WORDS:
@@ -875,7 +893,7 @@ class _LayerBuilder:
             self.set("stride", self.p.parse_value())
 
     def options_hint(self) -> str:
-        opts = self.accepted()
+        opts = [_OPTION_SHOWN[o] for o in self.accepted() if o in _OPTION_SHOWN]
         return f"; it takes {', '.join(opts)}" if opts else "; it takes no options"
 
     # values --------------------------------------------------------------------------------
@@ -917,8 +935,11 @@ def _coerce(p: _Parser, name: str, value: _Value, label: str) -> Any:
     """Check one option's value and bring it to its canonical form."""
     raw, tok = value.value, value.tok
 
+    shown = {"out": "units" if label == "dense" else "filters", "in": "input size",
+             "kconst": "k", "multiplier": "depth multiplier"}.get(name, name)
+
     def fail(expected: str) -> SpecSyntaxError:
-        return p.error(tok, f"{name} of {label} must be {expected}, got {tok.text!r}")
+        return p.error(tok, f"{shown} of {label} must be {expected}, got {tok.text!r}")
 
     if isinstance(raw, _Call):
         raise fail("a plain value")
@@ -1038,7 +1059,8 @@ class _Build:
     def add(self, prefix: str, module: nn.Module) -> None:
         n = self.counters.get(prefix, 0) + 1
         self.counters[prefix] = n
-        self.modules.append((f"{prefix}{n}", module))
+        joint = "_" if prefix[-1].isdigit() else ""  # relu6_1, not relu61
+        self.modules.append((f"{prefix}{joint}{n}", module))
 
     def need_image(self, what: str) -> tuple[int, int, int]:
         if len(self.shape) != 3:
@@ -1099,9 +1121,8 @@ class _Build:
     def add_activation(self, act: str | None, opts: dict[str, Any]) -> None:
         if act is None:
             return
-        nn = self.nn
-        cls = getattr(nn, _ACTIVATIONS[act][1])
-        module: nn.Module
+        cls = getattr(self.nn, _ACTIVATIONS[act][1])
+        module: Any
         if act in ("softmax", "logsoftmax"):
             module = cls(dim=1)
         elif act == "leakyrelu":
@@ -1159,7 +1180,7 @@ class _Build:
         if "in" in o:
             depthwise["in"] = o["in"]
         self._conv(depthwise, "dwconv", depthwise=True)
-        pointwise = {k: o[k] for k in ("out", "activation", "bias") if k in o}
+        pointwise: dict[str, Any] = {k: o[k] for k in ("out", "activation", "bias") if k in o}
         self._conv({**pointwise, "kernel": (1, 1), "padding": (0, 0)}, "pwconv")
 
     def _pool(self, o: dict[str, Any], kind: str) -> None:

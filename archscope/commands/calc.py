@@ -35,8 +35,8 @@ def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
 
     \b
     Examples:
-      archscope calc '150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → flatten → dense512 → dense1'
-      archscope calc '28x28x1 conv32 k3 relu, maxpool2, conv64 k3 relu, maxpool2, flatten, dense10 softmax'
+      archscope calc '150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → dense512 → dense1'
+      archscope calc '28x28x1 conv32 k3 relu, maxpool2, flatten, dense10 softmax'
       archscope calc 'chw:3x227x227 conv96 k11 s4 relu → lrn → maxpool3/2 → conv256 k5 p2 relu'
       archscope calc '224x224x3 repeat 2 [conv64 k3 same relu] maxpool2' --format json
       archscope calc -f net.spec

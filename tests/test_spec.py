@@ -1,0 +1,444 @@
+"""The layer-spec language: lecture networks typed as specs give the lecture's numbers.
+
+Oracles: the lecture arithmetic written out by hand, hand-built ``nn.Sequential`` models traced by
+the same engine, and real CPU forward passes.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from archscope.errors import ArchscopeError, SpecShapeError, SpecSyntaxError
+from archscope.report import evaluate_formula
+from archscope.spec import build, build_spec, calc_report, parse, read_spec, to_layout
+from archscope.trace import inspect
+
+CATSDOGS = ("150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → conv128 k3 → maxpool2 → "
+            "conv128 k3 → maxpool2 → flatten → dense512 → dense1")
+MNIST_CNN = ("28x28x1 conv32 k3 relu → maxpool2 → conv64 k3 relu → maxpool2 → conv64 k3 relu → "
+             "flatten → dense64 relu → dense10 softmax")
+
+
+def _by_type(report, type_name):
+    return [r for r in report.leaves() if r.type == type_name]
+
+
+# ───────────────────────────────────────────────────────────────── lecture networks
+
+
+def test_catsdogs_lecture_numbers_layer_by_layer() -> None:
+    report = calc_report(CATSDOGS)
+    convs = _by_type(report, "Conv2d")
+    pools = _by_type(report, "MaxPool2d")
+    # Lecture 000: (150 − 3)/1 + 1 = 148, pool 148/2 = 74, (74 − 3)/1 + 1 = 72, 72/2 = 36,
+    # (36 − 3)/1 + 1 = 34, 34/2 = 17, (17 − 3)/1 + 1 = 15, ⌊15/2⌋ = 7.
+    assert [c.output_shape for c in convs] == [(1, 148, 148, 32), (1, 72, 72, 64),
+                                               (1, 34, 34, 128), (1, 15, 15, 128)]
+    assert [p.output_shape for p in pools] == [(1, 74, 74, 32), (1, 36, 36, 64),
+                                               (1, 17, 17, 128), (1, 7, 7, 128)]
+    assert convs[0].output_formula == "⌊(150 − 3 + 2·0)/1⌋ + 1 = 148"
+    # (3·3·3+1)·32 = 896, (3·3·32+1)·64 = 18,496, (3·3·64+1)·128 = 73,856,
+    # (3·3·128+1)·128 = 147,584
+    assert [c.params for c in convs] == [896, 18_496, 73_856, 147_584]
+    assert convs[1].param_formula == "(3·3·32+1)·64"
+    flatten = _by_type(report, "Flatten")[0]
+    assert flatten.output_shape == (1, 7 * 7 * 128)  # 7·7·128 = 6272
+    dense = _by_type(report, "Linear")
+    assert [d.params for d in dense] == [(6272 + 1) * 512, (512 + 1) * 1]
+    assert dense[0].params == 3_211_776
+    assert report.total_params == 896 + 18_496 + 73_856 + 147_584 + 3_211_776 + 513 == 3_453_121
+    assert report.input_shape == (150, 150, 3)  # shown the way it was written
+
+
+def test_keras_mnist_cnn_lecture_numbers() -> None:
+    report = calc_report(MNIST_CNN)
+    convs = _by_type(report, "Conv2d")
+    pools = _by_type(report, "MaxPool2d")
+    # Lecture 003: 28 − 3 + 1 = 26 → 13 → 13 − 3 + 1 = 11 → ⌊11/2⌋ = 5 → 5 − 3 + 1 = 3.
+    assert [c.output_shape[1] for c in convs] == [26, 11, 3]
+    assert [p.output_shape[1] for p in pools] == [13, 5]
+    # (3·3·1+1)·32 = 320, (3·3·32+1)·64 = 18,496, (3·3·64+1)·64 = 36,928,
+    # (3·3·64+1)·64… then Dense: (3·3·64+1)·64 = (576+1)·64 = 36,928, (64+1)·10 = 650.
+    assert [c.params for c in convs] == [320, 18_496, 36_928]
+    assert [d.params for d in _by_type(report, "Linear")] == [(576 + 1) * 64, (64 + 1) * 10]
+    assert report.total_params == 320 + 18_496 + 36_928 + 36_928 + 650 == 93_322
+
+
+def test_lecture_mlp() -> None:
+    # Lecture 002: 784-50-100-10 with sigmoid: (784+1)·50 + (50+1)·100 + (100+1)·10 = 45,360.
+    report = calc_report("784 → dense50 sigmoid → dense100 sigmoid → dense10")
+    assert [d.params for d in _by_type(report, "Linear")] == [39_250, 5_100, 1_010]
+    assert report.total_params == 45_360
+    # 28×28 grey images flattened give the same network
+    flat = calc_report("28x28 flatten dense50 sigmoid dense100 sigmoid dense10")
+    assert flat.total_params == 45_360
+
+
+def test_vgg16_feature_stack() -> None:
+    spec = ("224x224x3 repeat 2 [conv64 k3 same relu] → maxpool2 → "
+            "repeat 2 [conv128 k3 same relu] → maxpool2 → "
+            "repeat 3 [conv256 k3 same relu] → maxpool2 → "
+            "repeat 3 [conv512 k3 same relu] → maxpool2 → "
+            "repeat 3 [conv512 k3 same relu] → maxpool2")
+    report = calc_report(spec)
+    convs = _by_type(report, "Conv2d")
+    assert len(convs) == 13
+    # (3·3·3+1)·64 = 1,792; (3·3·64+1)·64 = 36,928; … VGG16's 13 convs hold 14,714,688.
+    assert convs[0].params == 1_792
+    assert convs[1].params == 36_928
+    assert report.total_params == 14_714_688
+    # same padding keeps 224 until each pool halves it: 224 → 112 → 56 → 28 → 14 → 7
+    assert [p.output_shape[1] for p in _by_type(report, "MaxPool2d")] == [112, 56, 28, 14, 7]
+    assert convs[0].output_formula == "⌊(224 − 3 + 2·1)/1⌋ + 1 = 224"
+
+
+def test_alexnet_first_two_layers() -> None:
+    spec = ("chw:3x227x227 conv96 k11 s4 relu → lrn → maxpool3/2 → "
+            "conv256 k5 p2 relu → lrn → maxpool k3 s2")
+    report = calc_report(spec)
+    convs = _by_type(report, "Conv2d")
+    pools = _by_type(report, "MaxPool2d")
+    # (227 − 11)/4 + 1 = 55; overlapping 3×3/2 pooling: (55 − 3)/2 + 1 = 27;
+    # (27 − 5 + 2·2)/1 + 1 = 27; (27 − 3)/2 + 1 = 13.
+    assert convs[0].output_shape == (1, 96, 55, 55)  # chw: shown as C×H×W
+    assert pools[0].output_shape == (1, 96, 27, 27)
+    assert convs[1].output_shape == (1, 256, 27, 27)
+    assert pools[1].output_shape == (1, 256, 13, 13)
+    assert convs[0].output_formula == "⌊(227 − 11 + 2·0)/4⌋ + 1 = 55"
+    # (11·11·3+1)·96 = 34,944; (5·5·96+1)·256 = 614,656; LRN has no parameters
+    assert [c.params for c in convs] == [34_944, 614_656]
+    lrns = _by_type(report, "LocalResponseNorm")
+    assert len(lrns) == 2 and all(r.params == 0 for r in lrns)
+    assert report.total_params == 34_944 + 614_656
+
+
+# ──────────────────────────────────────────────────────────────── syntax variants
+
+
+_CATSDOGS_VARIANTS = [
+    "150x150x3 conv32 k3 -> maxpool2 -> conv64 k3 -> maxpool2 -> conv128 k3 -> maxpool2 -> "
+    "conv128 k3 -> maxpool2 -> flatten -> dense512 -> dense1",
+    "150x150x3 conv32 k3 | maxpool2 | conv64 k3 | maxpool2 | conv128 k3 | maxpool2 | conv128 k3 |"
+    " maxpool2 | flatten | dense512 | dense1",
+    "150x150x3, Conv2D 32 3x3, MaxPooling2D 2, Conv2D 64 3x3, MaxPooling2D 2, Conv2D 128 3x3, "
+    "MaxPooling2D 2, Conv2D 128 3x3, MaxPooling2D 2, Flatten, Dense 512, Dense 1",
+    "150x150x3 conv32 k=3 maxpool2 conv64 k=3 maxpool2 conv128 3x3 maxpool 2x2 conv128 k3 "
+    "maxpool2 flatten dense512 dense1",
+    "chw:3x150x150 conv32 k3 > maxpool2 > conv64 k3 > maxpool2 > conv128 k3 > maxpool2 > "
+    "conv128 k3 > maxpool2 > flatten > dense512 > dense1",
+    "input 3x150x150 chw\nconv32 k3  # 148\nmaxpool2\nconv64 k3\nmaxpool2\nconv128 k3\nmaxpool2\n"
+    "conv128 k3\nmaxpool2\nflatten\ndense512\ndense1\n",
+    # pasted Keras code
+    "model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(150, 150, 3)))\n"
+    "model.add(layers.MaxPooling2D((2, 2)))\n"
+    "model.add(layers.Conv2D(64, (3, 3), activation='relu'))\n"
+    "model.add(layers.MaxPooling2D((2, 2)))\n"
+    "model.add(layers.Conv2D(128, (3, 3), activation='relu'))\n"
+    "model.add(layers.MaxPooling2D((2, 2)))\n"
+    "model.add(layers.Conv2D(128, (3, 3), activation='relu'))\n"
+    "model.add(layers.MaxPooling2D((2, 2)))\n"
+    "model.add(layers.Flatten())\n"
+    "model.add(layers.Dense(512, activation='relu'))\n"
+    "model.add(layers.Dense(1, activation='sigmoid'))\n",
+    # PyTorch words and call syntax (in_channels first)
+    "chw:3x150x150 nn.Conv2d(3, 32, 3) nn.MaxPool2d(2) nn.Conv2d(32, 64, kernel_size=3) "
+    "nn.MaxPool2d(2) nn.Conv2d(64, 128, 3) nn.MaxPool2d(2) nn.Conv2d(128, 128, 3) "
+    "nn.MaxPool2d(2, 2) nn.Flatten() nn.Linear(6272, 512) nn.Linear(512, 1)",
+]
+
+
+@pytest.mark.parametrize("text", _CATSDOGS_VARIANTS)
+def test_syntax_variants_build_the_catsdogs_network(text: str) -> None:
+    built = build_spec(text, device="meta")
+    assert built.input_shape == (3, 150, 150)
+    assert sum(p.numel() for p in built.model.parameters()) == 3_453_121
+    linears = [m for m in built.model if isinstance(m, nn.Linear)]
+    assert [m.in_features for m in linears] == [6272, 512]
+
+
+def test_repeat_forms_agree() -> None:
+    forms = ["32x32x3 repeat 3 [conv8 k3 same relu] maxpool2",
+             "32x32x3 3x[conv8 k3 same relu] maxpool2",
+             "32x32x3 [conv8 k3 same relu] x3 maxpool2",
+             "32x32x3 conv8 k3 same relu x3, maxpool2",
+             "32x32x3 repeat 3 [\n  conv8 k3 same\n  relu\n]\nmaxpool2"]
+    models = [build_spec(f, device="meta").model for f in forms]
+    reprs = {repr(m) for m in models}
+    assert len(reprs) == 1, reprs
+    assert [type(m).__name__ for m in models[0]] == ["Conv2d", "ReLU"] * 3 + ["MaxPool2d"]
+
+
+def test_parse_is_pure_and_numbers_layers() -> None:
+    parsed = parse("150x150x3 conv32 k3 s2 p1 d2 g1 nobias relu → maxpool3/2 → dense10")
+    assert parsed.input_dims == (150, 150, 3) and parsed.layout == "hwc"
+    assert parsed.input_shape == (3, 150, 150)
+    conv, pool, dense = parsed.layers
+    assert conv.kind == "conv" and conv.number == 1
+    assert conv.options == {"out": 32, "kernel": (3, 3), "stride": (2, 2), "padding": (1, 1),
+                            "dilation": (2, 2), "groups": 1, "bias": False, "activation": "relu"}
+    assert pool.options == {"kernel": (3, 3), "stride": (2, 2)} and pool.number == 2
+    assert dense.number == 3 and dense.col == parsed.source.index("dense10") + 1
+    assert parse("3x32x32 conv8", layout="chw").input_shape == (3, 32, 32)
+
+
+def test_module_names_are_readable() -> None:
+    built = build_spec("28x28x1 conv8 k3 relu bn maxpool2 conv16 k3 relu6 gap dropout0.3 dense10 "
+                       "softmax", device="meta")
+    assert [n for n, _ in built.model.named_children()] == [
+        "conv1", "relu1", "bn1", "pool1", "conv2", "relu6_1", "pool2", "flatten1", "dropout1",
+        "fc1", "softmax1"]
+
+
+def test_layer_kinds_build_what_they_say() -> None:
+    built = build_spec(
+        "chw:16x32x32 dwconv k3 same → pwconv32 → sepconv64 k3 same relu → conv64 k3 g4 nobias → "
+        "avgpool2 → batchnorm → layernorm → lrn size=3 → adaptiveavgpool 2x2 → flatten → "
+        "dropout0.5 → dense10 leakyrelu0.2 → gelu → tanh → elu → silu", device="meta")
+    types = [type(m).__name__ for m in built.model]
+    assert types == ["Conv2d", "Conv2d", "Conv2d", "Conv2d", "ReLU", "Conv2d", "AvgPool2d",
+                     "BatchNorm2d", "LayerNorm", "LocalResponseNorm", "AdaptiveAvgPool2d",
+                     "Flatten", "Dropout", "Linear", "LeakyReLU", "GELU", "Tanh", "ELU", "SiLU"]
+    dw, pw, sep_dw, sep_pw, _, grouped = list(built.model)[:6]
+    assert dw.groups == 16 and dw.out_channels == 16 and dw.padding == (1, 1)
+    assert pw.kernel_size == (1, 1) and pw.out_channels == 32
+    assert sep_dw.groups == 32 and sep_dw.bias is None and sep_pw.out_channels == 64
+    assert grouped.groups == 4 and grouped.bias is None
+    # (3·3·64/4)·64 = 9,216 without bias
+    assert sum(p.numel() for p in grouped.parameters()) == 3 * 3 * 64 // 4 * 64
+    assert built.model[14].negative_slope == pytest.approx(0.2)
+
+
+def test_same_padding_follows_keras() -> None:
+    # stride 1: same size; stride 2: ⌈n/s⌉ with the extra pixel at the bottom/right (Keras).
+    for text, hw in [("15x15x3 conv4 k3 same", 15), ("15x15x3 conv4 k4 same", 15),
+                     ("15x15x3 conv4 k3 s2 same", 8), ("16x16x3 conv4 k3 s2 same", 8),
+                     ("15x15x3 maxpool2 same", 8), ("15x15x3 avgpool3 s2 same", 8)]:
+        built = build_spec(text)
+        out = built.model(torch.zeros(1, *built.input_shape))
+        assert out.shape[-2:] == (hw, hw), text
+    # asymmetric same padding becomes an explicit padding layer, visible in the table
+    built = build_spec("16x16x3 conv4 k3 s2 same", device="meta")
+    assert [type(m).__name__ for m in built.model] == ["ZeroPad2d", "Conv2d"]
+    assert built.model[0].padding == (0, 1, 0, 1)
+
+
+def test_hwc_layout_is_displayed_and_chw_is_not() -> None:
+    hwc = calc_report("32x24x3 conv8 k3")
+    chw = calc_report("chw:3x32x24 conv8 k3")
+    assert hwc.layers[0].output_shape == (1, 30, 22, 8)
+    assert chw.layers[0].output_shape == (1, 8, 30, 22)
+    assert hwc.total_params == chw.total_params == (3 * 3 * 3 + 1) * 8
+    assert any("N×H×W×C" in note for note in hwc.notes)
+    assert not any("N×H×W×C" in note for note in chw.notes)
+    assert to_layout(chw, "chw") is chw
+
+
+def test_dense_on_an_image_flattens_and_says_so() -> None:
+    report = calc_report("28x28x1 conv8 k3 → dense10")
+    assert [r.type for r in report.leaves()] == ["Conv2d", "Flatten", "Linear"]
+    assert report.leaves()[2].params == (26 * 26 * 8 + 1) * 10
+    assert any("layer 2 (dense10)" in n and "flattened it to 5408" in n for n in report.notes)
+
+
+def test_channels_first_written_as_hwc_gets_a_note() -> None:
+    built = build_spec("3x150x150 conv32 k3", device="meta")
+    assert built.input_shape == (150, 3, 150)
+    assert any("chw:3x150x150" in n for n in built.notes)
+
+
+def test_read_spec_file_and_inline(tmp_path) -> None:
+    path = tmp_path / "net.spec"
+    path.write_text("# cats vs dogs\n150x150x3\nconv32 k3\nmaxpool2\n", encoding="utf-8")
+    text, name = read_spec(str(path))
+    assert name == str(path) and "conv32" in text
+    assert read_spec("28x28x1  conv8\tk3") == ("28x28x1  conv8\tk3", "28x28x1 conv8 k3")
+    with pytest.raises(ArchscopeError, match="does not exist"):
+        read_spec(str(tmp_path / "missing.spec"))
+
+
+# ──────────────────────────────────────────────────────────────────────── errors
+
+
+def test_syntax_error_names_token_with_caret() -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        parse("150x150x3 conv x")
+    assert str(info.value) == (
+        "line 1, col 16: expected a number after 'conv' (its number of filters, like conv32 k3), "
+        "got 'x'\n"
+        "  150x150x3 conv x\n"
+        "                 ^")
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("text", "col", "fragment"), [
+    ("28x28x1 conv32 kk3", 16, "'kk' is not an option of 'conv'"),
+    ("28x28x1 conv32 k3 → foo", 21, "unknown layer 'foo'"),
+    ("28x28x1 conv32 k3 → maxpol2", 21, "did you mean 'maxpool'"),
+    ("28x28x1 conv32 k", 17, "expected a value after 'k'"),
+    ("28x28x1 conv32 k3 s0", 20, "stride of conv must be a positive whole number"),
+    ("28x28x1 dropout 1.5", 17, "rate of dropout must be a number from 0 to 1"),
+    ("28x28x1 repeat 2 [conv8 k3", 27, "expected ']'"),
+    ("28x28x1 conv8 k3 $", 18, "unexpected character '$'"),
+    ("28x28x1 conv8 activation=foo", 26, "unknown activation 'foo'"),
+    ("28 28 1 conv32", 4, "write the input shape with x"),
+    ("1x28x28x1 conv32", 1, "without the batch size"),
+    ("28x28x1 conv9999999", 13, "filters of conv must be a whole number from 1 to 1,000,000"),
+    ("28x28x1 Conv2D(32, (3,3), foo=1)", 27, "'foo' is not an option"),
+])
+def test_syntax_errors(text: str, col: int, fragment: str) -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        build_spec(text, device="meta")
+    message = str(info.value)
+    first, _shown, caret = message.split("\n")
+    assert first.startswith(f"line 1, col {col}: "), message
+    assert fragment in first
+    assert caret.index("^") - 2 == col - 1  # the caret sits under the column it names
+
+
+def test_syntax_error_on_a_later_line() -> None:
+    with pytest.raises(SpecSyntaxError, match=r"^line 3, col 7: 'q' is not an option") as info:
+        parse("28x28x1\nconv8 k3\nconv8 q3\n")
+    assert str(info.value).endswith("\n  conv8 q3\n        ^")
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("28x28x1 conv32 k3 maxpool2 conv64 k3 maxpool2 conv64 k3 maxpool2 conv64 k3",
+     ["layer 7 (conv64 k3)", "1×1×64 (H×W×C)", "⌊(1 − 3 + 2·0)/1⌋ + 1 = -1"]),
+    ("chw:3x8x8 conv8 k9", ["layer 1 (conv8 k9)", "3×8×8 (C×H×W)"]),
+    ("28x28x1 flatten conv8 k3", ["layer 2 (conv8 k3)", "784 features", "before flatten"]),
+    ("28x28x3 conv8 k3 g2", ["layer 1 (conv8 k3 g2)", "groups=2 must divide"]),
+    ("chw:3x28x28 nn.Conv2d(4, 16, 3)", ["layer 1", "in_channels is 4", "has 3 channels"]),
+    ("784 dense10 → dense5 in=11", ["layer 2", "in_features is 11", "10 features"]),
+    ("28x28x1 maxpool3 p2", ["layer 1 (maxpool3 p2)", "at most half"]),
+    ("conv8 k3", ["no input shape"]),
+    ("28x28x1", ["no layers"]),
+])
+def test_shape_errors_name_layer_and_shapes(text: str, fragments: list[str]) -> None:
+    with pytest.raises(SpecShapeError) as info:
+        build_spec(text, device="meta")
+    assert info.value.exit_code == 1
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# ────────────────────────────────────────────────────── property test against hand-built models
+
+
+@st.composite
+def _stacks(draw: st.DrawFn) -> tuple[str, nn.Sequential, tuple[int, int, int]]:
+    """A random valid conv/pool/linear stack: (spec text, the same model hand-built, C×H×W)."""
+    c = draw(st.sampled_from([1, 3, 4]))
+    h = draw(st.integers(6, 24))
+    w = draw(st.integers(6, 24))
+    layout = draw(st.sampled_from(["hwc", "chw"]))
+    sep = draw(st.sampled_from([" → ", " -> ", " | ", ", ", "\n", " "]))
+    head = f"{h}x{w}x{c}" if layout == "hwc" else f"chw:{c}x{h}x{w}"
+    parts: list[str] = [head]
+    modules: list[nn.Module] = []
+    shape = (c, h, w)
+    for _ in range(draw(st.integers(1, 5))):
+        op = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "relu", "bn"]))
+        ch, hh, ww = shape
+        if op == "conv":
+            out = draw(st.integers(1, 12))
+            k = draw(st.integers(1, min(5, hh, ww)))
+            s = draw(st.integers(1, 3))
+            p = draw(st.integers(0, 2))
+            bias = draw(st.booleans())
+            style = draw(st.sampled_from(["plain", "keras", "torch"]))
+            if style == "plain":
+                parts.append(f"conv{out} k{k} s{s} p{p}" + ("" if bias else " nobias"))
+            elif style == "keras":
+                parts.append(f"Conv2D({out}, ({k}, {k}), strides={s}, padding={p}, "
+                             f"use_bias={bias})")
+            else:
+                parts.append(f"nn.Conv2d({ch}, {out}, {k}, stride={s}, padding={p}, bias={bias})")
+            modules.append(nn.Conv2d(ch, out, k, s, p, bias=bias))
+            shape = (out, (hh + 2 * p - k) // s + 1, (ww + 2 * p - k) // s + 1)
+        elif op in ("maxpool", "avgpool"):
+            k = draw(st.integers(1, min(3, hh, ww)))
+            s = draw(st.integers(1, 3))
+            parts.append(draw(st.sampled_from([f"{op}{k}/{s}", f"{op} k{k} s{s}"])))
+            cls = nn.MaxPool2d if op == "maxpool" else nn.AvgPool2d
+            modules.append(cls(k, s))
+            shape = (ch, (hh - k) // s + 1, (ww - k) // s + 1)
+        elif op == "relu":
+            parts.append("relu")
+            modules.append(nn.ReLU())
+        else:
+            parts.append(draw(st.sampled_from(["bn", "BatchNormalization", "batchnorm2d"])))
+            modules.append(nn.BatchNorm2d(ch))
+    if draw(st.booleans()):
+        parts.append("flatten")
+        modules.append(nn.Flatten())
+        features = shape[0] * shape[1] * shape[2]
+        for _ in range(draw(st.integers(1, 2))):
+            out = draw(st.integers(1, 20))
+            parts.append(draw(st.sampled_from([f"dense{out}", f"Dense({out})",
+                                               f"nn.Linear({features}, {out})"])))
+            modules.append(nn.Linear(features, out))
+            features = out
+    return sep.join(parts), nn.Sequential(*modules), (c, h, w)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_stacks())
+def test_random_stacks_match_hand_built_models(case: tuple[str, nn.Sequential, tuple]) -> None:
+    text, expected, chw = case
+    built = build_spec(text)
+    assert built.input_shape == chw
+    ours = inspect(built.model, chw, batch=2)
+    theirs = inspect(expected, chw, batch=2)
+    assert [(r.type, r.output_shape, r.params) for r in ours.leaves()] == \
+        [(r.type, r.output_shape, r.params) for r in theirs.leaves()]
+    assert ours.total_params == theirs.total_params
+    assert ours.total_macs == theirs.total_macs
+    for r in ours.layers:  # every formula evaluates to its value
+        assert evaluate_formula(r.param_formula) == r.params, (r.name, r.param_formula)
+        if r.output_formula:
+            value = int(re.split(r"= ", r.output_formula)[-1])
+            assert value in r.output_shape
+    # and a real CPU forward pass agrees with the hand-built model's
+    x = torch.randn(2, *chw)
+    built.model.eval()
+    expected.eval()
+    assert built.model(x).shape == expected(x).shape
+
+
+# ──────────────────────────────────────────────────────────────────────── fuzzing
+
+_PIECES = st.sampled_from([
+    *"0123456789x×*()[]=,/:→->|; \n#'\"abcdegklmnoprstuv_.",
+    "conv", "conv32", "k3", "s2", "p1", "same", "valid", "maxpool", "maxpool3/2", "dense",
+    "dense10", "relu", "repeat", "2x[", "]", "flatten", "Conv2D(", "150x150x3 ", "28x28x1 ", "chw:",
+    "dwconv", "sepconv", "gap", "lrn", "bn", "ln", "dropout", "0.5", "model.add(", "Sequential([",
+    "input_shape=", "x2", "adaptiveavgpool", "zeropad", "leakyrelu", "activation=", "'relu'",
+    "nn.Linear(", "nn.Conv2d(", "input ", "hwc", "1e-4", "g2", "d2", "nobias", "(3,3)",
+])
+
+
+def _parse_and_build(text: str) -> None:
+    try:
+        parsed = parse(text)
+        build(parsed, device="meta", input_shape=None if parsed.input_dims else (3, 16, 16))
+    except ArchscopeError:
+        pass
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=25).map("".join))
+def test_fuzz_spec_like_text_gives_a_model_or_a_clean_error(text: str) -> None:
+    _parse_and_build(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_fuzz_any_text_gives_a_model_or_a_clean_error(text: str) -> None:
+    _parse_and_build(text)
