@@ -95,6 +95,7 @@ def inspect_onnx(
     if not inputs:
         raise ModelSourceError(f"{path}: the ONNX graph has no inputs; nothing to inspect")
     _fix_input_dims(model, inputs, batch, input_shape, path)
+    _strip_weights(model)
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors alike
@@ -248,6 +249,23 @@ def _fix_input_dims(
                 f"{path}: input {value_info.name!r} dimension {j} is symbolic ({label}); "
                 "give the input size with --input, e.g. --input 3x224x224"
             )
+
+
+def _strip_weights(model: onnx.ModelProto) -> None:
+    """Drop the contents of large floating-point initializers (their dims stay).
+
+    Shape inference needs only their shapes, and it copies the whole model twice: for VGG that
+    is half a gigabyte. Small and integer tensors (Reshape shapes, pads …) keep their values, which
+    shape inference may read.
+    """
+    for t in model.graph.initializer:
+        if t.data_type in _FLOAT_BYTES and prod(t.dims) > 1024:
+            t.ClearField("raw_data")
+            t.ClearField("float_data")
+            t.ClearField("double_data")
+            t.ClearField("int32_data")
+            del t.external_data[:]
+            t.data_location = 0
 
 
 def _value_shapes(graph: Any) -> dict[str, Shape]:

@@ -1,0 +1,461 @@
+"""Export a PyTorch model to ONNX and prove the file is right.
+
+The exporter is PyTorch's ``torch.export``-based one (``torch.onnx.export(..., dynamo=True)``, the
+default since PyTorch 2.9; the TorchScript exporter is deprecated). Its graph optimizer is not used
+as is, because two of its rewrites change what the file says about the model:
+
+- it folds BatchNorm into the preceding Conv (a ResNet-50 loses 53,116 BatchNorm parameters), and
+- it merges initializers with equal contents, so freshly initialised all-zero biases and all-one
+  BatchNorm scales collapse into one tensor and a re-inspected file undercounts its parameters.
+
+Instead archscope exports unoptimised, folds constants with
+``onnxscript.optimizer.fold_constants`` (which only evaluates shape arithmetic), and drops the
+all-zero bias the exporter adds to a Conv that had none (``bias=False``); every initializer then is
+one of the model's parameters or buffers, under its ``state_dict`` name (other constants become
+``Constant`` nodes). The file is checked with
+``onnx.checker.check_model(full_check=True)`` (which includes strict shape inference), and, when
+onnxruntime is installed, the same random input is run through PyTorch and onnxruntime and the
+largest absolute difference is reported. A file that fails any of these is never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archscope._io import atomic_path
+from archscope.errors import ExportError
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+    from torch import nn
+
+#: The opset used unless ``--opset`` says otherwise: the lowest the torch.export exporter emits
+#: natively (lower opsets go through ONNX's version converter).
+DEFAULT_OPSET = 18
+
+#: Largest absolute difference between PyTorch and onnxruntime accepted in fp32.
+DEFAULT_ATOL = 1e-4
+
+#: Protobuf cannot serialise a message of 2 GiB or more; bigger models keep their weights in an
+#: external data file ``<name>.onnx.data`` beside the model.
+_PROTOBUF_LIMIT = 2**31 - 2**26
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_onnx` wrote and what it verified.
+
+    Attributes:
+        path: the ONNX file written.
+        data_path: the external data file beside it, for models over 2 GB; else ``None``.
+        opset: the ONNX opset of the default domain.
+        input_name / output_names: graph input and output names (dict outputs keep their keys).
+        input_shape: the exported input, batch included; ``dynamic_batch`` marks dim 0 symbolic.
+        file_bytes: size of the file (plus its external data).
+        export_seconds: wall time of exporting, checking and saving (verification excluded).
+        nodes: number of nodes in the graph.
+        max_abs_diff: largest |PyTorch − onnxruntime| over all outputs, or ``None`` when
+            onnxruntime is not installed.
+        onnxruntime_version: the onnxruntime that computed ``max_abs_diff``.
+        atol: the tolerance ``max_abs_diff`` was checked against.
+    """
+
+    path: Path
+    data_path: Path | None
+    opset: int
+    input_name: str
+    output_names: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    dynamic_batch: bool
+    file_bytes: int
+    export_seconds: float
+    nodes: int
+    max_abs_diff: float | None
+    onnxruntime_version: str | None
+    atol: float
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    input_shape: Sequence[int],
+    *,
+    batch: int = 1,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+    verify: bool = True,
+    atol: float = DEFAULT_ATOL,
+    seed: int = 0,
+    name: str | None = None,
+) -> ExportResult:
+    """Export ``model`` (real weights, on the CPU) to ONNX at ``path`` and verify it.
+
+    Args:
+        model: the model; it is exported in eval mode, and its mode is restored afterwards.
+        path: the ``.onnx`` file to write (replaced atomically: nothing is written on failure).
+        input_shape: one sample's shape, C×H×W.
+        batch: the batch of the example input (with ``dynamic_batch``, at least 2 is traced so the
+            exporter cannot specialise the batch to 1).
+        opset: ONNX opset version.
+        dynamic_batch: make the batch dimension symbolic (``batch``).
+        verify: run onnxruntime (when installed) and compare with PyTorch.
+        atol: the largest accepted absolute difference.
+        seed: seed of the random example input.
+        name: what to call the model in error messages.
+
+    Raises:
+        ExportError: the model is not on the CPU with real weights, the exporter or the ONNX
+            checker failed, onnxruntime disagrees with PyTorch by more than ``atol``, or ``path``
+            cannot be written.
+    """
+    import torch
+
+    label = name or type(model).__name__
+    target = Path(path)
+    _check_target(target)
+    devices = {p.device.type for p in [*model.parameters(), *model.buffers()]}
+    if devices - {"cpu"}:
+        raise ExportError(
+            f"{label}: export needs real weights on the CPU, not {', '.join(sorted(devices))}; "
+            "build the model on the CPU (archscope export builds zoo models there)"
+        )
+    example_batch = max(batch, 2) if dynamic_batch else batch
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(example_batch, *input_shape, generator=generator)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                reference = model(x)
+            except Exception as exc:
+                raise ExportError(
+                    f"{label}: forward pass on a {_dims(x.shape)} input failed before export: "
+                    f"{_first_line(exc)}"
+                ) from None
+        output_names, ref_outputs = _flatten_outputs(reference)
+        state_names = set(model.state_dict().keys())
+        started = time.perf_counter()
+        proto = _export_proto(model, x, opset, dynamic_batch, output_names, label)
+    finally:
+        model.train(was_training)
+
+    _drop_synthetic_zero_bias(proto, state_names)
+    _constants_to_nodes(proto, state_names)
+    external = proto.ByteSize() >= _PROTOBUF_LIMIT
+    info = {
+        "opset": _default_opset(proto),
+        "input_name": proto.graph.input[0].name,
+        "output_names": tuple(o.name for o in proto.graph.output),
+        "nodes": len(proto.graph.node),
+    }
+    diff: float | None = None
+    version: str | None = None
+    with _staged(target, external) as (model_file, data_file):
+        try:
+            _write(proto, model_file, data_file)
+        except OSError as exc:
+            raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
+        del proto  # the file is the truth from here on; free the in-memory copy of the weights
+        _check_file(model_file, label)
+        export_seconds = time.perf_counter() - started
+        file_bytes = model_file.stat().st_size + (data_file.stat().st_size if data_file else 0)
+        if verify:
+            diff, version = _verify(model, model_file, x, ref_outputs, dynamic_batch, label)
+            if diff is not None and not diff <= atol:
+                raise ExportError(
+                    f"{label}: onnxruntime's output differs from PyTorch's by up to {diff:.3g} "
+                    f"(tolerance {atol:g}); no file was written. Try another --opset"
+                )
+    return ExportResult(
+        path=target,
+        data_path=target.with_name(target.name + ".data") if external else None,
+        input_shape=tuple(x.shape),
+        dynamic_batch=dynamic_batch,
+        file_bytes=file_bytes,
+        export_seconds=export_seconds,
+        max_abs_diff=diff,
+        onnxruntime_version=version,
+        atol=atol,
+        **info,
+    )
+
+
+def _constants_to_nodes(proto: onnx.ModelProto, state_names: set[str]) -> None:
+    """Turn initializers that are not in the model's ``state_dict`` into ``Constant`` nodes.
+
+    Constant folding leaves computed constants (shape arithmetic, an adaptive pool's divisors) as
+    initializers; as ``Constant`` nodes they cannot be mistaken for parameters by a reader such as
+    :func:`archscope.onnx_inspect.inspect_onnx`, which counts initializers as parameters.
+    """
+    import onnx
+
+    moved = [t for t in proto.graph.initializer if t.name not in state_names]
+    if not moved:
+        return
+    keep = [t for t in proto.graph.initializer if t.name in state_names]
+    nodes = [
+        onnx.helper.make_node("Constant", [], [t.name], name=f"constant_{t.name}", value=t)
+        for t in moved
+    ]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep)
+    rest = list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend([*nodes, *rest])
+
+
+def _check_target(target: Path) -> None:
+    directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ExportError(f"cannot write {target}: it is a directory; give a file name like m.onnx")
+    if not directory.is_dir():
+        raise ExportError(f"cannot write {target}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ExportError(f"cannot write {target}: directory {directory} is not writable")
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's log lines and deprecation warnings (the library never prints)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export_proto(
+    model: nn.Module,
+    x: torch.Tensor,
+    opset: int,
+    dynamic_batch: bool,
+    output_names: list[str],
+    label: str,
+) -> onnx.ModelProto:
+    import torch
+
+    try:
+        import onnxscript.optimizer
+    except ImportError:  # pragma: no cover - onnxscript ships with archscope's dependencies
+        raise ExportError(
+            "ONNX export needs onnxscript; install it with pip install 'archscope[onnxruntime]'"
+        ) from None
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                optimize=False,  # see the module docstring: its BN folding and dedup change counts
+                external_data=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=output_names,
+                dynamic_shapes=dynamic_shapes,
+                verbose=False,
+            )
+            assert program is not None  # dynamo=True without a file name always returns one
+            onnxscript.optimizer.fold_constants(program.model)
+            onnxscript.optimizer.remove_unused_nodes(program.model)
+            proto: onnx.ModelProto = program.model_proto
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"{label}: PyTorch's ONNX exporter failed at opset {opset}: {_first_line(exc)}"
+        ) from None
+    return proto
+
+
+def _drop_synthetic_zero_bias(proto: onnx.ModelProto, state_names: set[str]) -> None:
+    """Remove the all-zero bias the exporter invents for a bias-free Conv/Gemm, and its tensor.
+
+    Only initializers that are not in the model's ``state_dict`` qualify: a real parameter that
+    happens to be zero (VGG initialises its biases to 0) stays.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    dropped: set[str] = set()
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3:
+            continue
+        bias = node.input[2]
+        tensor = inits.get(bias)
+        if tensor is None or bias in state_names:
+            continue
+        if not (numpy_helper.to_array(tensor) == 0).all():
+            continue
+        del node.input[2]
+        dropped.add(bias)
+    still_used = {i for node in proto.graph.node for i in node.input}
+    keep = [t for t in proto.graph.initializer if t.name not in dropped or t.name in still_used]
+    if len(keep) != len(proto.graph.initializer):
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(keep)
+
+
+@contextlib.contextmanager
+def _staged(target: Path, external: bool) -> Iterator[tuple[Path, Path | None]]:
+    """Paths to write the model (and its external data) to; moved onto ``target`` on success.
+
+    A small model is one file, replaced atomically (:func:`archscope._io.atomic_path`). A model
+    over 2 GB is staged in a temporary directory beside ``target`` with its data file, whose name
+    the model file records, so both are moved only once both are complete and checked.
+    """
+    if not external:
+        with atomic_path(target) as tmp:
+            yield tmp, None
+        return
+    data_path = target.with_name(target.name + ".data")
+    workdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield workdir / target.name, workdir / data_path.name
+        os.replace(workdir / data_path.name, data_path)
+        os.replace(workdir / target.name, target)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _write(proto: onnx.ModelProto, model_file: Path, data_file: Path | None) -> None:
+    import onnx
+
+    if data_file is None:
+        model_file.write_bytes(proto.SerializeToString())
+        return
+    onnx.save_model(
+        proto, str(model_file), save_as_external_data=True, all_tensors_to_one_file=True,
+        location=data_file.name, size_threshold=1024,
+    )
+
+
+def _check_file(model_file: Path, label: str) -> None:
+    """``onnx.checker.check_model(full_check=True)``: the checker plus strict shape inference."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(model_file), full_check=True)
+    except Exception as exc:
+        raise ExportError(
+            f"{label}: the ONNX checker rejected the export: {_first_line(exc)}"
+        ) from None
+
+
+def _verify(
+    model: nn.Module,
+    model_file: Path,
+    x: torch.Tensor,
+    reference: list[torch.Tensor],
+    dynamic_batch: bool,
+    label: str,
+) -> tuple[float | None, str | None]:
+    """Largest |PyTorch − onnxruntime| (and at batch 1 too, for a dynamic batch)."""
+    import torch
+
+    diff, version = _compare_onnxruntime(model_file, x, reference, label)
+    if diff is None or not dynamic_batch:
+        return diff, version
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            _, reference1 = _flatten_outputs(model(x[:1]))
+    finally:
+        model.train(was_training)
+    diff1, _ = _compare_onnxruntime(model_file, x[:1], reference1, label)
+    return max(diff, diff1 or 0.0), version
+
+
+def _compare_onnxruntime(
+    path: Path, x: torch.Tensor, reference: list[torch.Tensor], label: str
+) -> tuple[float | None, str | None]:
+    """Run ``x`` through onnxruntime; the largest absolute difference to ``reference``."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None, None
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    except Exception as exc:
+        raise ExportError(
+            f"{label}: onnxruntime cannot run the export: {_first_line(exc)}"
+        ) from None
+    if len(outputs) != len(reference):
+        raise ExportError(
+            f"{label}: onnxruntime returned {len(outputs)} outputs, PyTorch {len(reference)}"
+        )
+    diff = 0.0
+    for got, want in zip(outputs, reference, strict=True):
+        expected = want.detach().cpu().numpy()
+        if got.shape != expected.shape:
+            raise ExportError(
+                f"{label}: onnxruntime output shape {list(got.shape)} differs from PyTorch's "
+                f"{list(expected.shape)}"
+            )
+        if got.size:
+            diff = max(diff, float(abs(got.astype("float64") - expected.astype("float64")).max()))
+    return diff, str(onnxruntime.__version__)
+
+
+def _flatten_outputs(output: Any) -> tuple[list[str], list[torch.Tensor]]:
+    """Output names and tensors in the exporter's order (dict keys become the names)."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return ["output"], [output]
+    if isinstance(output, dict):
+        names, tensors = [], []
+        for key, value in output.items():
+            sub_names, sub = _flatten_outputs(value)
+            names += [str(key) if len(sub) == 1 else f"{key}_{n}" for n in sub_names]
+            tensors += sub
+        return names, tensors
+    if isinstance(output, (list, tuple)):
+        names, tensors = [], []
+        for i, value in enumerate(output):
+            sub_names, sub = _flatten_outputs(value)
+            names += [f"output_{i}" if len(sub) == 1 else f"output_{i}_{n}" for n in sub_names]
+            tensors += sub
+        return names, tensors
+    raise ExportError(
+        f"the model returns {type(output).__name__}; ONNX export needs tensors, or tuples, lists "
+        "and dicts of tensors"
+    )
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 0
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+__all__ = ["DEFAULT_ATOL", "DEFAULT_OPSET", "ExportResult", "export_onnx"]
