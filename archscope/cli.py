@@ -21,6 +21,7 @@ from archscope.errors import ArchscopeError
 _COMMANDS: dict[str, str] = {
     "list": "archscope.commands.list_models:list_command",
     "summary": "archscope.commands.summary:summary",
+    "diagram": "archscope.commands.diagram:diagram",
     "calc": "archscope.commands.calc:calc",
     "bench": "archscope.commands.bench:bench",
 }

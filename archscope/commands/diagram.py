@@ -1,0 +1,83 @@
+"""``archscope diagram MODEL``: a Graphviz drawing of the data flow, shapes on the edges."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from archscope.commands._common import input_option, model_argument, num_classes_option
+
+
+@click.command()
+@model_argument
+@click.option("-o", "--output", "output", metavar="FILE", default=None,
+              help="Where to write: .svg, .png, .pdf, or .dot/.gv for DOT source; '-' writes DOT "
+                   "to stdout. [default: MODEL.svg in the current directory]")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Collapse containers deeper than this into one node "
+                   "(default: the deepest that keeps the drawing to about 40 nodes).")
+@click.option("--fold/--no-fold", default=True, show_default=True,
+              help="Draw norm/activation/dropout inside the layer before them and fold runs of "
+                   "identical layers or blocks into one ×N node.")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
+              metavar="[TB|LR]",
+              show_default=True, help="Flow top-to-bottom or left-to-right.")
+@input_option
+@num_classes_option
+def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankdir: str,
+            input_shape: tuple[int, ...] | None, num_classes: int | None) -> None:
+    """Draw MODEL: layers with their hyperparameters and parameters, tensor shapes on the edges,
+    skip connections dashed, repeated blocks folded.
+
+    \b
+    Examples:
+      archscope diagram resnet50                   # writes resnet50.svg
+      archscope diagram vgg16 -o vgg16.png
+      archscope diagram resnet50 --depth 1 -o stages.pdf
+      archscope diagram resnet18 --depth 3 --no-fold -o resnet18.svg
+      archscope diagram lecture_mnist_cnn --rankdir LR -o - | dot -Tpng > mnist.png
+    """
+    from archscope.diagram import find_dot, format_for, render_bytes
+    from archscope.errors import RenderError
+
+    rankdir = rankdir.upper()
+    to_stdout = output == "-"
+    fmt = "dot" if to_stdout else (format_for(output) if output else "svg")
+    if fmt != "dot" and find_dot() is None:
+        # Fail before tracing: the drawing could not be written anyway.
+        render_bytes("digraph {}", fmt)
+
+    from archscope._io import atomic_path
+    from archscope.diagram import PNG_DPI
+    from archscope.render.dot import build_diagram, default_depth, max_depth, write_dot
+    from archscope.source import load_report
+
+    report = load_report(model, input_shape=input_shape, num_classes=num_classes)
+    chosen = depth if depth is not None else default_depth(report, fold=fold)
+    drawing = build_diagram(report, depth=chosen, fold=fold)
+    dot_source = write_dot(drawing, rankdir=rankdir, dpi=PNG_DPI if fmt == "png" else None)
+    status = (f"{report.model}: depth {min(chosen, max_depth(report))} of {max_depth(report)}, "
+              f"{len(drawing.layer_nodes)} nodes{' (folded)' if fold else ''}")
+    if to_stdout:
+        click.echo(dot_source, nl=False)
+        click.echo(status, err=True)
+        return
+    target = Path(output) if output else Path(_file_stem(report.model) + ".svg")
+    data = render_bytes(dot_source, fmt)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise RenderError(f"cannot write {target}: {exc.strerror or exc}; "
+                          "choose another path with -o") from None
+    click.echo(f"{status} → wrote {target}", err=True)
+
+
+def _file_stem(name: str) -> str:
+    """A file name for a model source: ``resnet50``, ``my_net.py:Net`` → ``my_net_Net``."""
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    base = base.replace(".py:", "_").replace(".onnx", "")
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("._")[:60]
+    return stem or "diagram"

@@ -1,0 +1,421 @@
+"""``archscope diagram``: the DOT graph built from a Report, its rendering and the command.
+
+Oracles: hand-built reports whose graph is known, the engine's own records for shapes (the
+diagram must not re-derive them), the published parameter totals, and the file formats' magic
+bytes / XML parsers for rendered output.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archscope.cli import main
+from archscope.errors import RenderError
+from archscope.render.dot import (
+    Diagram,
+    build_diagram,
+    default_depth,
+    describe_hparams,
+    kind_of,
+    render_dot,
+)
+from archscope.report import MODEL_INPUT, LayerRecord, Report
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot not installed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-built reports (no torch): the graph semantics
+# ---------------------------------------------------------------------------------------------
+
+
+def _rec(index: int, name: str, type_: str, depth: int, parent: int | None, inputs: tuple[int, ...],
+         shape: tuple[int, ...], params: int = 0, *, kind: str = "module", leaf: bool = True,
+         hparams: dict[str, object] | None = None,
+         in_shapes: tuple[tuple[int, ...], ...] | None = None) -> LayerRecord:
+    return LayerRecord(
+        index=index, name=name, type=type_, kind=kind, depth=depth, parent=parent, is_leaf=leaf,
+        input_shapes=in_shapes if in_shapes is not None else (), output_shapes=(shape,),
+        params=params, trainable_params=params, param_formula="", output_formula="", macs=0,
+        hparams=hparams or {}, inputs=inputs if leaf else (),
+    )
+
+
+def _report(layers: list[LayerRecord], outputs: tuple[int, ...], name: str = "toy") -> Report:
+    total = sum(r.params for r in layers)
+    out_shape = layers[outputs[0]].output_shapes[0]
+    return Report(
+        model=name, model_type="Toy", input_shape=(8, 16, 16), batch=1, total_params=total,
+        trainable_params=total, non_trainable_params=0, total_macs=0, forward_flops=0,
+        backward_flops=None, param_bytes=4 * total, buffer_bytes=0, activation_bytes=0,
+        output_shapes=(out_shape,), outputs=outputs, layers=tuple(layers),
+    )
+
+
+def _residual_toy() -> Report:
+    """stem conv → two residual blocks (the first with a 1×1 downsample) → flatten → fc.
+
+    block: conv → bn → relu → conv → (+ identity or downsample) → relu
+    """
+    x = (1, 8, 16, 16)
+    y = (1, 16, 8, 8)
+    conv = {"kernel": (3, 3), "stride": (1, 1), "padding": (1, 1), "in_channels": 8,
+            "out_channels": 8, "groups": 1}
+    layers = [
+        _rec(0, "stem", "Conv2d", 1, None, (MODEL_INPUT,), x, 584, hparams=conv),
+        _rec(1, "blocks", "Sequential", 1, None, (), y, leaf=False),
+        # block 0 (downsamples 8×16×16 → 16×8×8)
+        _rec(2, "blocks.0", "Block", 2, 1, (), y, leaf=False),
+        _rec(3, "blocks.0.conv1", "Conv2d", 3, 2, (0,), y, 1168,
+             hparams={**conv, "stride": (2, 2), "out_channels": 16}),
+        _rec(4, "blocks.0.bn", "BatchNorm2d", 3, 2, (3,), y, 32),
+        _rec(5, "blocks.0.relu", "ReLU", 3, 2, (4,), y),
+        _rec(6, "blocks.0.conv2", "Conv2d", 3, 2, (5,), y, 2320),
+        _rec(7, "blocks.0.down", "Sequential", 3, 2, (), y, leaf=False),
+        _rec(8, "blocks.0.down.0", "Conv2d", 4, 7, (0,), y, 144),
+        _rec(9, "blocks.0.add", "add", 3, 2, (6, 8), y, kind="function", in_shapes=(y, y)),
+        _rec(10, "blocks.0.relu", "ReLU", 3, 2, (9,), y, **{}),
+        # block 1 (identity skip)
+        _rec(11, "blocks.1", "Block", 2, 1, (), y, leaf=False),
+        _rec(12, "blocks.1.conv1", "Conv2d", 3, 11, (10,), y, 2320),
+        _rec(13, "blocks.1.bn", "BatchNorm2d", 3, 11, (12,), y, 32),
+        _rec(14, "blocks.1.relu", "ReLU", 3, 11, (13,), y),
+        _rec(15, "blocks.1.conv2", "Conv2d", 3, 11, (14,), y, 2320),
+        _rec(16, "blocks.1.add", "add", 3, 11, (15, 10), y, kind="function", in_shapes=(y, y)),
+        _rec(17, "blocks.1.relu", "ReLU", 3, 11, (16,), y),
+        _rec(18, "flatten", "flatten", 1, None, (17,), (1, 1024), kind="function"),
+        _rec(19, "fc", "Linear", 1, None, (18,), (1, 10), 10250,
+             hparams={"in_features": 1024, "out_features": 10}),
+    ]
+    return _report(layers, (19,))
+
+
+def _merges(d: Diagram) -> list[str]:
+    return [n.id for n in d.nodes if n.role == "merge"]
+
+
+def test_kinds_come_from_a_type_table() -> None:
+    assert kind_of("Conv2d") == "conv"
+    assert kind_of("BatchNorm2d") == "norm"
+    assert kind_of("ReLU") == "activation"
+    assert kind_of("MaxPool2d") == "pool"
+    assert kind_of("Linear") == "linear"
+    assert kind_of("Dropout") == "dropout"
+    assert kind_of("add") == "op"
+    # ONNX operator names flow through the same table.
+    assert kind_of("Gemm") == "linear"
+    assert kind_of("BatchNormalization") == "norm"
+    assert kind_of("MyFancyLayer") == "other"
+
+
+def test_hparams_text() -> None:
+    conv = _rec(0, "c", "Conv2d", 1, None, (MODEL_INPUT,), (1, 64, 112, 112), hparams={
+        "in_channels": 3, "out_channels": 64, "kernel": (7, 7), "stride": (2, 2),
+        "padding": (3, 3), "dilation": (1, 1), "groups": 1})
+    assert describe_hparams(conv) == "7×7 s2 p3 · 3→64"
+    pool = _rec(0, "p", "MaxPool2d", 1, None, (MODEL_INPUT,), (1, 64, 56, 56),
+                hparams={"kernel": 3, "stride": 2, "padding": 1})
+    assert describe_hparams(pool) == "3×3 s2 p1"
+    fc = _rec(0, "f", "Linear", 1, None, (MODEL_INPUT,), (1, 10),
+              hparams={"in_features": 512, "out_features": 10})
+    assert describe_hparams(fc) == "512→10"
+    drop = _rec(0, "d", "Dropout", 1, None, (MODEL_INPUT,), (1, 10), hparams={"p": 0.5})
+    assert describe_hparams(drop) == "p=0.5"
+
+
+def test_full_depth_without_folding_draws_every_leaf() -> None:
+    report = _residual_toy()
+    d = build_diagram(report, depth=4, fold=False)
+    assert len(d.layer_nodes) == len(report.leaves())
+    assert d.total_params == report.total_params
+    # The residual adds: two producers each; the skip edges are dashed, the main ones not.
+    for merge in _merges(d):
+        edges = d.in_edges(merge)
+        assert len(edges) == 2
+        assert sorted(e.skip for e in edges) == [False, True]
+    skip_sources = {e.src for e in d.edges if e.skip}
+    assert skip_sources == {"r0", "r8", "r10"}  # stem → down.0, down.0 → add, block0 out → add
+
+
+def test_depth_two_keeps_merges_and_downsample_visible() -> None:
+    report = _residual_toy()
+    d = build_diagram(report, depth=2, fold=False)
+    titles = [n.title for n in d.layer_nodes]
+    # block 0: main path, downsample branch, add (+ its ReLU); block 1: main path, add.
+    assert titles == ["Conv2d", "Block", "down", "add + ReLU", "Block", "add + ReLU", "flatten",
+                      "Linear"]
+    down = next(n for n in d.nodes if n.title == "down")
+    assert down.params == 144
+    assert [e.skip for e in d.in_edges(down.id)] == [True]
+    for merge in _merges(d):
+        assert len(d.in_edges(merge)) == 2
+    main0 = next(n for n in d.nodes if n.name == "blocks.0")
+    assert main0.params == 1168 + 32 + 2320
+    assert d.total_params == report.total_params
+    # Edge shapes come from the records, batch dimension dropped.
+    assert {e.shape for e in d.in_edges(_merges(d)[0])} == {(16, 8, 8)}
+
+
+def test_depth_one_collapses_containers_whole() -> None:
+    report = _residual_toy()
+    d = build_diagram(report, depth=1, fold=False)
+    assert [n.title for n in d.layer_nodes] == ["Conv2d", "blocks", "flatten", "Linear"]
+    blocks = d.node("c1")
+    assert blocks.params == sum(r.params for r in report.layers[2:18])
+    assert [(e.src, e.dst, e.shape) for e in d.edges] == [
+        ("input", "r0", (8, 16, 16)), ("r0", "c1", (8, 16, 16)), ("c1", "r18", (16, 8, 8)),
+        ("r18", "r19", (1024,)), ("r19", "output", (10,)),
+    ]
+    assert not any(e.skip for e in d.edges)
+
+
+def test_fold_fuses_norm_and_activation_into_the_layer_before() -> None:
+    report = _residual_toy()
+    d = build_diagram(report, depth=4, fold=True)
+    titles = [n.title for n in d.layer_nodes]
+    assert "Conv2d + BN + ReLU" in titles
+    assert "BatchNorm2d" not in titles and "ReLU" not in titles
+    assert "add + ReLU" in titles
+    assert d.total_params == report.total_params
+    assert len(d.layer_nodes) < len(build_diagram(report, depth=4, fold=False).layer_nodes)
+
+
+def test_fold_counts_identical_consecutive_layers() -> None:
+    x = (1, 8, 4, 4)
+    conv = {"kernel": (3, 3), "in_channels": 8, "out_channels": 8}
+    layers = [
+        _rec(i, f"f.{i}", "Conv2d", 1, None, (i - 1 if i else MODEL_INPUT,), x, 584, hparams=conv,
+             in_shapes=(x,))
+        for i in range(4)
+    ]
+    report = _report(layers, (3,))
+    folded = build_diagram(report, fold=True)
+    assert len(folded.layer_nodes) == 1
+    node = folded.layer_nodes[0]
+    assert (node.count, node.params, node.name) == (4, 4 * 584, "f.0–3")
+    assert "×4" in render_dot(report, fold=True)
+    assert len(build_diagram(report, fold=False).layer_nodes) == 4
+
+
+def test_dot_is_deterministic_and_well_formed() -> None:
+    report = _residual_toy()
+    first = render_dot(report, depth=2)
+    assert first == render_dot(report, depth=2)
+    assert first.startswith('digraph "toy" {') and first.rstrip().endswith("}")
+    assert "style=dashed" in first  # the skip edges
+    assert "rankdir=LR" in render_dot(report, depth=2, rankdir="LR")
+    with pytest.raises(ValueError):
+        render_dot(report, rankdir="BT")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real reports from the engine
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, Report]:
+    from archscope.source import load_report
+
+    return {name: load_report(name) for name in ("lecture_mnist_cnn", "resnet18", "resnet50",
+                                                  "vgg16")}
+
+
+@pytest.mark.parametrize("name", ["lecture_mnist_cnn", "resnet18"])
+def test_golden_dot(reports: dict[str, Report], golden, name: str) -> None:
+    golden.check(f"diagram_{name}_depth2.dot", render_dot(reports[name], depth=2))
+
+
+def test_resnet50_depth2_structure(reports: dict[str, Report]) -> None:
+    report = reports["resnet50"]
+    d = build_diagram(report, depth=2, fold=False)
+    layers = report.layers
+    merges = [n for n in d.nodes if n.role == "merge"]
+    assert len(merges) == 16  # 3 + 4 + 6 + 3 bottleneck blocks
+    for m in merges:
+        edges = d.in_edges(m.id)
+        assert len(edges) == 2
+        assert sorted(e.skip for e in edges) == [False, True]
+        add = next(layers[i] for i in m.records if layers[i].type == "add")
+        # Edge labels are the engine's shapes (batch dropped), not re-derived.
+        assert sorted(e.shape for e in edges) == sorted(s[1:] for s in add.input_shapes)
+    downsamples = [n for n in d.nodes if n.name.endswith(".downsample")]
+    assert [n.name for n in downsamples] == [f"layer{i}.0.downsample" for i in range(1, 5)]
+    for n in downsamples:
+        (edge_in,) = d.in_edges(n.id)
+        (edge_out,) = d.out_edges(n.id)
+        assert edge_in.skip and edge_out.skip
+        assert d.node(edge_out.dst).role == "merge"
+        record = report.find(n.name)
+        assert edge_out.shape == record.output_shape[1:]
+        assert n.params == sum(r.params for r in layers if r.name.startswith(n.name + "."))
+    blocks = [n for n in d.nodes if n.title == "Bottleneck"]
+    assert len(blocks) == 16
+    # Every edge's label is the output shape of a record the source node draws.
+    for e in d.edges:
+        if e.src == "input":
+            assert e.shape == report.input_shape
+            continue
+        produced = {layers[i].output_shape[1:] for i in d.node(e.src).records if layers[i].is_leaf}
+        assert e.shape in produced
+    assert d.total_params == report.total_params == 25_557_032
+
+    folded = build_diagram(report, depth=2, fold=True)
+    assert len(folded.layer_nodes) < len(d.layer_nodes)
+    assert folded.total_params == report.total_params
+    assert sorted(n.count for n in folded.nodes if n.title == "Bottleneck" and n.count > 1) == [
+        2, 2, 3, 5]
+
+
+def test_resnet50_depth1_is_stem_stages_head(reports: dict[str, Report]) -> None:
+    d = build_diagram(reports["resnet50"], depth=1, fold=True)
+    assert [n.title for n in d.layer_nodes] == [
+        "Conv2d + BN + ReLU", "MaxPool2d", "layer1", "layer2", "layer3", "layer4",
+        "AdaptiveAvgPool2d", "flatten", "Linear",
+    ]
+    assert not any(e.skip for e in d.edges)
+    assert d.total_params == 25_557_032
+
+
+def test_full_depth_draws_every_layer(reports: dict[str, Report]) -> None:
+    report = reports["resnet50"]
+    d = build_diagram(report, depth=4, fold=False)
+    assert len(d.layer_nodes) == len(report.leaves())
+
+
+@pytest.mark.parametrize(("name", "depth"), [("resnet50", 2), ("vgg16", 2), ("resnet18", 2),
+                                              ("lecture_mnist_cnn", 2)])
+def test_default_drawings_fit_one_page(reports: dict[str, Report], name: str, depth: int) -> None:
+    report = reports[name]
+    assert default_depth(report) == depth
+    d = build_diagram(report, depth=depth)
+    assert len(d.layer_nodes) <= 40 and d.ranks <= 26
+    assert d.total_params == report.total_params
+
+
+def test_vgg16_folds_repeated_convs(reports: dict[str, Report]) -> None:
+    d = build_diagram(reports["vgg16"], depth=2)
+    counts = [(n.title, n.count) for n in d.layer_nodes if n.count > 1]
+    assert counts == [("Conv2d + ReLU", 2), ("Conv2d + ReLU", 2), ("Conv2d + ReLU", 3)]
+    assert d.total_params == 138_357_544
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_dot
+@pytest.mark.parametrize("ext", ["svg", "png", "pdf", "dot", "gv"])
+def test_write_diagram_formats(reports: dict[str, Report], tmp_path: Path, ext: str) -> None:
+    from archscope.diagram import write_diagram
+
+    path = write_diagram(reports["lecture_mnist_cnn"], tmp_path / f"m.{ext}")
+    data = path.read_bytes()
+    if ext == "svg":
+        root = ET.fromstring(data)
+        assert root.tag.endswith("svg")
+        assert "Conv2d" in data.decode()
+    elif ext == "png":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    elif ext == "pdf":
+        assert data.startswith(b"%PDF")
+    else:
+        assert data.decode().startswith('digraph "lecture_mnist_cnn"')
+    assert [p.name for p in tmp_path.iterdir()] == [f"m.{ext}"]  # no temporary file left
+
+
+def test_unknown_extension(reports: dict[str, Report], tmp_path: Path) -> None:
+    from archscope.diagram import write_diagram
+
+    with pytest.raises(RenderError, match=r"\.svg, \.png"):
+        write_diagram(reports["lecture_mnist_cnn"], tmp_path / "m.jpg")
+
+
+def test_missing_dot_names_the_fix(reports: dict[str, Report], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from archscope.diagram import write_diagram
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(RenderError) as info:
+        write_diagram(reports["lecture_mnist_cnn"], tmp_path / "m.svg")
+    message = str(info.value)
+    assert "apt-get install graphviz" in message and "brew install graphviz" in message
+    assert not (tmp_path / "m.svg").exists()
+    # DOT source needs no Graphviz.
+    assert write_diagram(reports["lecture_mnist_cnn"], tmp_path / "m.dot").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_stdout_is_dot() -> None:
+    result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith('digraph "lecture_mnist_cnn" {')
+    assert result.stdout.rstrip().endswith("}")
+    assert "lecture_mnist_cnn: depth 2 of 2" in result.stderr
+    assert "digraph" not in result.stderr
+
+
+@needs_dot
+def test_cli_default_file_is_svg_in_cwd(tmp_path: Path) -> None:
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
+        result = runner.invoke(main, ["diagram", "lecture_mnist_cnn", "--rankdir", "LR"])
+        assert result.exit_code == 0, result.output
+        svg = Path(cwd) / "lecture_mnist_cnn.svg"
+        assert ET.fromstring(svg.read_bytes()).tag.endswith("svg")
+    assert result.stdout == ""
+    assert "wrote lecture_mnist_cnn.svg" in result.stderr
+
+
+@needs_dot
+def test_cli_png_with_options(tmp_path: Path) -> None:
+    out = tmp_path / "r.png"
+    result = CliRunner().invoke(main, ["diagram", "resnet18", "-o", str(out), "--depth", "1",
+                                       "--no-fold", "--input", "3x64x64", "--num-classes", "7"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert re.search(r"resnet18: depth 1 of \d, 11 nodes", result.stderr)
+
+
+def test_cli_num_classes_reaches_the_edges() -> None:
+    result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", "-",
+                                       "--num-classes", "7"])
+    assert result.exit_code == 0, result.output
+    assert 'label=" 7"' in result.stdout
+
+
+def test_cli_missing_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import archscope.diagram
+
+    monkeypatch.setattr(archscope.diagram, "find_dot", lambda: None)
+    out = tmp_path / "m.pdf"
+    result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: Graphviz's `dot` program is not on PATH")
+    assert "apt-get install graphviz" in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    dot_file = tmp_path / "m.gv"
+    result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", str(dot_file)])
+    assert result.exit_code == 0, result.output
+    assert dot_file.read_text().startswith("digraph")
+
+
+def test_cli_bad_extension_and_rankdir(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o",
+                                       str(tmp_path / "m.jpeg")])
+    assert result.exit_code == 1
+    assert "cannot tell the diagram format" in result.stderr
+    result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "--rankdir", "BT"])
+    assert result.exit_code == 2
