@@ -1,0 +1,52 @@
+"""``archscope summary MODEL``: every layer with its shape, parameters and their arithmetic."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from archscope.commands._common import (
+    batch_option,
+    input_option,
+    model_argument,
+    num_classes_option,
+)
+
+
+@click.command()
+@model_argument
+@input_option
+@batch_option
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Show layers down to this nesting depth (default: all).")
+@num_classes_option
+@click.option("--freeze", multiple=True, metavar="PREFIX",
+              help="Mark parameters under PREFIX (e.g. features) as frozen; repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
+@click.option("--width", type=click.IntRange(min=60), default=None,
+              help="Table width (default: the terminal's).")
+def summary(model: str, input_shape: tuple[int, ...] | None, batch: int, depth: int | None,
+            num_classes: int | None, freeze: tuple[str, ...], fmt: str, explain: bool,
+            width: int | None) -> None:
+    """Show every layer of MODEL: output shape, parameters with their formula, MACs, totals.
+
+    \b
+    Examples:
+      archscope summary vgg16
+      archscope summary lecture_catsdogs_cnn --explain
+      archscope summary resnet50 --input 3x512x512 --batch 8 --depth 2
+      archscope summary vgg16 --freeze features --format json > vgg16.json
+      archscope summary my_net.py:Net --input 3x32x32
+    """
+    from archscope.render import render
+    from archscope.source import load_report
+
+    report = load_report(model, input_shape=input_shape, batch=batch, num_classes=num_classes,
+                         freeze=freeze)
+    tty = sys.stdout.isatty()
+    text = render(report, fmt, explain=explain, width=width or (None if tty else 100),
+                  color=tty and fmt == "table", max_depth=depth)
+    click.echo(text, nl=False)

@@ -1,0 +1,94 @@
+"""Lecture arithmetic: parameter counts and output sizes as pure integer functions.
+
+Each function returns ``(value, expression)``; the expression is written the way a lecture writes
+it, uses ``·`` for multiplication and evaluates to the value with
+:func:`archscope.report.evaluate_formula`. No torch import here.
+
+Conventions:
+    * Conv: ``(kh·kw·c_in/groups + 1)·c_out`` with a bias, ``kh·kw·c_in/groups·c_out`` without
+      (``/groups`` is only written when ``groups > 1``).
+    * Linear: ``(in + 1)·out`` with a bias, ``in·out`` without.
+    * BatchNorm: ``2·C`` (γ and β; the running statistics are buffers, not parameters).
+    * Output size: ``⌊(n + 2p − d·(k − 1) − 1)/s⌋ + 1``, written ``⌊(n − k + 2·p)/s⌋ + 1`` when
+      ``d = 1`` (the lecture's ``(150 − 3)/1 + 1``); ``⌈…⌉`` in ceil mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+
+def conv_params(c_in: int, c_out: int, kernel: Sequence[int], groups: int = 1,
+                bias: bool = True) -> tuple[int, str]:
+    """Parameters of an N-d convolution: ``conv_params(32, 64, (3, 3))`` → ``(18496, "(3·3·32+1)·64")``."""
+    k = "·".join(str(x) for x in kernel)
+    cin = f"{c_in}/{groups}" if groups > 1 else f"{c_in}"
+    per_filter = prod(kernel) * c_in // groups
+    if bias:
+        return (per_filter + 1) * c_out, f"({k}·{cin}+1)·{c_out}"
+    return per_filter * c_out, f"{k}·{cin}·{c_out}"
+
+
+def linear_params(in_features: int, out_features: int, bias: bool = True) -> tuple[int, str]:
+    """Parameters of a dense layer: ``linear_params(6272, 512)`` → ``(3211776, "(6272+1)·512")``."""
+    if bias:
+        return (in_features + 1) * out_features, f"({in_features}+1)·{out_features}"
+    return in_features * out_features, f"{in_features}·{out_features}"
+
+
+def norm_params(num_features: int, affine: bool = True) -> tuple[int, str]:
+    """BatchNorm/GroupNorm/InstanceNorm: a scale γ and a shift β per channel (``2·C``)."""
+    if not affine:
+        return 0, "0"
+    return 2 * num_features, f"2·{num_features}"
+
+
+def layernorm_params(shape: Sequence[int], affine: bool = True, bias: bool = True) -> tuple[int, str]:
+    """LayerNorm over ``shape``: γ and β of that shape (``2·768``)."""
+    if not affine:
+        return 0, "0"
+    dims = "·".join(str(d) for d in shape)
+    n = prod(shape)
+    if bias:
+        return 2 * n, f"2·{dims}"
+    return n, dims
+
+
+def embedding_params(num: int, dim: int) -> tuple[int, str]:
+    """An embedding table: ``num·dim``."""
+    return num * dim, f"{num}·{dim}"
+
+
+def shapes_params(shapes: Sequence[Sequence[int]]) -> tuple[int, str]:
+    """Any layer: the sum of its parameter tensors' shape products (``64·32·3·3 + 64``)."""
+    if not shapes:
+        return 0, ""
+    terms = ["·".join(str(d) for d in s) if len(s) else "1" for s in shapes]
+    return sum(prod(s) for s in shapes), " + ".join(terms)
+
+
+def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+                ceil_mode: bool = False) -> tuple[int, str]:
+    """One spatial dimension after a conv or pool, with the arithmetic.
+
+    ``output_size(150, 3)`` → ``(148, "⌊(150 − 3 + 2·0)/1⌋ + 1 = 148")``. A result below 1 means
+    the input is too small for the layer.
+    """
+    span = dilation * (kernel - 1) + 1
+    numerator = n + 2 * padding - span
+    if ceil_mode:
+        out = -(-numerator // stride) + 1
+        # PyTorch: the last window must start inside the input or the left padding.
+        if (out - 1) * stride >= n + padding:
+            out -= 1
+    else:
+        out = numerator // stride + 1
+    k_text = f"{kernel}" if dilation == 1 else f"{dilation}·({kernel} − 1) − 1"
+    sign = "−" if dilation == 1 else "−"
+    lo, hi = ("⌈", "⌉") if ceil_mode else ("⌊", "⌋")
+    if dilation == 1:
+        expr = f"{lo}({n} {sign} {k_text} + 2·{padding})/{stride}{hi} + 1 = {out}"
+    else:
+        expr = f"{lo}({n} + 2·{padding} − {k_text})/{stride}{hi} + 1 = {out}"
+    return out, expr

@@ -1,0 +1,90 @@
+"""Cell formatting shared by the text renderers (table, markdown, csv)."""
+
+from __future__ import annotations
+
+from archscope.report import LayerRecord, Report
+from archscope.shapes import format_shape
+
+
+def visible(report: Report, max_depth: int | None) -> list[LayerRecord]:
+    """Records shown at ``max_depth`` (``None``: all)."""
+    return [r for r in report.layers if max_depth is None or r.depth <= max_depth]
+
+
+def shape_cell(record: LayerRecord) -> str:
+    if not record.output_shapes:
+        return "—"
+    if record.output_keys:
+        return ", ".join(f"{k}: {format_shape(s)}" for k, s in
+                         zip(record.output_keys, record.output_shapes, strict=True))
+    return ", ".join(format_shape(s) for s in record.output_shapes)
+
+
+def params_cell(record: LayerRecord, report: Report, max_depth: int | None) -> str:
+    """Own parameters; a folded container (children hidden) shows its subtree's sum."""
+    if not record.is_leaf and max_depth is not None and record.depth == max_depth:
+        return f"{subtree_params(report, record.index):,}"
+    if record.shared_with and not record.params:
+        return "(shared)"
+    if not record.is_leaf and not record.params:
+        return "—"
+    return f"{record.params:,}"
+
+
+def formula_cell(record: LayerRecord, report: Report, max_depth: int | None) -> str:
+    if not record.is_leaf and max_depth is not None and record.depth == max_depth:
+        return ""
+    if record.shared_with and not record.params:
+        return f"= {record.shared_with}"
+    return record.param_formula
+
+
+def subtree_params(report: Report, index: int) -> int:
+    total = 0
+    stack = [index]
+    while stack:
+        i = stack.pop()
+        total += report.layers[i].params
+        stack.extend(r.index for r in report.layers if r.parent == i)
+    return total
+
+
+def macs_cell(record: LayerRecord) -> str:
+    return f"{record.macs:,}" if record.macs else "—"
+
+
+def human_count(n: int) -> str:
+    """``138357544`` → ``138.36 M``."""
+    for unit, size in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    """``553430176`` → ``527.79 MiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.2f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def totals(report: Report) -> list[tuple[str, str]]:
+    """The totals block, as (label, value) pairs."""
+    rows = [
+        ("Total params", f"{report.total_params:,}"),
+        ("Trainable params", f"{report.trainable_params:,}"),
+        ("Non-trainable params", f"{report.non_trainable_params:,}"),
+        ("MACs per sample", f"{report.macs_per_sample:,} ({human_count(report.macs_per_sample)})"),
+    ]
+    if report.batch != 1:
+        rows.append((f"MACs per batch of {report.batch}",
+                     f"{report.total_macs:,} ({human_count(report.total_macs)})"))
+    rows += [
+        ("Parameter memory", human_bytes(report.param_bytes)),
+        ("Training activation memory", f"{human_bytes(report.activation_bytes)} "
+         f"(batch {report.batch}, saved for backward)"),
+    ]
+    return rows

@@ -1,0 +1,11 @@
+"""JSON output: ``Report.to_dict()`` with the stable keys documented in docs/json.md."""
+
+from __future__ import annotations
+
+import json
+
+from archscope.report import Report
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,44 @@
+"""A GitHub-flavoured Markdown table, for reports and lecture notes."""
+
+from __future__ import annotations
+
+from archscope.render._columns import (
+    formula_cell,
+    macs_cell,
+    params_cell,
+    shape_cell,
+    totals,
+    visible,
+)
+from archscope.report import Report
+from archscope.shapes import format_dims
+
+
+def render_markdown(report: Report, *, explain: bool = False, max_depth: int | None = None) -> str:
+    header = ["Layer", "Type", "Output shape", "Params", "Param formula"]
+    if explain:
+        header.append("Output size")
+    header.append("MACs")
+    lines = [
+        f"**{_escape(report.model)}** ({report.model_type}) · input {report.batch}×"
+        f"{format_dims(report.input_shape)}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if h in {"Params", "MACs"} else "---" for h in header) + "|",
+    ]
+    for record in visible(report, max_depth):
+        name = "&nbsp;&nbsp;" * (record.depth - 1) + f"`{record.name}`"
+        cells = [name, record.type, shape_cell(record), params_cell(record, report, max_depth),
+                 formula_cell(record, report, max_depth)]
+        if explain:
+            cells.append(record.output_formula)
+        cells.append(macs_cell(record))
+        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    lines += ["", "| Total | |", "|---|---:|"]
+    lines += [f"| {label} | {value} |" for label, value in totals(report)]
+    lines += [f"\n> Note: {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")

@@ -1,0 +1,249 @@
+"""Model sources: turn what the user typed into a model (and a Report).
+
+A source is one of:
+
+* a zoo name: ``vgg16`` (see ``archscope list``);
+* a Python file and a name in it: ``path/to/net.py:Net``;
+* an importable module and a name in it: ``package.module:build_net``;
+* a layer spec: ``spec:net.spec`` or ``'spec:28x28x1 conv32 k3 → …'`` (see docs/spec.md);
+* an ONNX file: ``model.onnx``.
+
+The name may be an ``nn.Module`` subclass, a callable returning an ``nn.Module`` (both are called
+with ``num_classes=`` when given) or an ``nn.Module`` instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect as pyinspect
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archscope.errors import ArchscopeError, InputShapeError, ModelSourceError
+from archscope.registry import get_entry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from archscope.report import Report
+
+
+@dataclass
+class LoadedModel:
+    """A built model with what archscope knows about it.
+
+    Attributes:
+        model: the module (on the device it was built on).
+        name: the name to show (the source as typed, or the zoo name).
+        input_shape: the natural input (C×H×W) where known, else ``None``.
+        reference_params: the published parameter count for zoo models, else ``None``.
+        reference_source: where ``reference_params`` comes from.
+    """
+
+    model: nn.Module
+    name: str
+    input_shape: tuple[int, ...] | None
+    reference_params: int | None = None
+    reference_source: str | None = None
+
+
+def is_onnx(source: str) -> bool:
+    return source.lower().endswith(".onnx")
+
+
+def is_spec(source: str) -> bool:
+    return source.startswith("spec:")
+
+
+def load_model(source: str, *, num_classes: int | None = None, device: str = "meta") -> LoadedModel:
+    """Build the model ``source`` names on ``device`` (``"meta"``: shapes only, no weights)."""
+    import torch
+
+    if is_onnx(source):
+        raise ModelSourceError(
+            f"{source} is an ONNX file: it can be inspected (summary, diagram) but not run as a "
+            "PyTorch model"
+        )
+    with torch.device(device), _skip_init(device == "meta"):
+        if is_spec(source):
+            return _load_spec(source, num_classes)
+        if ":" in source and not _looks_like_windows_drive(source):
+            return _load_reference(source, num_classes)
+        entry = get_entry(source)
+        model = entry.build(num_classes=num_classes)
+        reference = entry.params if num_classes is None else None
+        return LoadedModel(model, entry.name, entry.input_shape, reference, entry.params_source)
+
+
+@contextmanager
+def _skip_init(active: bool) -> Iterator[None]:
+    """Turn ``torch.nn.init``'s in-place initialisers into no-ops while building on meta.
+
+    Initialising meta tensors computes nothing, but some initialisers (``normal_``) route through
+    ``torch._refs`` and import ``torch._dynamo`` on first use: over a second for nothing.
+    """
+    if not active:
+        yield
+        return
+    import torch.nn.init as init
+
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_")
+             and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+
+    def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    try:
+        for n in names:
+            setattr(init, n, keep)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
+
+
+def load_report(
+    source: str,
+    *,
+    input_shape: Sequence[int] | None = None,
+    batch: int = 1,
+    num_classes: int | None = None,
+    freeze: Sequence[str] = (),
+    backward: bool = False,
+) -> Report:
+    """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show."""
+    if is_onnx(source):
+        # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N) -> Report.
+        from archscope.onnx_inspect import inspect_onnx
+
+        return inspect_onnx(source, batch=batch)
+    from archscope.trace import inspect
+
+    loaded = load_model(source, num_classes=num_classes)
+    shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
+    if shape is None:
+        raise InputShapeError(
+            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
+        )
+    if freeze:
+        freeze_parameters(loaded.model, freeze)
+    return inspect(loaded.model, shape, batch=batch, name=loaded.name, backward=backward)
+
+
+def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:
+    """Mark parameters whose qualified name starts with any of ``prefixes`` as frozen.
+
+    A prefix matches whole name components (``features`` freezes ``features.0.weight`` but not
+    ``features_extra.weight``). Returns the number of parameters frozen.
+
+    Raises:
+        ModelSourceError: a prefix that matches no parameter.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    frozen = 0
+    for prefix in prefixes:
+        clean = prefix.rstrip(".")
+        hits = [n for n in names if n == clean or n.startswith(clean + ".") or clean in {"", "*"}]
+        if not hits:
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ModelSourceError(
+                f"--freeze {prefix!r} matches no parameter; top-level names are: {', '.join(tops)}"
+            )
+        for name, p in model.named_parameters():
+            if name in hits and p.requires_grad:
+                p.requires_grad_(False)
+                frozen += p.numel()
+    return frozen
+
+
+def _looks_like_windows_drive(source: str) -> bool:
+    return len(source) > 2 and source[1] == ":" and source[2] in "\\/"
+
+
+def _load_spec(source: str, num_classes: int | None) -> LoadedModel:
+    # Contract with archscope/spec.py: load_spec_source(text after "spec:") returns
+    # (nn.Module built on the current default device, display name, input shape C×H×W).
+    from archscope.spec import load_spec_source
+
+    model, name, shape = load_spec_source(source[len("spec:"):])
+    if num_classes is not None:
+        raise ModelSourceError("--num-classes does not apply to a layer spec; edit its last layer")
+    return LoadedModel(model, name, shape)
+
+
+def _load_reference(source: str, num_classes: int | None) -> LoadedModel:
+    where, _, attr = source.rpartition(":")
+    if not where or not attr:
+        raise ModelSourceError(f"malformed model reference {source!r}; write path/to/file.py:Name")
+    module = _import_file(where) if where.endswith(".py") or "/" in where else _import_module(where)
+    if not hasattr(module, attr):
+        available = sorted(n for n, v in vars(module).items() if _is_model_factory(v))
+        hint = f"; it defines {', '.join(available)}" if available else ""
+        raise ModelSourceError(f"{where} does not define {attr!r}{hint}")
+    target = getattr(module, attr)
+    model = _instantiate(target, num_classes, source)
+    return LoadedModel(model, source, getattr(target, "input_shape", None))
+
+
+def _import_file(path_text: str) -> Any:
+    path = Path(path_text)
+    if not path.is_file():
+        raise ModelSourceError(f"no such file: {path_text}")
+    module_name = f"_archscope_user_{abs(hash(path.resolve()))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModelSourceError(f"cannot import {path_text} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except ArchscopeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's file failed to import
+        raise ModelSourceError(f"importing {path_text} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
+def _import_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise ModelSourceError(f"cannot import module {name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ModelSourceError(f"importing {name} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _is_model_factory(value: Any) -> bool:
+    from torch import nn
+
+    return isinstance(value, nn.Module) or (
+        pyinspect.isclass(value) and issubclass(value, nn.Module) and value is not nn.Module
+    ) or (pyinspect.isfunction(value) and not value.__name__.startswith("_"))
+
+
+def _instantiate(target: Any, num_classes: int | None, source: str) -> nn.Module:
+    from torch import nn
+
+    if isinstance(target, nn.Module):
+        if num_classes is not None:
+            raise ModelSourceError(f"--num-classes cannot apply to the module instance {source}")
+        return target
+    if not callable(target):
+        raise ModelSourceError(f"{source} is neither an nn.Module nor a callable returning one")
+    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    try:
+        model = target(**kwargs)
+    except TypeError as exc:
+        raise ModelSourceError(f"calling {source} failed: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelSourceError(f"{source} returned {type(model).__name__}, not an nn.Module")
+    return model

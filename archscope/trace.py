@@ -1,0 +1,831 @@
+"""The inspection engine: one traced forward pass → a :class:`~archscope.report.Report`.
+
+How it works (one pass, on the meta device by default):
+
+* The model's parameters and buffers are swapped for meta tensors of the same shape with
+  :func:`torch.func.functional_call`, so no weights are allocated and the user's model is never
+  moved or changed (its train/eval flags are restored in ``finally``).
+* Forward pre/post hooks on every module record each call in call order (a module called twice
+  gives two records), with its input and output shapes.
+* A :class:`torch.overrides.TorchFunctionMode` records the functional ops a container calls
+  directly (the residual ``add``, ``flatten``, ``cat`` …) and, together with the hooks, which
+  record produced each tensor, so the records form a data-flow graph.
+* PyTorch's own FLOP formulas (``torch.utils.flop_counter``'s registry, as ``FlopCounterMode``
+  applies them) count FLOPs at the dispatcher, functional ops included; a record's MACs are the
+  FLOPs counted during its call / 2.
+* :func:`torch.autograd.graph.saved_tensors_hooks` measures what autograd keeps for backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+import sys
+import types
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from archscope import formulas
+from archscope.errors import ArchscopeError, ForwardError, InputShapeError, InputTooSmallError
+from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+_NORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+
+# Functions seen by the function mode that are not data flow (attribute reads, Python protocol).
+_IGNORED_FUNCTIONS = frozenset({
+    "__get__", "__set__", "size", "dim", "numel", "__len__", "__format__", "__repr__", "__bool__",
+    "item", "tolist", "__index__", "__setitem__", "__hash__", "__iter__", "__contains__",
+    "requires_grad_", "retain_grad", "register_hook", "data_ptr", "element_size", "is_contiguous",
+    "stride", "storage_offset", "untyped_storage", "_is_view", "is_floating_point", "is_complex",
+})
+
+
+_SHAPE_QUERIES = frozenset({
+    torch.ops.aten.sym_is_contiguous.default, torch.ops.aten.is_contiguous.default,
+    torch.ops.aten.is_contiguous.memory_format, torch.ops.aten.is_strides_like_format.default,
+    torch.ops.aten.is_non_overlapping_and_dense.default, torch.ops.aten.size.default,
+    torch.ops.aten.sym_size.default, torch.ops.aten.stride.default,
+    torch.ops.aten.sym_stride.default, torch.ops.aten.storage_offset.default,
+    torch.ops.aten.sym_storage_offset.default, torch.ops.aten.numel.default,
+    torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default, torch.ops.prim.layout.default,
+})
+
+
+class _FlopCounter(TorchDispatchMode):
+    """FLOPs at the dispatcher with PyTorch's own formulas (``torch.utils.flop_counter``).
+
+    The same counting as :class:`torch.utils.flop_counter.FlopCounterMode` (same registry, same
+    decomposition of ops the registry lacks) with one running total instead of a per-module
+    table, which the hooks read before and after each call. Unlike ``FlopCounterMode`` it does
+    not wrap its dispatch in ``torch._dynamo.disable``: that import alone costs more than a second
+    and nothing here is compiled.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _SHAPE_QUERIES:
+            return NotImplemented
+        if func not in flop_registry and func is not torch.ops.prim.device.default:
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+                if decomposed is not NotImplemented:
+                    return decomposed
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        if packet in flop_registry:
+            self.total += int(flop_registry[packet](*args, **kwargs, out_val=out))
+        return out
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a heavy torch module that an eager meta trace only touches trivially.
+
+    On meta tensors, some of PyTorch's Python kernels reach for two heavy modules only to handle
+    cases that never arise with concrete shapes:
+
+    * ``torch._dynamo``: ``torch._compile._disable_dynamo`` imports it on a wrapped function's first
+      call only to mark the function "do not compile"; nothing is compiled during the trace.
+    * ``torch.fx.experimental.symbolic_shapes`` (and with it sympy): ``torch._check`` and the meta
+      kernels call ``expect_true`` / ``guard_or_false`` …, which return a plain ``bool`` unchanged.
+    * ``sympy``: type promotion checks ``isinstance(x, sympy.Basic)``, never true here.
+
+    Each import costs about as much as importing torch itself. While a trace runs, a stand-in
+    answers those calls for plain Python values and forwards everything else to the real module
+    (importing it then, after removing every stand-in, so that the real module's own imports see
+    real modules); once the trace ends the stand-ins are removed and forward everything.
+    """
+
+    def __init__(self, name: str, plain: dict[str, Any], group: list[_Deferred]) -> None:
+        super().__init__(name)
+        self._plain = plain
+        self._group = group
+        self._active = True
+        self._marked: list[Any] = []
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # import machinery probing (__path__ …): a plain module
+            raise AttributeError(attr)
+        if not self._active or attr not in self._plain:
+            return getattr(self._real(), attr)
+        plain, real_name = self._plain[attr], attr
+        if isinstance(plain, type):
+            return plain
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._active:
+                result = plain(self, *args, **kwargs)
+                if result is not _FORWARD:
+                    return result
+            return getattr(self._real(), real_name)(*args, **kwargs)
+
+        return call
+
+    def _real(self) -> Any:
+        # Restore every stand-in first: the real module's own imports must see real modules.
+        for stub in self._group:
+            stub._restore()
+        import importlib
+
+        return importlib.import_module(self.__name__)
+
+    def _install(self) -> None:
+        parent_name, _, child = self.__name__.rpartition(".")
+        sys.modules[self.__name__] = self
+        if parent_name:
+            setattr(sys.modules[parent_name], child, self)
+
+    def _restore(self) -> None:
+        self._active = False
+        parent_name, _, child = self.__name__.rpartition(".")
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        if getattr(sys.modules.get(parent_name), child, None) is self:
+            delattr(sys.modules[parent_name], child)
+        for fn in self._marked:
+            with suppress(AttributeError):
+                delattr(fn, "__dynamo_disable")
+        self._marked.clear()
+
+
+_FORWARD = object()
+
+
+def _disable(stub: _Deferred, fn: Any, recursive: bool = True, wrapping: bool = True) -> Any:
+    stub._marked.append(fn)  # forgotten (and so properly disabled later) when the trace ends
+    return fn
+
+
+def _plain_bool(stub: _Deferred, a: Any, *args: Any, **kwargs: Any) -> Any:
+    return a if type(a) is bool else _FORWARD
+
+
+def _plain_false(stub: _Deferred, a: Any, *args: Any, **kwargs: Any) -> Any:
+    return False if type(a) in (int, bool) else _FORWARD
+
+
+def _plain_true(stub: _Deferred, a: Any, *args: Any, **kwargs: Any) -> Any:
+    return True if type(a) in (int, bool) else _FORWARD
+
+
+def _plain_int(stub: _Deferred, a: Any, *args: Any, **kwargs: Any) -> Any:
+    return a if type(a) is int else _FORWARD
+
+
+def _plain_all(stub: _Deferred, *values: Any) -> Any:
+    return all(values) if all(type(v) is bool for v in values) else _FORWARD
+
+
+def _plain_any(stub: _Deferred, *values: Any) -> Any:
+    return any(values) if all(type(v) is bool for v in values) else _FORWARD
+
+
+def _plain_eq(stub: _Deferred, x: Any, y: Any) -> Any:
+    def concrete(v: Any) -> bool:
+        if isinstance(v, list | tuple | torch.Size):
+            return all(concrete(e) for e in v)
+        return type(v) in (int, bool, float)
+
+    return bool(x == y) if concrete(x) and concrete(y) else _FORWARD
+
+
+class _NoSympyObject:
+    """Nothing is an instance: no sympy expression occurs in an eager trace with concrete shapes."""
+
+
+_DEFERRED: dict[str, dict[str, Any]] = {
+    "sympy": {"Basic": _NoSympyObject, "Expr": _NoSympyObject},
+    "torch._dynamo": {"disable": _disable},
+    "torch.fx.experimental.symbolic_shapes": {
+        "expect_true": _plain_bool, "guard_or_false": _plain_bool, "guard_or_true": _plain_bool,
+        "guard_size_oblivious": _plain_bool, "statically_known_true": _plain_bool,
+        "definitely_true": _plain_bool, "sym_and": _plain_all, "sym_or": _plain_any,
+        "sym_eq": _plain_eq, "is_nested_int": _plain_false, "has_guarding_hint": _plain_true,
+        "guarding_hint_or_throw": _plain_int,
+    },
+}
+
+
+@contextmanager
+def _deferred_imports() -> Iterator[None]:
+    """Run the block with stand-ins for the heavy modules not imported yet (see :class:`_Deferred`)."""
+    import torch.fx.experimental  # the light parent package of symbolic_shapes
+
+    stubs: list[_Deferred] = []
+    stubs += [_Deferred(name, plain, stubs) for name, plain in _DEFERRED.items()
+              if name not in sys.modules]
+    for stub in stubs:
+        stub._install()
+    try:
+        yield
+    finally:
+        for stub in stubs:
+            stub._restore()
+
+
+@dataclass
+class _Frame:
+    """A record under construction (mutable while the call runs)."""
+
+    index: int
+    name: str
+    type: str
+    kind: str
+    depth: int
+    parent: int | None
+    is_leaf: bool
+    module: nn.Module | None = None
+    input_shapes: tuple[Shape, ...] = ()
+    output_shapes: tuple[Shape, ...] = ()
+    output_keys: tuple[str, ...] = ()
+    inputs: tuple[int, ...] = ()
+    flops_before: int = 0
+    macs: int = 0
+    call: int = 0
+    hparams: dict[str, Any] = field(default_factory=dict)
+    output_formula: str = ""
+
+
+class _Tracer(TorchFunctionMode):
+    """Hooks + function mode + FLOP counter + saved-tensor accounting for one forward pass."""
+
+    def __init__(self, model: nn.Module, count_flops: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.names: dict[int, str] = {id(m): n for n, m in model.named_modules()}
+        self.frames: list[_Frame] = []
+        self.stack: list[_Frame | None] = []  # None stands for the root module's call
+        self.producers: dict[int, int] = {}
+        self.keep_alive: list[torch.Tensor] = []
+        self.calls: dict[int, int] = {}
+        self.recording = False
+        self.flop_counter = _FlopCounter() if count_flops else None
+        self.handles: list[Any] = []
+
+    # -- tensor bookkeeping -------------------------------------------------------------------
+    def _producers_of(self, tensors: Sequence[torch.Tensor]) -> tuple[int, ...]:
+        return tuple(self.producers[id(t)] for t in tensors if id(t) in self.producers)
+
+    def _produce(self, tensors: Sequence[torch.Tensor], index: int) -> None:
+        for t in tensors:
+            self.producers[id(t)] = index
+            self.keep_alive.append(t)
+
+    def _flops(self) -> int:
+        return self.flop_counter.total if self.flop_counter is not None else 0
+
+    def _parent(self) -> tuple[int | None, int]:
+        """(parent record index, depth of a new child) for the current call stack."""
+        for frame in reversed(self.stack):
+            if frame is not None:
+                return frame.index, frame.depth + 1
+        return None, 1
+
+    # -- module hooks -------------------------------------------------------------------------
+    def attach(self) -> None:
+        for module in self.model.modules():
+            self.handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+            self.handles.append(module.register_forward_hook(self._post_hook, with_kwargs=True))
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        if not self.recording:
+            return
+        if module is self.model:
+            self.stack.append(None)
+            return
+        tensors = _tensors((args, kwargs))
+        parent, depth = self._parent()
+        is_leaf = next(iter(module.children()), None) is None
+        call = self.calls.get(id(module), 0)
+        self.calls[id(module)] = call + 1
+        frame = _Frame(
+            index=len(self.frames), name=self.names.get(id(module), type(module).__name__),
+            type=type(module).__name__, kind="module", depth=depth, parent=parent,
+            is_leaf=is_leaf, module=module, input_shapes=tuple(tuple(t.shape) for t in tensors),
+            inputs=self._producers_of(tensors), flops_before=self._flops(), call=call,
+            hparams=_hparams(module),
+        )
+        self.frames.append(frame)
+        self.stack.append(frame)
+        if frame.input_shapes:
+            frame.output_formula = _check_and_explain(frame, module, frame.input_shapes[0])
+
+    def _post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        if not self.recording:
+            return
+        frame = self.stack.pop()
+        if frame is None:
+            return
+        leaves, keys = _leaves_with_keys(output)
+        frame.output_shapes = tuple(tuple(t.shape) for t in leaves)
+        frame.output_keys = keys
+        frame.macs = (self._flops() - frame.flops_before) // 2
+        if frame.is_leaf:
+            self._produce(leaves, frame.index)
+
+    # -- functional ops -----------------------------------------------------------------------
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        top = self.stack[-1] if self.stack else None
+        inside_leaf = top is not None and top.is_leaf
+        if not self.recording or inside_leaf or not self.stack:
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", str(func))
+        if name in _IGNORED_FUNCTIONS:
+            return func(*args, **kwargs)
+        inputs = _tensors((args, kwargs))
+        tracked = self._producers_of(inputs)
+        flops_before = self._flops()
+        result = func(*args, **kwargs)
+        outputs = _tensors(result)
+        if not tracked or not outputs:
+            return result
+        parent, depth = self._parent()
+        op = _op_name(name)
+        prefix = self.frames[parent].name + "." if parent is not None else ""
+        frame = _Frame(
+            index=len(self.frames), name=prefix + op, type=op, kind="function", depth=depth,
+            parent=parent, is_leaf=True, input_shapes=tuple(tuple(t.shape) for t in inputs),
+            output_shapes=tuple(tuple(t.shape) for t in outputs), inputs=tracked,
+            macs=(self._flops() - flops_before) // 2, hparams=_function_hparams(op, args, kwargs),
+        )
+        self.frames.append(frame)
+        self._produce(outputs, frame.index)
+        return result
+
+
+def inspect(
+    model: nn.Module,
+    input_shape: Sequence[int] | None = None,
+    *,
+    batch: int = 1,
+    name: str | None = None,
+    backward: bool = False,
+    count_flops: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> Report:
+    """Trace ``model`` on the meta device and return its :class:`~archscope.report.Report`.
+
+    Args:
+        model: any ``nn.Module``; it is not moved, changed or run on real data.
+        input_shape: one sample's shape without the batch dimension, e.g. ``(3, 224, 224)``.
+        batch: batch size of the traced input.
+        name: the model's name in the report (default: its class name).
+        backward: also run the backward pass (on meta) to count training FLOPs.
+        count_flops: count FLOPs/MACs with ``FlopCounterMode`` (turn off for a faster shape-only
+            trace).
+        dtype: dtype of the traced input.
+
+    Raises:
+        InputTooSmallError: a conv/pool window does not fit its input (names the layer and the
+            smallest input that works).
+        ForwardError: the forward pass failed (names the layer reached).
+    """
+    if input_shape is None:
+        raise InputShapeError("an input shape is needed to trace this model (e.g. --input 3x224x224)")
+    shape = tuple(int(d) for d in input_shape)
+    if batch < 1 or any(d < 1 for d in shape):
+        raise InputShapeError(f"input shape {shape} and batch {batch} must be positive")
+    try:
+        return _inspect(model, shape, batch, name, backward, count_flops, dtype, train=True)
+    except _BatchNormNeedsEval:
+        report = _inspect(model, shape, batch, name, backward, count_flops, dtype, train=False)
+        note = ("traced in eval mode: BatchNorm in training mode needs more than one value per "
+                "channel (use a larger --batch or input); activation memory is the eval-mode figure")
+        return _with_note(report, note)
+    except InputTooSmallError as exc:
+        smallest = _smallest_input(model, shape, batch)
+        if smallest is not None:
+            raise InputTooSmallError(f"{exc}; use an input of at least {smallest}") from None
+        raise
+
+
+class _BatchNormNeedsEval(Exception):
+    pass
+
+
+def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backward: bool,
+             count_flops: bool, dtype: torch.dtype, *, train: bool) -> Report:
+    modes = {m: m.training for m in model.modules()}
+    tracer = _Tracer(model, count_flops)
+    swaps, param_keys = _meta_state(model)
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = StorageWeakRef(t.untyped_storage()).cdata
+        if key not in param_keys and key not in saved:
+            saved[key] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.empty((batch, *shape), device="meta", dtype=dtype)
+    tracer.producers[id(x)] = MODEL_INPUT
+    forward_flops = backward_flops = 0
+    output: Any = None
+    try:
+        model.train(train)
+        tracer.attach()
+        with torch.enable_grad(), _deferred_imports():
+            counter = tracer.flop_counter
+            if counter is not None:
+                counter.__enter__()
+            try:
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), tracer:
+                    tracer.recording = True
+                    try:
+                        with _swapped(swaps):
+                            output = model(x)
+                    finally:
+                        tracer.recording = False
+                forward_flops = tracer._flops()
+                if backward:
+                    _backward(output)
+                    backward_flops = tracer._flops() - forward_flops
+            finally:
+                if counter is not None:
+                    counter.__exit__(None, None, None)
+    except ArchscopeError:
+        raise
+    except ValueError as exc:
+        if train and "Expected more than 1 value per channel" in str(exc):
+            raise _BatchNormNeedsEval() from exc
+        raise _forward_error(tracer, exc) from None
+    except Exception as exc:  # noqa: BLE001 - any failure inside the user's forward
+        raise _forward_error(tracer, exc) from None
+    finally:
+        tracer.detach()
+        for module, training in modes.items():
+            module.training = training
+
+    out_leaves, _ = _leaves_with_keys(output)
+    records = _records(model, tracer.frames)
+    records, notes = _uncalled_parameters(model, records)
+    unique = list(model.parameters())
+    return Report(
+        model=name or type(model).__name__,
+        model_type=type(model).__name__,
+        input_shape=shape,
+        batch=batch,
+        total_params=sum(p.numel() for p in unique),
+        trainable_params=sum(p.numel() for p in unique if p.requires_grad),
+        non_trainable_params=sum(p.numel() for p in unique if not p.requires_grad),
+        total_macs=forward_flops // 2,
+        forward_flops=forward_flops,
+        backward_flops=backward_flops if backward else None,
+        param_bytes=sum(p.numel() * p.element_size() for p in unique),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in model.buffers()),
+        activation_bytes=sum(saved.values()),
+        output_shapes=tuple(tuple(t.shape) for t in out_leaves),
+        outputs=tuple(tracer.producers.get(id(t), MODEL_INPUT) for t in out_leaves),
+        layers=records,
+        notes=notes,
+    )
+
+
+def _meta_state(model: nn.Module) -> tuple[list[tuple[nn.Module, str, str, Any]], set[int]]:
+    """Meta stand-ins for every parameter and buffer; tied tensors share one stand-in.
+
+    Returns the swaps to make as ``(module, "_parameters" | "_buffers", name, stand-in)`` and the
+    storage keys of the parameter stand-ins (so saved-tensor accounting can leave them out).
+    """
+    by_id: dict[int, torch.Tensor] = {}
+    swaps: list[tuple[nn.Module, str, str, Any]] = []
+    keys: set[int] = set()
+    for module in model.modules():
+        for pname, p in module._parameters.items():
+            if p is None:
+                continue
+            if id(p) not in by_id:
+                stand_in = nn.Parameter(_meta_like(p), p.requires_grad)
+                by_id[id(p)] = stand_in
+                keys.add(StorageWeakRef(stand_in.untyped_storage()).cdata)
+            swaps.append((module, "_parameters", pname, by_id[id(p)]))
+        for bname, b in module._buffers.items():
+            if b is None:
+                continue
+            if id(b) not in by_id:
+                by_id[id(b)] = _meta_like(b)
+            swaps.append((module, "_buffers", bname, by_id[id(b)]))
+    return swaps, keys
+
+
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    # torch.empty, not empty_like: on meta, empty_like's reference implementation imports sympy.
+    return torch.empty(t.shape, dtype=t.dtype, device="meta")
+
+
+@contextmanager
+def _swapped(swaps: list[tuple[nn.Module, str, str, Any]]) -> Iterator[None]:
+    """Put the stand-ins in place for the duration of the block; always restore the originals.
+
+    The same swap ``torch.func.functional_call`` makes, without the ``torch._dynamo`` import that
+    its first call costs (over a second).
+    """
+    originals = [(module, kind, name, getattr(module, kind)[name]) for module, kind, name, _ in swaps]
+    try:
+        for module, kind, name, stand_in in swaps:
+            getattr(module, kind)[name] = stand_in
+        yield
+    finally:
+        for module, kind, name, original in originals:
+            getattr(module, kind)[name] = original
+
+
+def _backward(output: Any) -> None:
+    leaves = [t for t in _tensors(output) if t.requires_grad and t.is_floating_point()]
+    if leaves:
+        total = sum(t.sum() for t in leaves)
+        assert isinstance(total, torch.Tensor)
+        total.backward()
+
+
+def _records(model: nn.Module, frames: list[_Frame]) -> tuple[LayerRecord, ...]:
+    """Freeze frames into records, attributing each parameter to the first row that uses it."""
+    counted: dict[int, str] = {}  # id(parameter) → name of the row that counts it
+    records = []
+    for f in frames:
+        params = trainable = 0
+        formula = ""
+        shared_with: str | None = None
+        if f.module is not None:
+            own = [p for p in f.module._parameters.values() if p is not None]
+            new = [p for p in own if id(p) not in counted]
+            if len(new) < len(own):
+                shared_with = next(counted[id(p)] for p in own if id(p) in counted)
+            params = sum(p.numel() for p in new)
+            trainable = sum(p.numel() for p in new if p.requires_grad)
+            if new and len(new) == len(own):
+                formula = _param_formula(f.module, params)
+            elif new:
+                formula = formulas.shapes_params([tuple(p.shape) for p in new])[1]
+            for p in new:
+                counted[id(p)] = f.name
+        records.append(LayerRecord(
+            index=f.index, name=f.name, type=f.type, kind=f.kind, depth=f.depth, parent=f.parent,
+            is_leaf=f.is_leaf, input_shapes=f.input_shapes, output_shapes=f.output_shapes,
+            params=params, trainable_params=trainable, param_formula=formula,
+            output_formula=f.output_formula, macs=f.macs, call=f.call, shared_with=shared_with,
+            output_keys=f.output_keys, hparams=f.hparams, inputs=f.inputs,
+        ))
+    return tuple(records)
+
+
+def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...]
+                         ) -> tuple[tuple[LayerRecord, ...], tuple[str, ...]]:
+    """Rows for parameters no traced call owns: the root's own and those of modules never called.
+
+    Such rows have no shapes and no inputs; with them, the rows always add up to the total.
+    """
+    called = {r.name for r in records if r.kind == "module"}
+    seen: set[int] = set()
+    for r in records:
+        if r.kind == "module" and r.params:
+            seen.update(id(p) for p in model.get_submodule(r.name).parameters(recurse=False))
+    extra: list[LayerRecord] = []
+    notes: list[str] = []
+    for mname, module in model.named_modules():
+        if mname in called and mname:
+            continue
+        new = [p for p in module._parameters.values() if p is not None and id(p) not in seen]
+        if not new:
+            continue
+        seen.update(id(p) for p in new)
+        count = sum(p.numel() for p in new)
+        label = mname or f"({type(model).__name__})"
+        extra.append(LayerRecord(
+            index=len(records) + len(extra), name=label, type=type(module).__name__,
+            kind="module", depth=1 if not mname else mname.count(".") + 1, parent=None,
+            is_leaf=True, input_shapes=(), output_shapes=(), params=count,
+            trainable_params=sum(p.numel() for p in new if p.requires_grad),
+            param_formula=formulas.shapes_params([tuple(p.shape) for p in new])[1],
+            output_formula="", macs=0,
+        ))
+        where = "the model's own parameters" if not mname else f"{mname} is never called"
+        notes.append(f"{label}: {count:,} parameters not owned by a traced call ({where})")
+    return (*records, *extra), tuple(notes)
+
+
+def _param_formula(module: nn.Module, params: int) -> str:
+    """The lecture formula for ``module``'s own parameters, or the shape-product fallback."""
+    value, expr = _typed_formula(module)
+    if value == params and expr:
+        return expr
+    return formulas.shapes_params([tuple(p.shape) for p in module.parameters(recurse=False)])[1]
+
+
+def _typed_formula(module: nn.Module) -> tuple[int, str]:
+    if isinstance(module, _CONV):
+        return formulas.conv_params(module.in_channels, module.out_channels,
+                                    tuple(module.kernel_size), module.groups,
+                                    module.bias is not None)
+    if isinstance(module, nn.Linear):
+        return formulas.linear_params(module.in_features, module.out_features,
+                                      module.bias is not None)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm | nn.modules.instancenorm._InstanceNorm):
+        return formulas.norm_params(module.num_features, module.affine)
+    if isinstance(module, nn.GroupNorm):
+        return formulas.norm_params(module.num_channels, module.affine)
+    if isinstance(module, nn.LayerNorm):
+        return formulas.layernorm_params(tuple(module.normalized_shape),
+                                         module.elementwise_affine, module.bias is not None)
+    if isinstance(module, nn.Embedding):
+        return formulas.embedding_params(module.num_embeddings, module.embedding_dim)
+    return -1, ""
+
+
+def _hparams(module: nn.Module) -> dict[str, Any]:
+    """Key hyperparameters for display."""
+    if isinstance(module, _CONV + (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        return {
+            "in_channels": module.in_channels, "out_channels": module.out_channels,
+            "kernel": tuple(module.kernel_size), "stride": tuple(module.stride),
+            "padding": module.padding if isinstance(module.padding, str) else tuple(module.padding),
+            "dilation": tuple(module.dilation), "groups": module.groups,
+            "bias": module.bias is not None,
+        }
+    if isinstance(module, nn.Linear):
+        return {"in_features": module.in_features, "out_features": module.out_features,
+                "bias": module.bias is not None}
+    if isinstance(module, _POOL):
+        out = {"kernel": module.kernel_size, "stride": module.stride, "padding": module.padding,
+               "ceil_mode": module.ceil_mode}
+        return {k: _tuple_or(v) for k, v in out.items()}
+    if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d | nn.AdaptiveAvgPool1d):
+        return {"output_size": _tuple_or(module.output_size)}
+    if isinstance(module, _NORM):
+        return {"num_features": getattr(module, "num_features", getattr(module, "num_channels", 0))}
+    if isinstance(module, nn.LayerNorm):
+        return {"normalized_shape": tuple(module.normalized_shape)}
+    if isinstance(module, nn.LocalResponseNorm):
+        return {"size": module.size, "alpha": module.alpha, "beta": module.beta, "k": module.k}
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return {"p": module.p}
+    if isinstance(module, nn.Flatten):
+        return {"start_dim": module.start_dim}
+    if isinstance(module, nn.Embedding):
+        return {"num_embeddings": module.num_embeddings, "embedding_dim": module.embedding_dim}
+    return {}
+
+
+def _tuple_or(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _function_hparams(op: str, args: Any, kwargs: Any) -> dict[str, Any]:
+    if op == "flatten":
+        start = kwargs.get("start_dim", args[1] if len(args) > 1 else 0)
+        return {"start_dim": start} if isinstance(start, int) else {}
+    if op == "cat":
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+        return {"dim": dim} if isinstance(dim, int) else {}
+    return {}
+
+
+def _check_and_explain(frame: _Frame, module: nn.Module, shape: Shape) -> str:
+    """Output-size arithmetic for conv/pool; raise InputTooSmallError where a window cannot fit."""
+    if isinstance(module, nn.Linear):
+        if shape and shape[-1] != module.in_features:
+            raise ForwardError(
+                f"{frame.name} (Linear) expects {module.in_features} input features but receives "
+                f"{shape[-1]} (input {list(shape)}); the input size does not match the one this "
+                "network was built for"
+            )
+        return ""
+    if not isinstance(module, _CONV + _POOL):
+        return ""
+    if isinstance(module, _CONV):
+        nd = len(module.kernel_size)
+        kernel, stride = tuple(module.kernel_size), tuple(module.stride)
+        dilation = tuple(module.dilation)
+        ceil = False
+        if isinstance(module.padding, str):
+            spatial = shape[-nd:]
+            if module.padding == "same":
+                return f"padding='same' keeps {'×'.join(str(n) for n in spatial)}"
+            padding: tuple[int, ...] = (0,) * nd
+        else:
+            padding = tuple(module.padding)
+    else:
+        nd = {nn.MaxPool1d: 1, nn.AvgPool1d: 1, nn.MaxPool3d: 3, nn.AvgPool3d: 3}.get(type(module), 2)
+        kernel = _ntuple(module.kernel_size, nd)
+        stride = _ntuple(module.stride or module.kernel_size, nd)
+        padding = _ntuple(module.padding, nd)
+        dilation = _ntuple(getattr(module, "dilation", 1), nd)
+        ceil = bool(module.ceil_mode)
+    if len(shape) < nd + 1:
+        return ""
+    spatial = shape[-nd:]
+    parts = [formulas.output_size(n, k, s, p, d, ceil)
+             for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation, strict=True)]
+    if any(out < 1 for out, _ in parts):
+        dims = "×".join(str(n) for n in spatial)
+        ks = "×".join(str(k) for k in kernel)
+        pad = f" even with padding {max(padding)}" if any(padding) else ""
+        raise InputTooSmallError(
+            f"{frame.name} ({frame.type}): input is {dims}, smaller than its {ks} kernel{pad}"
+        )
+    exprs = [expr for _, expr in parts]
+    if len(set(zip(spatial, kernel, stride, padding, dilation, strict=True))) == 1:
+        return exprs[0]
+    return "; ".join(f"{axis}: {e}" for axis, e in zip("DHW"[-nd:], exprs, strict=True))
+
+
+def _ntuple(value: Any, n: int) -> tuple[int, ...]:
+    if isinstance(value, list | tuple):
+        return tuple(int(v) for v in value)
+    return (int(value),) * n
+
+
+def _smallest_input(model: nn.Module, shape: Shape, batch: int) -> str | None:
+    """The smallest square spatial size that passes through ``model``, as ``C×N×N`` (or None)."""
+    if len(shape) != 3:
+        return None
+
+    def fits(n: int) -> bool:
+        try:
+            _inspect(model, (shape[0], n, n), batch, None, False, False, torch.float32, train=False)
+        except ArchscopeError:
+            return False
+        return True
+
+    low, high = max(shape[1], shape[2]), 0
+    n = low
+    while n <= 8192:
+        n *= 2
+        if fits(n):
+            high = n
+            break
+        low = n
+    if not high:
+        return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fits(mid):
+            high = mid
+        else:
+            low = mid
+    return f"{shape[0]}×{high}×{high}"
+
+
+def _forward_error(tracer: _Tracer, exc: Exception) -> ForwardError:
+    frame = next((f for f in reversed(tracer.stack) if f is not None), None)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if frame is None:
+        return ForwardError(f"the model's forward failed before reaching a layer: {message}")
+    shapes = ", ".join(str(list(s)) for s in frame.input_shapes) or "no tensors"
+    return ForwardError(f"forward failed in {frame.name} ({frame.type}) with input {shapes}: {message}")
+
+
+def _with_note(report: Report, note: str) -> Report:
+    from dataclasses import replace
+
+    return replace(report, notes=(*report.notes, note))
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    leaves, _ = tree_flatten(obj)
+    return [x for x in leaves if isinstance(x, torch.Tensor)]
+
+
+def _leaves_with_keys(obj: Any) -> tuple[list[torch.Tensor], tuple[str, ...]]:
+    """Tensors of an output in order, with their dict keys when the output is a dict."""
+    if isinstance(obj, dict):
+        tensors, keys = [], []
+        for key, value in obj.items():
+            for t in _tensors(value):
+                tensors.append(t)
+                keys.append(str(key))
+        return tensors, tuple(keys)
+    return _tensors(obj), ()
+
+
+def _op_name(name: str) -> str:
+    """``__iadd__`` → ``add``, ``relu_`` → ``relu``, ``__getitem__`` → ``getitem``."""
+    stripped = name.strip("_")
+    if name.startswith("__") and stripped[:1] in {"i", "r"} and stripped[1:] in {
+        "add", "sub", "mul", "truediv", "matmul", "floordiv", "pow", "and", "or",
+    }:
+        stripped = stripped[1:]
+    return {"truediv": "div"}.get(stripped, stripped)
