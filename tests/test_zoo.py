@@ -376,3 +376,15 @@ def test_resnet50_is_v1_5() -> None:
 def test_resnet_zero_init_residual() -> None:
     model = _build("resnet50", zero_init_residual=True)
     assert all(torch.all(b.get_parameter("bn3.weight") == 0) for b in _bottlenecks(model))
+
+
+def test_alexnet_lrn_is_the_papers_formula() -> None:
+    # Paper §3.3: b_i = a_i / (k + α·Σ_{j=i−n/2}^{i+n/2} a_j²)^β, k = 2, n = 5, α = 1e-4, β = 0.75.
+    # PyTorch's LocalResponseNorm divides α by n, so the module must compute exactly this.
+    lrn = _meta(registry.get_entry("alexnet")).get_submodule("features.2")  # no parameters
+    torch.manual_seed(0)
+    a = torch.randn(1, 8, 3, 3) * 10
+    padded = nn.functional.pad(a.pow(2), (0, 0, 0, 0, 2, 2))  # zero channels beyond the edges
+    window = torch.stack([padded[:, i : i + 5].sum(1) for i in range(8)], 1)
+    expected = a / (2 + 1e-4 * window).pow(0.75)
+    torch.testing.assert_close(lrn(a), expected)
