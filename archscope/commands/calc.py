@@ -14,9 +14,9 @@ from archscope.commands._common import batch_option, input_option
 
 @click.command()
 @click.argument("spec", nargs=-1)
-@click.option("-f", "--file", "spec_file", type=click.Path(dir_okay=False, allow_dash=True),
-              default=None, help="Read the spec from FILE (one layer per line, # comments; - for "
-              "stdin).")
+@click.option("-f", "--file", "spec_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="Read the spec from FILE (one layer per line, # comments; - for stdin).")
 @click.option("--chw", is_flag=True,
               help="Read the spec's input shape as C×H×W (default: H×W×C, as Keras writes it).")
 @input_option

@@ -1,0 +1,160 @@
+"""``archscope calc`` and ``spec:`` model sources on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner, Result
+
+from archscope.cli import main
+
+CATSDOGS = ("150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → conv128 k3 → maxpool2 → "
+            "conv128 k3 → maxpool2 → flatten → dense512 → dense1")
+
+
+def _run(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=stdin)
+
+
+def test_calc_catsdogs_golden(golden) -> None:
+    result = _run("calc", CATSDOGS, "--width", "100")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    golden.check("calc_catsdogs.txt", result.stdout)
+    # invariants behind the golden file: the lecture's numbers are in it
+    for text in ("3,453,121", "3,211,776", "(6272+1)·512", "(3·3·32+1)·64", "[1, 74, 74, 32]",
+                 "[1, 7, 7, 128]", "[1, 6272]", "236,095,488"):
+        assert text in result.stdout
+
+
+def test_calc_json_keeps_the_users_layout() -> None:
+    result = _run("calc", "28x28x1 conv32 k3 relu, maxpool2, flatten, dense10 softmax",
+                  "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total_params"] == 320 + (13 * 13 * 32 + 1) * 10
+    assert data["input_shape"] == [28, 28, 1]
+    conv = next(layer for layer in data["layers"] if layer["type"] == "Conv2d")
+    assert conv["output_shape"] == [1, 26, 26, 32]
+    assert conv["param_formula"] == "(3·3·1+1)·32"
+    assert conv["output_formula"] == "⌊(28 − 3 + 2·0)/1⌋ + 1 = 26"
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "csv"])
+def test_calc_other_formats(fmt: str) -> None:
+    result = _run("calc", "chw:3x32x32 conv8 k3 s2 relu → gap → dense10", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert "(3·3·3+1)·8" in result.stdout
+
+
+def test_calc_reads_a_file_with_comments(tmp_path) -> None:
+    path = tmp_path / "catsdogs.spec"
+    path.write_text(
+        "# cats vs dogs (lecture 000)\n"
+        "150x150x3\n"
+        "conv32 k3 relu   # (150 − 3)/1 + 1 = 148\n"
+        "maxpool2\n"
+        "repeat 3 [\n"
+        "  conv128 k3 relu\n"
+        "  maxpool2\n"
+        "]\n"
+        "flatten\n"
+        "dropout 0.5\n"
+        "dense512 relu\n"
+        "dense1 sigmoid\n", encoding="utf-8")
+    result = _run("calc", "-f", str(path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["model"] == str(path)
+    assert [layer["name"] for layer in data["layers"]][:4] == ["conv1", "relu1", "pool1", "conv2"]
+    stdin = _run("calc", "-f", "-", "--format", "json", stdin=path.read_text(encoding="utf-8"))
+    assert stdin.exit_code == 0, stdin.output
+    assert json.loads(stdin.stdout)["total_params"] == data["total_params"]
+
+
+def test_calc_chw_flag_and_input_override() -> None:
+    chw = _run("calc", "3x32x32 conv8 k3", "--chw", "--format", "json")
+    assert json.loads(chw.stdout)["layers"][0]["output_shape"] == [1, 8, 30, 30]
+    override = _run("calc", "32x32x3 conv8 k3", "--input", "3x64x64", "--format", "json")
+    assert json.loads(override.stdout)["layers"][0]["output_shape"] == [1, 62, 62, 8]
+    batch = _run("calc", "32x32x3 conv8 k3", "--batch", "4", "--format", "json")
+    assert json.loads(batch.stdout)["layers"][0]["output_shape"] == [4, 30, 30, 8]
+
+
+def test_calc_unquoted_words_are_joined() -> None:
+    result = _run("calc", "28x28x1", "conv8", "k3", "flatten", "dense10", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["total_params"] == 80 + (26 * 26 * 8 + 1) * 10
+
+
+def test_calc_syntax_error_exit_2_with_caret() -> None:
+    result = _run("calc", "150x150x3 conv x")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: line 1, col 16: expected a number after 'conv' (its number of filters, like "
+        "conv32 k3), got 'x'\n"
+        "  150x150x3 conv x\n"
+        "                 ^\n")
+    assert "Traceback" not in result.output
+
+
+def test_calc_shape_error_exit_1_names_layer() -> None:
+    result = _run("calc", "28x28x1 conv32 k3 maxpool2 conv64 k3 maxpool2 conv64 k3 maxpool2 "
+                          "conv64 k3")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: layer 7 (conv64 k3): its 3×3 window does not fit its "
+                                    "1×1×64 (H×W×C) input")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_calc_implicit_flatten_is_noted() -> None:
+    result = _run("calc", "28x28x1 conv8 k3 → dense10")
+    assert result.exit_code == 0, result.output
+    assert "flattened it to 5408" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("calc",), "give a spec"),
+    (("calc", "28x28x1 dense10", "-f", "-"), "not both"),
+    (("calc", "   "), "the spec is empty"),
+    (("calc", "-f", "does-not-exist.spec"), "does-not-exist.spec"),
+])
+def test_calc_usage_errors(args: tuple[str, ...], fragment: str) -> None:
+    result = _run(*args)
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_spec_is_a_model_source_for_summary(tmp_path) -> None:
+    inline = _run("summary", "spec:28x28x1 conv32 k3 → maxpool2 → flatten → dense10",
+                  "--format", "json")
+    assert inline.exit_code == 0, inline.output
+    data = json.loads(inline.stdout)
+    assert data["model"] == "28x28x1 conv32 k3 → maxpool2 → flatten → dense10"
+    assert data["input_shape"] == [1, 28, 28]  # the engine's C×H×W
+    assert data["total_params"] == 320 + (13 * 13 * 32 + 1) * 10
+    path = tmp_path / "net.spec"
+    path.write_text("28x28x1\nconv32 k3\nmaxpool2\nflatten\ndense10\n", encoding="utf-8")
+    from_file = _run("summary", f"spec:{path}", "--format", "json")
+    assert from_file.exit_code == 0, from_file.output
+    assert json.loads(from_file.stdout)["total_params"] == data["total_params"]
+    assert json.loads(from_file.stdout)["model"] == str(path)
+
+
+def test_spec_source_errors() -> None:
+    syntax = _run("summary", "spec:28x28x1 conv")
+    assert syntax.exit_code == 2 and "expected a number after 'conv'" in syntax.stderr
+    missing = _run("summary", "spec:nets/missing.spec")
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    assert "Traceback" not in syntax.output + missing.output
+
+
+def test_calc_is_listed_in_help() -> None:
+    result = _run("--help")
+    assert "calc" in result.stdout
+    assert _run("calc", "--help").exit_code == 0
