@@ -151,6 +151,8 @@ class BenchResult:
         batch, precision, channels_last, compiled, optimizer, steps, warmup: the settings used.
         batch_source: ``default``, ``given`` or ``auto``.
         step_ms: every timed step's duration (ms), in order.
+        span_ms: from the first timed step's start to the last one's end (ms): with the gaps
+            between steps, the figure a wall-clock loop measures (``steps × batch ÷ span``).
         training_flops: forward + backward FLOPs of one step from the engine (``None``: unknown).
         peak_tflops / peak_source: the device peak used for MFU and where it came from
             (``None`` / :data:`archscope.devices.UNKNOWN_DEVICE` when unknown).
@@ -173,6 +175,7 @@ class BenchResult:
     steps: int
     warmup: int
     step_ms: tuple[float, ...]
+    span_ms: float
     training_flops: int | None
     peak_tflops: float | None
     peak_source: str | None
@@ -192,6 +195,11 @@ class BenchResult:
     @property
     def images_per_s(self) -> float:
         return self.batch / (self.median_ms / 1000.0)
+
+    @property
+    def images_per_s_overall(self) -> float:
+        """Images ÷ the whole timed span (gaps between steps included)."""
+        return self.batch * len(self.step_ms) / (self.span_ms / 1000.0)
 
     @property
     def achieved_tflops(self) -> float | None:
@@ -260,6 +268,8 @@ class BenchResult:
             "step_ms_median": self.median_ms,
             "step_ms_p90": self.p90_ms,
             "step_ms": list(self.step_ms),
+            "span_ms": self.span_ms,
+            "images_per_s_overall": self.images_per_s_overall,
             "training_flops_per_step": self.training_flops,
             "achieved_tflops": self.achieved_tflops,
             "peak_tflops": self.peak_tflops,
@@ -467,6 +477,10 @@ class _ClockTimer:
     def elapsed_ms(self) -> list[float]:
         return [(b - a) * 1000.0 for a, b in zip(self._starts, self._stops, strict=True)]
 
+    def span_ms(self) -> float:
+        """From the first step's start to the last step's end, gaps between steps included."""
+        return (self._stops[-1] - self._starts[0]) * 1000.0
+
 
 class _CudaEventTimer:
     """CUDA events around each step, created up front; read after one synchronize."""
@@ -493,6 +507,10 @@ class _CudaEventTimer:
 
         torch.cuda.synchronize(self._device)
         return [float(a.elapsed_time(b)) for a, b in self._pairs[: self._next]]
+
+    def span_ms(self) -> float:
+        """From the first step's start to the last step's end, gaps between steps included."""
+        return float(self._pairs[0][0].elapsed_time(self._pairs[self._next - 1][1]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -794,6 +812,7 @@ def bench_model(
         if progress is not None:
             progress(name, settings.warmup + i + 1, total)
     step_ms = timer.elapsed_ms()  # the one host sync on CUDA
+    span_ms = timer.span_ms()
     peak_memory = int(torch.cuda.max_memory_allocated(settings.device)) if cuda else None
     loss_values = [float(v) for v in torch.stack(losses).float().cpu().tolist()]
 
@@ -814,7 +833,7 @@ def bench_model(
         device_name=settings.device_name, batch=batch, batch_source=batch_source,
         precision=settings.precision, channels_last=trainer.channels_last,
         compiled=settings.compile, optimizer=settings.optimizer, steps=settings.steps,
-        warmup=settings.warmup, step_ms=tuple(step_ms),
+        warmup=settings.warmup, step_ms=tuple(step_ms), span_ms=span_ms,
         training_flops=flops, peak_tflops=settings.peak_tflops, peak_source=settings.peak_source,
         peak_memory_bytes=peak_memory, memory_estimate=estimate, losses=tuple(loss_values),
         notes=tuple(notes),

@@ -84,6 +84,8 @@ def test_two_steps_median_p90_images_per_s_exact() -> None:
     assert r.median_ms == 375.0  # (250 + 500) / 2
     assert r.p90_ms == 475.0  # linear interpolation: 250 + 0.9·(500 − 250)
     assert r.images_per_s == 8 / 0.375  # batch ÷ median seconds
+    assert r.span_ms == 750.0  # first start → last stop
+    assert r.images_per_s_overall == 16 / 0.75
     assert r.batch == 8 and r.steps == 2 and r.warmup == 0
 
 
@@ -195,7 +197,8 @@ def test_memory_estimate_fp32_sgd() -> None:
     # params 4000 + grads 4000 + momentum 4000 + activations 100,000 (they include the fp32
     # input, saved by the first layer) + targets 80 + buffers 64
     assert est.total == 4000 + 4000 + 4000 + 100_000 + 80 + 64
-    assert (est.params, est.grads, est.optimizer_state, est.autocast_weights) == (4000, 4000, 4000, 0)
+    assert (est.params, est.grads, est.optimizer_state) == (4000, 4000, 4000)
+    assert est.autocast_weights == 0
 
 
 def test_memory_estimate_adamw_keeps_two_moments() -> None:
@@ -342,7 +345,8 @@ def test_unknown_devices_get_no_guess(name: str) -> None:
 _RESULT_KEYS = {
     "model", "input_shape", "device", "device_name", "batch", "batch_source", "precision",
     "channels_last", "compile", "optimizer", "steps", "warmup", "images_per_s", "step_ms_median",
-    "step_ms_p90", "step_ms", "training_flops_per_step", "achieved_tflops", "peak_tflops",
+    "step_ms_p90", "step_ms", "span_ms", "images_per_s_overall", "training_flops_per_step",
+    "achieved_tflops", "peak_tflops",
     "peak_tflops_source", "mfu", "peak_memory_bytes", "estimated_memory_bytes",
     "memory_error_pct", "memory_estimate", "first_loss", "last_loss", "losses", "loss_fell",
     "status", "notes",
