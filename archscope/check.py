@@ -1,0 +1,447 @@
+"""Run a model for real and compare what happened with what the meta trace predicted.
+
+``archscope check`` is the proof behind every number ``summary`` prints. For one model it
+
+1. builds it with real weights on the device (or loads a ``state_dict`` with ``strict=True``),
+2. traces it on the meta device with ``summary``'s engine (:func:`archscope.trace.inspect`),
+3. runs one forward and backward pass on random input with forward hooks on every module, and
+   checks that each module call's real output shapes equal the trace's record for that call
+   (matched by qualified name and call index), that the parameter total equals the engine's and
+   the zoo's published reference, and that outputs and gradients are finite,
+4. measures the training-memory estimate against the real peak (CUDA only:
+   ``torch.cuda.max_memory_allocated`` over one forward + backward step), and
+5. times the forward pass (median of several runs, synchronized on CUDA).
+
+The library returns :class:`CheckResult` values; the command prints them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from archscope.errors import ForwardError, InputShapeError, InputTooSmallError, ModelSourceError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from archscope.report import Report
+
+#: (warm-up runs, timed runs) of the forward-latency measurement per device type.
+_REPEATS = {"cuda": (3, 10), "cpu": (2, 3)}
+
+#: how many shape mismatches / state_dict keys a one-line message names.
+_SHOW = 3
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of checking one model.
+
+    Attributes:
+        model: the model's name.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        device_name: what torch calls the device (the GPU's name on CUDA).
+        input_shape / batch: the input checked (C×H×W) and its batch.
+        weights: the ``state_dict`` file loaded, or ``None`` for the builder's initialisation.
+        layers_compared: module calls whose real output shapes were compared with the trace.
+        shape_mismatches: one line per call whose shapes differ (or that only one side saw).
+        params: ``sum(p.numel() for p in model.parameters())`` of the real model.
+        engine_params: the meta trace's ``total_params``.
+        reference_params / reference_source: the zoo's published count and where it comes from
+            (``None`` for models outside the zoo or with ``--num-classes``).
+        outputs_finite / grads_finite: no NaN or ±inf in the outputs / parameter gradients.
+        nonfinite_grads: names of parameters with non-finite gradients (first few).
+        memory_estimate_bytes: params + gradients + buffers + activations saved for backward,
+            from the meta trace.
+        memory_peak_bytes: ``torch.cuda.max_memory_allocated`` over a forward + backward step
+            (CUDA only, else ``None``).
+        latency_ms: the timed forward passes, in milliseconds.
+        error: why the run itself failed (forward raised, out of memory …), else ``None``.
+    """
+
+    model: str
+    device: str
+    device_name: str
+    input_shape: tuple[int, ...]
+    batch: int
+    weights: str | None
+    layers_compared: int = 0
+    shape_mismatches: tuple[str, ...] = ()
+    params: int | None = None
+    engine_params: int | None = None
+    reference_params: int | None = None
+    reference_source: str | None = None
+    outputs_finite: bool | None = None
+    grads_finite: bool | None = None
+    nonfinite_grads: tuple[str, ...] = ()
+    memory_estimate_bytes: int | None = None
+    memory_peak_bytes: int | None = None
+    latency_ms: tuple[float, ...] = ()
+    error: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def params_match(self) -> bool | None:
+        """The real total equals the engine's and (where known) the published reference."""
+        if self.params is None or self.engine_params is None:
+            return None
+        ok = self.params == self.engine_params
+        if self.reference_params is not None:
+            ok = ok and self.params == self.reference_params
+        return ok
+
+    @property
+    def memory_error_pct(self) -> float | None:
+        """(estimate − measured peak) / measured peak × 100, or ``None`` without a peak."""
+        if not self.memory_peak_bytes or self.memory_estimate_bytes is None:
+            return None
+        error = self.memory_estimate_bytes - self.memory_peak_bytes
+        return 100.0 * error / self.memory_peak_bytes
+
+    @property
+    def latency_median_ms(self) -> float | None:
+        return statistics.median(self.latency_ms) if self.latency_ms else None
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """Short reasons this model fails; empty when it passes."""
+        reasons: list[str] = []
+        if self.error is not None:
+            reasons.append(self.error)
+        if self.shape_mismatches:
+            count = len(self.shape_mismatches)
+            reasons.append(f"{count} layer output shape(s) differ from the trace")
+        if self.params_match is False:
+            reasons.append("parameter total differs")
+        if self.outputs_finite is False:
+            reasons.append("non-finite outputs")
+        if self.grads_finite is False:
+            reasons.append("non-finite gradients")
+        return tuple(reasons)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with stable keys (see docs/check.md)."""
+        median = self.latency_median_ms
+        return {
+            "model": self.model,
+            "passed": self.passed,
+            "failures": list(self.failures),
+            "device": self.device,
+            "device_name": self.device_name,
+            "input_shape": list(self.input_shape),
+            "batch": self.batch,
+            "weights": self.weights,
+            "layers_compared": self.layers_compared,
+            "shape_mismatches": list(self.shape_mismatches),
+            "params": self.params,
+            "engine_params": self.engine_params,
+            "reference_params": self.reference_params,
+            "reference_source": self.reference_source,
+            "outputs_finite": self.outputs_finite,
+            "grads_finite": self.grads_finite,
+            "nonfinite_grads": list(self.nonfinite_grads),
+            "memory_estimate_bytes": self.memory_estimate_bytes,
+            "memory_peak_bytes": self.memory_peak_bytes,
+            "memory_error_pct": self.memory_error_pct,
+            "latency_ms": list(self.latency_ms),
+            "latency_median_ms": median,
+            "error": self.error,
+            "notes": list(self.notes),
+        }
+
+
+def check_model(
+    source: str,
+    *,
+    device: str = "auto",
+    batch: int = 1,
+    weights: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    repeats: int | None = None,
+    seed: int = 0,
+) -> CheckResult:
+    """Build ``source`` on ``device`` and check it against its meta trace (see the module doc).
+
+    Args:
+        source: anything ``archscope summary`` accepts except ONNX files and layer specs without
+            weights (a zoo name, ``file.py:Name``, ``package.module:name``, ``spec:…``).
+        device: ``auto`` (CUDA when available), ``cuda``, ``cuda:N`` or ``cpu``.
+        batch: batch of the random input.
+        weights: a ``state_dict`` file (``torch.save``) loaded with ``strict=True``.
+        input_shape: C×H×W (default: the model's natural input).
+        num_classes: build zoo models with this many classes (the published reference then no
+            longer applies).
+        repeats: timed forward passes (default: 10 on CUDA, 3 on the CPU).
+        seed: seed of the random input.
+
+    Raises:
+        DeviceError: ``cuda`` requested without CUDA.
+        ModelSourceError: the model cannot be built, or ``weights`` does not load with
+            ``strict=True`` (the message lists missing and unexpected keys).
+        InputShapeError / InputTooSmallError / ForwardError: from the meta trace, as in ``summary``.
+    """
+    import torch
+
+    from archscope.bench import resolve_device
+    from archscope.source import is_onnx, load_model
+    from archscope.trace import inspect
+
+    if is_onnx(source):
+        raise ModelSourceError(
+            f"{source}: check runs PyTorch models; an ONNX file is checked when it is exported "
+            "(archscope export compares it with onnxruntime)"
+        )
+    dev = resolve_device(device)
+    loaded = load_model(source, num_classes=num_classes, device=str(dev))
+    model = loaded.model
+    shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
+    if shape is None:
+        raise InputShapeError(
+            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
+        )
+    if weights is not None:
+        load_weights(model, weights, dev, loaded.name)
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    base = CheckResult(
+        model=loaded.name, device=str(dev), device_name=device_name, input_shape=tuple(shape),
+        batch=batch, weights=weights, params=sum(p.numel() for p in model.parameters()),
+        reference_params=loaded.reference_params,
+        reference_source=loaded.reference_source if loaded.reference_params is not None else None,
+    )
+    try:
+        report = inspect(model, shape, batch=batch, name=loaded.name, count_flops=False)
+    except (ForwardError, InputTooSmallError) as exc:
+        return _replace(base, error=f"meta trace failed: {exc}")
+    warmup, timed = _REPEATS["cuda" if dev.type == "cuda" else "cpu"]
+    if repeats is not None:
+        timed = repeats
+    try:
+        return _run(model, report, base, dev, shape, batch, seed, warmup, timed)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return _replace(base, engine_params=report.total_params,
+                        error=f"out of memory on {dev} at batch {batch}; try a smaller --batch")
+
+
+def load_weights(model: nn.Module, path: str, device: torch.device, name: str) -> None:
+    """Load a ``state_dict`` file into ``model`` with ``strict=True``; one-line errors.
+
+    Accepts a plain ``state_dict`` or a checkpoint dict holding one under ``state_dict`` or
+    ``model``. Loaded with ``weights_only=True`` (no pickled code runs).
+    """
+    import torch
+
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ModelSourceError(f"weights file {path!r} not found; check the path") from None
+    except Exception as exc:
+        raise ModelSourceError(
+            f"{path}: not a loadable state_dict file ({_first_line(exc)}); save one with "
+            "torch.save(model.state_dict(), path)"
+        ) from None
+    state = obj
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict) and _is_state_dict(obj[key]):
+                state = obj[key]
+                break
+    if not isinstance(state, dict) or not _is_state_dict(state):
+        raise ModelSourceError(
+            f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}; save "
+            "one with torch.save(model.state_dict(), path)"
+        )
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
+        raise ModelSourceError(
+            f"{path} does not fit {name} (strict=True): {'; '.join(parts)}; "
+            "is it the state_dict of this model?"
+        )
+    wrong = [
+        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise ModelSourceError(
+            f"{path} does not fit {name}: {len(wrong)} tensor(s) have another shape "
+            f"({'; '.join(wrong[:_SHOW])}{' …' if len(wrong) > _SHOW else ''}); "
+            "check --num-classes"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _is_state_dict(obj: dict[Any, Any]) -> bool:
+    import torch
+
+    return bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
+         shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int) -> CheckResult:
+    import torch
+    from torch.utils._pytree import tree_flatten
+
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    x = torch.randn(batch, *shape, device=dev, generator=generator)
+    real_shapes: dict[tuple[str, int], tuple[tuple[int, ...], ...]] = {}
+    calls: dict[str, int] = {}
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            call = calls.get(name, 0)
+            calls[name] = call + 1
+            leaves, _ = tree_flatten(output)
+            real_shapes[(name, call)] = tuple(
+                tuple(t.shape) for t in leaves if isinstance(t, torch.Tensor)
+            )
+        return hook
+
+    was_training = model.training
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+    try:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        _sync(dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        try:
+            output = model(x)
+            outputs = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+            loss = sum((t.float().mean() for t in outputs), torch.zeros((), device=dev))
+            loss.backward()
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            return _replace(base, engine_params=report.total_params,
+                            error=f"forward/backward failed: {_first_line(exc)}")
+        _sync(dev)
+        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+    compared, mismatches = _compare_shapes(report, real_shapes)
+    out_shapes = tuple(tuple(t.shape) for t in outputs)
+    if out_shapes != tuple(report.output_shapes):
+        mismatches.append(f"model output: real {_shapes(out_shapes)} vs trace "
+                          f"{_shapes(tuple(report.output_shapes))}")
+    outputs_finite = all(bool(torch.isfinite(t).all()) for t in outputs)
+    bad_grads = [n for n, p in model.named_parameters()
+                 if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    estimate = report.param_bytes + report.buffer_bytes + report.activation_bytes + trainable
+    model.zero_grad(set_to_none=True)
+    latency = _time_forward(model, x, dev, warmup, timed)
+    notes = list(report.notes)
+    if dev.type != "cuda":
+        notes.append("peak memory is measured on CUDA only (torch.cuda.max_memory_allocated)")
+    return _replace(
+        base,
+        engine_params=report.total_params,
+        layers_compared=compared,
+        shape_mismatches=tuple(mismatches),
+        outputs_finite=outputs_finite,
+        grads_finite=not bad_grads,
+        nonfinite_grads=tuple(bad_grads[:_SHOW]),
+        memory_estimate_bytes=estimate,
+        memory_peak_bytes=peak,
+        latency_ms=tuple(latency),
+        notes=tuple(notes),
+    )
+
+
+def _compare_shapes(
+    report: Report, real: dict[tuple[str, int], tuple[tuple[int, ...], ...]]
+) -> tuple[int, list[str]]:
+    """Compare every module record of the trace with the real call of the same name and index."""
+    mismatches: list[str] = []
+    seen: set[tuple[str, int]] = set()
+    compared = 0
+    for record in report.layers:
+        if record.kind != "module":
+            continue
+        key = (record.name, record.call)
+        seen.add(key)
+        got = real.get(key)
+        compared += 1
+        if got is None:
+            mismatches.append(f"{record.name} (call {record.call}): traced but not run for real")
+        elif tuple(got) != tuple(record.output_shapes):
+            mismatches.append(f"{record.name} ({record.type}): real {_shapes(got)} vs trace "
+                              f"{_shapes(record.output_shapes)}")
+    for key in real:
+        if key not in seen:
+            mismatches.append(f"{key[0]} (call {key[1]}): run for real but missing from the trace")
+    return compared, mismatches
+
+
+def _time_forward(model: nn.Module, x: torch.Tensor, dev: torch.device, warmup: int,
+                  timed: int) -> list[float]:
+    """Forward passes in eval mode without autograd; milliseconds of each timed run."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    times: list[float] = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + timed):
+                _sync(dev)
+                start = time.perf_counter()
+                model(x)
+                _sync(dev)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        model.train(was_training)
+    return times
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(dev)
+
+
+def _replace(result: CheckResult, **changes: Any) -> CheckResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _shapes(shapes: Sequence[Sequence[int]]) -> str:
+    return ", ".join("[" + ", ".join(str(d) for d in s) + "]" for s in shapes) or "nothing"
+
+
+def _few(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_SHOW])
+    return shown + (", …" if len(keys) > _SHOW else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+__all__ = ["CheckResult", "check_model", "load_weights"]
