@@ -645,6 +645,8 @@ class _Parser:
         layer = _LayerBuilder(self, word, kind, act)
         if call:
             layer.call_args()
+            if name == "localresponsenorm":  # PyTorch's call: PyTorch's α (divided by n)
+                layer.opts["torch_alpha"] = True
         layer.plain_args()
         return layer.finish()
 
@@ -1279,10 +1281,19 @@ class _Build:
                                          elementwise_affine=o.get("affine", True)))
 
     def _lrn(self, o: dict[str, Any]) -> None:
-        """Defaults are AlexNet's (Krizhevsky et al. 2012, §3.3): n=5, α=1e-4, β=0.75, k=2."""
+        """Defaults are AlexNet's (Krizhevsky et al. 2012, §3.3): n=5, α=1e-4, β=0.75, k=2.
+
+        α is the paper's, ``b = a / (k + α·Σa²)^β``; PyTorch's ``LocalResponseNorm`` divides
+        α by n, so it receives ``α·n`` (as in the zoo's AlexNet). Only ``LocalResponseNorm(…)``
+        written with PyTorch's name and call takes PyTorch's α as given.
+        """
         self.need_image("lrn")
-        self.add("lrn", self.nn.LocalResponseNorm(o.get("size", 5), o.get("alpha", 1e-4),
-                                                  o.get("beta", 0.75), o.get("kconst", 2.0)))
+        size = o.get("size", 5)
+        alpha = o.get("alpha", 1e-4)
+        if not o.get("torch_alpha", False):
+            alpha *= size
+        self.add("lrn", self.nn.LocalResponseNorm(size, alpha, o.get("beta", 0.75),
+                                                  o.get("kconst", 2.0)))
 
     def _zeropad(self, o: dict[str, Any]) -> None:
         c, h, w = self.need_image("zeropad")
@@ -1423,7 +1434,8 @@ def to_layout(report: Report, layout: str) -> Report:
     )
     shape = report.input_shape
     input_shape = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
-    note = "shapes are shown N×H×W×C, the order the spec is written in (PyTorch runs N×C×H×W)"
+    note = ("shapes are shown H×W×C (channels last), the order the spec is written in; "
+            "PyTorch runs the model as N×C×H×W")
     return replace(report, input_shape=input_shape, layers=layers,
                    output_shapes=tuple(perm(s) for s in report.output_shapes),
                    notes=(*report.notes, note))

@@ -25,6 +25,12 @@ MNIST_CNN = ("28x28x1 conv32 k3 relu → maxpool2 → conv64 k3 relu → maxpool
              "flatten → dense64 relu → dense10 softmax")
 
 
+def _lecture_form(formula: str) -> str:
+    """``⌊(150 − 3 + 2·0)/1⌋ + 1 = 148`` and ``(150−3)/1+1 = 148`` both → ``(150−3)/1+1=148``."""
+    return (formula.replace(" ", "").replace("⌊", "").replace("⌋", "").replace("+2·0)", ")")
+            .replace("-", "−"))
+
+
 def _by_type(report, type_name):
     return [r for r in report.leaves() if r.type == type_name]
 
@@ -42,7 +48,7 @@ def test_catsdogs_lecture_numbers_layer_by_layer() -> None:
                                                (1, 34, 34, 128), (1, 15, 15, 128)]
     assert [p.output_shape for p in pools] == [(1, 74, 74, 32), (1, 36, 36, 64),
                                                (1, 17, 17, 128), (1, 7, 7, 128)]
-    assert convs[0].output_formula == "⌊(150 − 3 + 2·0)/1⌋ + 1 = 148"
+    assert _lecture_form(convs[0].output_formula) == "(150−3)/1+1=148"
     # (3·3·3+1)·32 = 896, (3·3·32+1)·64 = 18,496, (3·3·64+1)·128 = 73,856,
     # (3·3·128+1)·128 = 147,584
     assert [c.params for c in convs] == [896, 18_496, 73_856, 147_584]
@@ -95,7 +101,7 @@ def test_vgg16_feature_stack() -> None:
     assert report.total_params == 14_714_688
     # same padding keeps 224 until each pool halves it: 224 → 112 → 56 → 28 → 14 → 7
     assert [p.output_shape[1] for p in _by_type(report, "MaxPool2d")] == [112, 56, 28, 14, 7]
-    assert convs[0].output_formula == "⌊(224 − 3 + 2·1)/1⌋ + 1 = 224"
+    assert _lecture_form(convs[0].output_formula).endswith("/1+1=224")
 
 
 def test_alexnet_first_two_layers() -> None:
@@ -110,12 +116,38 @@ def test_alexnet_first_two_layers() -> None:
     assert pools[0].output_shape == (1, 96, 27, 27)
     assert convs[1].output_shape == (1, 256, 27, 27)
     assert pools[1].output_shape == (1, 256, 13, 13)
-    assert convs[0].output_formula == "⌊(227 − 11 + 2·0)/4⌋ + 1 = 55"
+    assert _lecture_form(convs[0].output_formula) == "(227−11)/4+1=55"
     # (11·11·3+1)·96 = 34,944; (5·5·96+1)·256 = 614,656; LRN has no parameters
     assert [c.params for c in convs] == [34_944, 614_656]
     lrns = _by_type(report, "LocalResponseNorm")
     assert len(lrns) == 2 and all(r.params == 0 for r in lrns)
     assert report.total_params == 34_944 + 614_656
+
+
+def test_whole_alexnet_and_vgg16_match_published_counts() -> None:
+    alexnet = ("chw:3x227x227 conv96 k11 s4 relu lrn maxpool3/2 conv256 k5 p2 relu lrn maxpool3/2 "
+               "conv384 k3 p1 relu conv384 k3 p1 relu conv256 k3 p1 relu maxpool3/2 flatten "
+               "dropout dense4096 relu dropout dense4096 relu dense1000")
+    # Krizhevsky 2012 without the two-GPU split: 62,378,344 (torchvision-style counting)
+    assert calc_report(alexnet).total_params == 62_378_344
+    vgg16 = ("224x224x3 2x[conv64 k3 same relu] maxpool2 2x[conv128 k3 same relu] maxpool2 "
+             "3x[conv256 k3 same relu] maxpool2 3x[conv512 k3 same relu] maxpool2 "
+             "3x[conv512 k3 same relu] maxpool2 flatten dense4096 relu dropout dense4096 relu "
+             "dropout dense1000")
+    assert calc_report(vgg16).total_params == 138_357_544  # Simonyan & Zisserman 2014, config D
+
+
+def test_lrn_uses_the_papers_alpha() -> None:
+    # b = a / (k + α·Σa²)^β with α = 1e-4 (paper); PyTorch divides α by n, so it gets α·n.
+    lrn = build_spec("chw:8x4x4 lrn", device="meta").model[0]
+    assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, pytest.approx(5e-4), 0.75, 2.0)
+    own = build_spec("chw:8x4x4 nn.LocalResponseNorm(3, alpha=1e-4, k=1)", device="meta").model[0]
+    assert (own.size, own.alpha, own.k) == (3, pytest.approx(1e-4), 1.0)
+    x = torch.rand(1, 8, 4, 4)
+    paper = x / (2 + 1e-4 * torch.nn.functional.avg_pool3d(
+        (x * x).unsqueeze(1), (5, 1, 1), stride=1, padding=(2, 0, 0), count_include_pad=True
+    ).squeeze(1) * 5) ** 0.75
+    assert torch.allclose(build_spec("chw:8x4x4 lrn").model(x), paper, atol=1e-6)
 
 
 # ──────────────────────────────────────────────────────────────── syntax variants
@@ -234,8 +266,8 @@ def test_hwc_layout_is_displayed_and_chw_is_not() -> None:
     assert hwc.layers[0].output_shape == (1, 30, 22, 8)
     assert chw.layers[0].output_shape == (1, 8, 30, 22)
     assert hwc.total_params == chw.total_params == (3 * 3 * 3 + 1) * 8
-    assert any("N×H×W×C" in note for note in hwc.notes)
-    assert not any("N×H×W×C" in note for note in chw.notes)
+    assert any("H×W×C (channels last)" in note for note in hwc.notes)
+    assert not any("H×W×C (channels last)" in note for note in chw.notes)
     assert to_layout(chw, "chw") is chw
 
 
@@ -309,7 +341,7 @@ def test_syntax_error_on_a_later_line() -> None:
 
 @pytest.mark.parametrize(("text", "fragments"), [
     ("28x28x1 conv32 k3 maxpool2 conv64 k3 maxpool2 conv64 k3 maxpool2 conv64 k3",
-     ["layer 7 (conv64 k3)", "1×1×64 (H×W×C)", "⌊(1 − 3 + 2·0)/1⌋ + 1 = -1"]),
+     ["layer 7 (conv64 k3)", "1×1×64 (H×W×C)", "window does not fit", "= -1"]),
     ("chw:3x8x8 conv8 k9", ["layer 1 (conv8 k9)", "3×8×8 (C×H×W)"]),
     ("28x28x1 flatten conv8 k3", ["layer 2 (conv8 k3)", "784 features", "before flatten"]),
     ("28x28x3 conv8 k3 g2", ["layer 1 (conv8 k3 g2)", "groups=2 must divide"]),
