@@ -24,6 +24,8 @@ _COMMANDS: dict[str, str] = {
     "diagram": "archscope.commands.diagram:diagram",
     "calc": "archscope.commands.calc:calc",
     "bench": "archscope.commands.bench:bench",
+    "check": "archscope.commands.check:check",
+    "export": "archscope.commands.export:export",
 }
 
 

@@ -9,8 +9,9 @@ Conventions:
       (``/groups`` is only written when ``groups > 1``).
     * Linear: ``(in + 1)·out`` with a bias, ``in·out`` without.
     * BatchNorm: ``2·C`` (γ and β; the running statistics are buffers, not parameters).
-    * Output size: ``⌊(n + 2p − d·(k − 1) − 1)/s⌋ + 1``, written ``⌊(n − k + 2·p)/s⌋ + 1`` when
-      ``d = 1`` (the lecture's ``(150 − 3)/1 + 1``); ``⌈…⌉`` in ceil mode.
+    * Output size: ``⌊(n + 2p − d·(k − 1) − 1)/s⌋ + 1``, written as the lecture does,
+      ``(150−3)/1+1 = 148``: padding only when there is some, ``k`` alone when ``d = 1``, and the
+      floor ``⌊…⌋`` (``⌈…⌉`` in ceil mode) only where the division is not exact.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
                 ceil_mode: bool = False) -> tuple[int, str]:
     """One spatial dimension after a conv or pool, with the arithmetic.
 
-    ``output_size(150, 3)`` → ``(148, "⌊(150 − 3 + 2·0)/1⌋ + 1 = 148")``. A result below 1 means
-    the input is too small for the layer.
+    ``output_size(150, 3)`` → ``(148, "(150−3)/1+1 = 148")``; ``output_size(15, 2, 2)`` →
+    ``(7, "⌊(15−2)/2⌋+1 = 7")``. A result below 1 means the input is too small for the layer.
     """
     span = dilation * (kernel - 1) + 1
     numerator = n + 2 * padding - span
@@ -84,11 +85,15 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
             out -= 1
     else:
         out = numerator // stride + 1
-    k_text = f"{kernel}" if dilation == 1 else f"{dilation}·({kernel} − 1) − 1"
-    sign = "−" if dilation == 1 else "−"
-    lo, hi = ("⌈", "⌉") if ceil_mode else ("⌊", "⌋")
-    if dilation == 1:
-        expr = f"{lo}({n} {sign} {k_text} + 2·{padding})/{stride}{hi} + 1 = {out}"
+    terms = f"{n}"
+    if padding:
+        terms += f"+2·{padding}"
+    terms += f"−{kernel}" if dilation == 1 else f"−{dilation}·({kernel}−1)−1"
+    exact = numerator % stride == 0
+    if stride == 1 or exact:
+        body = f"({terms})/{stride}"
+    elif ceil_mode:
+        body = f"⌈({terms})/{stride}⌉"
     else:
-        expr = f"{lo}({n} + 2·{padding} − {k_text})/{stride}{hi} + 1 = {out}"
-    return out, expr
+        body = f"⌊({terms})/{stride}⌋"
+    return out, f"{body}+1 = {out}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import click
@@ -27,7 +28,7 @@ from archscope.commands._common import (
               default="table", show_default=True, help="Output format.")
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
 @click.option("--width", type=click.IntRange(min=60), default=None,
-              help="Table width (default: the terminal's).")
+              help="Table width (default: the terminal's; unlimited when piped).")
 def summary(model: str, input_shape: tuple[int, ...] | None, batch: int, depth: int | None,
             num_classes: int | None, freeze: tuple[str, ...], fmt: str, explain: bool,
             width: int | None) -> None:
@@ -47,6 +48,8 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int, depth: 
     report = load_report(model, input_shape=input_shape, batch=batch, num_classes=num_classes,
                          freeze=freeze)
     tty = sys.stdout.isatty()
-    text = render(report, fmt, explain=explain, width=width or (None if tty else 100),
-                  color=tty and fmt == "table", max_depth=depth)
+    if width is None and tty:
+        width = shutil.get_terminal_size((100, 24)).columns
+    text = render(report, fmt, explain=explain, width=width, color=tty and fmt == "table",
+                  max_depth=depth)
     click.echo(text, nl=False)

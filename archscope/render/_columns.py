@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archscope.report import LayerRecord, Report
-from archscope.shapes import format_shape
+from archscope.shapes import format_dims, format_shape
 
 
 def visible(report: Report, max_depth: int | None) -> list[LayerRecord]:
@@ -11,13 +11,18 @@ def visible(report: Report, max_depth: int | None) -> list[LayerRecord]:
     return [r for r in report.layers if max_depth is None or r.depth <= max_depth]
 
 
-def shape_cell(record: LayerRecord) -> str:
+def shape_cell(record: LayerRecord, batch: bool = True) -> str:
+    """Output shape(s): ``[1, 32, 26, 26]``, or ``32×26×26`` with ``batch=False``."""
     if not record.output_shapes:
         return "—"
+
+    def fmt(shape: tuple[int, ...]) -> str:
+        return format_shape(shape) if batch else format_dims(shape[1:]) or "scalar"
+
     if record.output_keys:
-        return ", ".join(f"{k}: {format_shape(s)}" for k, s in
+        return ", ".join(f"{k}: {fmt(s)}" for k, s in
                          zip(record.output_keys, record.output_shapes, strict=True))
-    return ", ".join(format_shape(s) for s in record.output_shapes)
+    return ", ".join(fmt(s) for s in record.output_shapes)
 
 
 def params_cell(record: LayerRecord, report: Report, max_depth: int | None) -> str:

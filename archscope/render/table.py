@@ -10,7 +10,7 @@ from rich.table import Table
 
 from archscope.render._columns import (
     formula_cell,
-    macs_cell,
+    human_count,
     params_cell,
     shape_cell,
     totals,
@@ -24,33 +24,47 @@ def render_table(report: Report, *, explain: bool = False, width: int | None = 1
                  color: bool = False, max_depth: int | None = None) -> str:
     """Render ``report`` as a box table plus a totals block.
 
-    ``width=None`` uses the terminal's width; ``color=False`` gives plain, deterministic text
-    (golden files use width 100 and no colour).
+    ``width=None`` makes the table as wide as its content (nothing is cut); with a width, the
+    name columns give way first. ``color=False`` gives plain, deterministic text (golden files use
+    width 100 and no colour).
     """
-    title = (f"{report.model} ({report.model_type}) · input {report.batch}×"
-             f"{format_dims(report.input_shape)}")
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False,
-                  header_style="bold" if color else "")
-    table.add_column("Layer", overflow="fold")
-    table.add_column("Type", overflow="fold")
-    table.add_column("Output shape", overflow="fold")
-    table.add_column("Params", justify="right", no_wrap=True)
-    table.add_column("Param formula", overflow="fold")
-    if explain:
-        table.add_column("Output size", overflow="fold")
-    table.add_column("MACs", justify="right", no_wrap=True)
-    for record in visible(report, max_depth):
-        indent = "  " * (record.depth - 1)
+    title = (f"{report.model} ({report.model_type}) · input {format_dims(report.input_shape)}"
+             f" · batch {report.batch} · shapes without the batch dimension")
+    records = visible(report, max_depth)
+    rows = []
+    for record in records:
         row = [
-            indent + record.name,
+            " " * (record.depth - 1) + record.name,
             record.type,
-            shape_cell(record),
+            shape_cell(record, batch=False),
             params_cell(record, report, max_depth),
             formula_cell(record, report, max_depth),
         ]
         if explain:
             row.append(record.output_formula)
-        row.append(macs_cell(record))
+        row.append(human_count(record.macs) if record.macs else "—")
+        rows.append(row)
+    headers = ["Layer", "Type", "Output shape", "Params", "Param formula"]
+    if explain:
+        headers.append("Output size")
+    headers.append("MACs")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  padding=(0, 1), header_style="bold" if color else "")
+    # Numbers and arithmetic are never cut; on a narrow terminal the name columns give way.
+    longest = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    natural = sum(longest) + 3 * (len(headers) - 1)
+    total_width = width or natural
+    spare = total_width - sum(longest[2:]) - 3 * (len(headers) - 1)
+    if width is None:
+        layer_width, type_width = longest[0], longest[1]
+    else:
+        type_width = min(longest[1], max(8, spare // 3))
+        layer_width = max(8, min(longest[0], spare - type_width))
+    for i, header in enumerate(headers):
+        table.add_column(header, no_wrap=True, overflow="ellipsis",
+                         justify="right" if header in {"Params", "MACs"} else "left",
+                         width=(layer_width, type_width)[i] if i < 2 else longest[i])
+    for record, row in zip(records, rows, strict=True):
         table.add_row(*row, style="dim" if color and record.kind == "function" else None)
 
     summary = Table.grid(padding=(0, 2))
@@ -60,17 +74,13 @@ def render_table(report: Report, *, explain: bool = False, width: int | None = 1
         summary.add_row(label, value)
 
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width or _terminal_width(), no_color=not color,
+    console = Console(file=buffer, width=max(total_width, len(title), 60), no_color=not color,
                       color_system="auto" if color else None, highlight=False,
                       force_terminal=color, legacy_windows=False, emoji=False)
+    console.print(title, overflow="fold")
     console.print(table)
+    console.print()
     console.print(summary)
     for note in report.notes:
         console.print(f"Note: {note}")
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
-
-
-def _terminal_width() -> int:
-    import shutil
-
-    return max(shutil.get_terminal_size((120, 24)).columns, 80)

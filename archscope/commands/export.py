@@ -1,0 +1,75 @@
+"""``archscope export MODEL -o model.onnx``: ONNX export, checked and compared with onnxruntime."""
+
+from __future__ import annotations
+
+import click
+
+from archscope.commands._common import input_option, model_argument, num_classes_option
+
+
+@click.command()
+@model_argument
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
+              metavar="FILE.onnx", help="The ONNX file to write.")
+@click.option("--opset", type=click.IntRange(min=7), default=None,
+              help="ONNX opset version (default: 18).")
+@click.option("--dynamic-batch", is_flag=True,
+              help="Make the batch dimension symbolic ('batch') instead of fixed.")
+@input_option
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch of the example input (fixed in the file without --dynamic-batch).")
+@num_classes_option
+@click.option("--atol", type=click.FloatRange(min=0), default=None,
+              help="Largest accepted |PyTorch − onnxruntime| difference (default: 1e-4).")
+@click.option("--no-verify", is_flag=True,
+              help="Skip the onnxruntime comparison (the ONNX checker still runs).")
+def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
+           input_shape: tuple[int, ...] | None, batch: int, num_classes: int | None,
+           atol: float | None, no_verify: bool) -> None:
+    """Export MODEL to ONNX and verify the file.
+
+    The model is built on the CPU with real weights and exported with PyTorch's torch.export-based
+    exporter; the file is checked with onnx.checker (full_check, including shape inference) and,
+    when onnxruntime is installed (pip install 'archscope[onnxruntime]'), the same random input is
+    run through PyTorch and onnxruntime and the largest absolute difference is reported. Nothing is
+    written if any step fails.
+
+    \b
+    Examples:
+      archscope export resnet50 -o resnet50.onnx
+      archscope export vgg16 -o vgg16.onnx --dynamic-batch --opset 18
+      archscope export my_net.py:Net --input 3x32x32 -o net.onnx
+      archscope summary resnet50.onnx
+    """
+    from archscope.errors import InputShapeError
+    from archscope.export import DEFAULT_ATOL, DEFAULT_OPSET, export_onnx
+    from archscope.source import load_model
+
+    loaded = load_model(model, num_classes=num_classes, device="cpu")
+    shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
+    if shape is None:
+        raise InputShapeError(
+            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
+        )
+    click.echo(f"exporting {loaded.name} to {output} …", err=True)
+    result = export_onnx(
+        loaded.model, output, shape, batch=batch, opset=opset or DEFAULT_OPSET,
+        dynamic_batch=dynamic_batch, verify=not no_verify,
+        atol=DEFAULT_ATOL if atol is None else atol, name=loaded.name,
+    )
+    dims = ["batch" if dynamic_batch else str(result.input_shape[0]),
+            *(str(d) for d in result.input_shape[1:])]
+    size = result.file_bytes / 2**20
+    data = f" + {result.data_path.name}" if result.data_path else ""
+    click.echo(f"wrote {result.path}{data} ({size:,.1f} MiB, opset {result.opset}, "
+               f"{result.nodes} nodes) in {result.export_seconds:.1f} s")
+    click.echo(f"input  {result.input_name} [{', '.join(dims)}]")
+    click.echo(f"output {', '.join(result.output_names)}")
+    click.echo("onnx.checker full_check (with strict shape inference): passed")
+    if result.max_abs_diff is not None:
+        click.echo(f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
+                   f"{result.max_abs_diff:.2e} (tolerance {result.atol:g}): passed")
+    elif no_verify:
+        click.echo("onnxruntime comparison: skipped (--no-verify)")
+    else:
+        click.echo("onnxruntime comparison: skipped (install archscope[onnxruntime] to run it)")
