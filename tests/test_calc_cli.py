@@ -23,7 +23,8 @@ def test_calc_catsdogs_golden(golden) -> None:
     assert result.stderr == ""
     golden.check("calc_catsdogs.txt", result.stdout)
     # invariants behind the golden file: the lecture's numbers are in it
-    for text in ("3,453,121", "3,211,776", "(6272+1)·512", "(3·3·32+1)·64", "H×W×C (channels last)"):
+    for text in ("3,453,121", "3,211,776", "(6272+1)·512", "(3·3·32+1)·64",
+                 "H×W×C (channels last)"):
         assert text in result.stdout
     for shape in ("148, 148, 32", "74, 74, 32", "7, 7, 128"):  # H×W×C, the spec's order
         assert shape in result.stdout or shape.replace(", ", "×") in result.stdout
