@@ -149,6 +149,23 @@ def test_multi_head_model_sums_head_losses_and_learns() -> None:
     assert r.loss_fell
 
 
+@pytest.mark.parametrize("options", [
+    {"precision": "fp16", "channels_last": True},  # autocast + GradScaler + NHWC
+    {"precision": "tf32", "optimizer": "adamw"},  # on the CPU tf32 runs as fp32, and says so
+])
+def test_precision_and_optimizer_paths_learn_on_cpu(options: dict[str, Any]) -> None:
+    config = _cpu_config(batch_size=4, steps=2, warmup=1, **options)
+    (r,) = run_bench(["lecture_mnist_cnn"], config).results
+    assert r.loss_fell
+    assert r.precision == options["precision"]
+    assert r.channels_last is options.get("channels_last", False)
+    assert r.optimizer == options.get("optimizer", "sgd")
+    if options["precision"] == "tf32":
+        assert any("runs as fp32" in n for n in r.notes)
+    else:
+        assert r.memory_estimate is not None and r.memory_estimate.autocast_weights > 0
+
+
 _STUCK_MODEL = """
 import torch
 from torch import nn
