@@ -96,17 +96,18 @@ def inspect_onnx(
         raise ModelSourceError(f"{path}: the ONNX graph has no inputs; nothing to inspect")
     _fix_input_dims(model, inputs, batch, input_shape, path)
     _strip_weights(model)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors alike
-        raise ModelSourceError(f"{path}: ONNX shape inference failed: {_first_line(exc)}") from None
-    shapes = _value_shapes(inferred.graph)
+    # Shapes recorded in the file may keep the symbolic batch; infer them afresh from the inputs.
+    del model.graph.value_info[:]
+    for output in model.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    shapes = _infer_shapes(model, path)
+    graph = model.graph
 
     # Constant nodes are not rows; an Identity of an initializer (the TorchScript exporter's way of
     # sharing equal tensors) is an alias of it, not a row either.
     alias: dict[str, str] = {n: n for n in initializers}
     constants: set[str] = set(initializers)
-    for node in inferred.graph.node:
+    for node in graph.node:
         if node.op_type == "Constant":
             constants.update(o for o in node.output if o)
         elif _is_alias(node, alias):
@@ -117,7 +118,7 @@ def inspect_onnx(
     counted: dict[str, str] = {}  # initializer name → the row that counted it
     buffers: set[str] = set()
     records: list[LayerRecord] = []
-    for node in inferred.graph.node:
+    for node in graph.node:
         if node.op_type == "Constant" or _is_alias(node, alias):
             continue
         index = len(records)
@@ -174,7 +175,7 @@ def inspect_onnx(
     total = sum(r.params for r in records)
     total_macs = sum(r.macs for r in records)
     first = shapes.get(inputs[0].name, ())
-    out_names = [o.name for o in inferred.graph.output]
+    out_names = [o.name for o in graph.output]
     notes = [
         "ONNX file: MACs computed from shapes for Conv, ConvTranspose, Gemm and MatMul only",
         "ONNX file: activation memory for training is not measured",
@@ -183,7 +184,7 @@ def inspect_onnx(
         notes.append(f"ONNX file has {len(inputs)} inputs; input_shape is the first's")
     return Report(
         model=name if name is not None else str(path),
-        model_type=inferred.graph.name or "ONNX graph",
+        model_type=graph.name or "ONNX graph",
         input_shape=tuple(first[1:]),
         batch=first[0] if first else batch,
         total_params=total,
@@ -266,6 +267,130 @@ def _strip_weights(model: onnx.ModelProto) -> None:
             t.ClearField("int32_data")
             del t.external_data[:]
             t.data_location = 0
+
+
+def _infer_shapes(model: onnx.ModelProto, path: str | os.PathLike[str]) -> dict[str, Shape]:
+    """Every tensor's static shape, from ONNX shape inference.
+
+    ONNX's own data propagation stops at some of the shape arithmetic exporters write for a
+    symbolic batch (``Shape → Squeeze → Reshape → Concat`` feeding a ``Reshape``). Once the
+    inputs have numbers, that arithmetic is constant: it is evaluated here with numpy and replaced
+    by ``Constant`` nodes in a copy used only for inference, and inference runs again (a few
+    rounds at most). The rows still show the file's own nodes.
+    """
+    import onnx
+
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    shapes: dict[str, Shape] = {}
+    for _ in range(4):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(work, strict_mode=False, data_prop=True)
+        except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors alike
+            raise ModelSourceError(
+                f"{path}: ONNX shape inference failed: {_first_line(exc)}"
+            ) from None
+        shapes = _value_shapes(inferred.graph)
+        if not _fold_shape_arithmetic(work, shapes):
+            break
+        del work.graph.value_info[:]
+    return shapes
+
+
+#: ops evaluated on small integer tensors by :func:`_fold_shape_arithmetic`.
+_FOLDABLE = {"Shape", "Squeeze", "Unsqueeze", "Reshape", "Concat", "Gather", "Slice", "Cast",
+             "Add", "Sub", "Mul", "Div", "Identity", "Constant"}
+
+
+def _fold_shape_arithmetic(model: onnx.ModelProto, shapes: dict[str, Shape]) -> bool:
+    """Replace shape-only computations with Constant nodes; ``True`` if anything changed."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    values: dict[str, Any] = {
+        t.name: numpy_helper.to_array(t)
+        for t in model.graph.initializer
+        if t.data_type in (6, 7) and prod(t.dims) <= 64
+    }
+    changed = False
+    new_nodes = []
+    for node in model.graph.node:
+        out = _evaluate(node, values, shapes, np, helper)
+        if out is None or node.op_type == "Constant":
+            new_nodes.append(node)
+            continue
+        values[node.output[0]] = out
+        new_nodes.append(helper.make_node(
+            "Constant", [], [node.output[0]], name=node.name,
+            value=numpy_helper.from_array(out, node.output[0]),
+        ))
+        changed = True
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+    return changed
+
+
+def _evaluate(node: Any, values: dict[str, Any], shapes: dict[str, Shape], np: Any,
+              helper: Any) -> Any:
+    """The value of a small integer node whose inputs are known, else ``None``."""
+    op = node.op_type
+    if op not in _FOLDABLE or len(node.output) != 1:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    try:
+        if op == "Constant":
+            if "value_ints" in attrs or "value_int" in attrs:
+                values[node.output[0]] = np.array(
+                    attrs.get("value_ints", attrs.get("value_int")), dtype=np.int64
+                )
+            value = attrs.get("value")
+            if value is not None and value.data_type in (6, 7) and prod(value.dims) <= 64:
+                from onnx import numpy_helper
+
+                values[node.output[0]] = numpy_helper.to_array(value)
+            return None
+        if op == "Shape":
+            shape = shapes.get(node.input[0])
+            if shape is None:
+                return None
+            start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+            return np.array(shape[start:end], dtype=np.int64)
+        known = [values.get(i) for i in node.input if i]
+        if any(a is None for a in known):
+            return None
+        args: list[Any] = known
+        if op in ("Identity", "Cast"):
+            return args[0] if op == "Identity" or attrs.get("to") == 7 else None
+        if op == "Squeeze":
+            axes = attrs.get("axes", args[1].tolist() if len(args) > 1 else None)
+            return np.squeeze(args[0], axis=tuple(axes) if axes is not None else None)
+        if op == "Unsqueeze":
+            axes = attrs.get("axes", args[1].tolist() if len(args) > 1 else [])
+            out = args[0]
+            for axis in sorted(int(a) % (out.ndim + len(axes)) for a in axes):
+                out = np.expand_dims(out, axis)
+            return out
+        if op == "Reshape":
+            return args[0].reshape([int(d) for d in args[1]])
+        if op == "Concat":
+            return np.concatenate(args, axis=int(attrs.get("axis", 0)))
+        if op == "Gather":
+            return np.take(args[0], args[1], axis=int(attrs.get("axis", 0)))
+        if op == "Slice":
+            starts, ends = args[1], args[2]
+            axes = args[3] if len(args) > 3 else range(len(starts))
+            steps = args[4] if len(args) > 4 else [1] * len(starts)
+            index = [slice(None)] * args[0].ndim
+            for a, s0, e0, st in zip(axes, starts, ends, steps, strict=False):
+                index[int(a)] = slice(int(s0), int(e0), int(st))
+            return args[0][tuple(index)]
+        a, b = args
+        if op == "Div":
+            return (a // b).astype(np.result_type(a, b))
+        return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](a, b)
+    except (ValueError, IndexError, TypeError, KeyError):
+        return None
 
 
 def _value_shapes(graph: Any) -> dict[str, Shape]:
