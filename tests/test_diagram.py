@@ -419,3 +419,39 @@ def test_cli_bad_extension_and_rankdir(tmp_path: Path) -> None:
     assert "cannot tell the diagram format" in result.stderr
     result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "--rankdir", "BT"])
     assert result.exit_code == 2
+
+
+def test_onnx_reports_flow_through_the_same_code(tmp_path: Path) -> None:
+    """A flat ONNX graph (no containers): residual add found, skip dashed, ops coloured."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from archscope.source import load_report
+
+    weight = numpy_helper.from_array(np.zeros((4, 4, 3, 3), dtype=np.float32), "W")
+    bias = numpy_helper.from_array(np.zeros((4,), dtype=np.float32), "B")
+    nodes = [
+        helper.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Add", ["r", "x"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "residual.onnx"
+    onnx.save(model, str(path))
+
+    report = load_report(str(path))
+    d = build_diagram(report, fold=False)
+    assert [n.kind for n in d.layer_nodes] == ["conv", "activation", "op"]
+    (merge,) = [n for n in d.nodes if n.role == "merge"]
+    edges = d.in_edges(merge.id)
+    assert sorted((e.src, e.skip) for e in edges) == [("input", True), (d.layer_nodes[1].id, False)]
+    assert {e.shape for e in edges} == {(4, 8, 8)}
+    assert d.total_params == report.total_params == 4 * 4 * 9 + 4
+    folded = build_diagram(report, fold=True)
+    assert [n.title for n in folded.layer_nodes] == ["Conv + Relu", "Add"]

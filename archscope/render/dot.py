@@ -100,7 +100,8 @@ _KIND_BY_TYPE: dict[str, str] = {
         (
             "flatten", "unflatten", "reshape", "view", "add", "add_", "iadd", "sub", "mul", "mul_",
             "div", "cat", "concat", "concatenate", "stack", "sum", "mean", "permute", "transpose",
-            "squeeze", "unsqueeze", "identity", "chunk", "split", "getitem", "pad",
+            "squeeze", "unsqueeze", "identity", "chunk", "split", "getitem", "pad", "reducemean",
+            "reducesum", "reducemax", "gather", "shape", "slice", "expand", "tile",
         ),
         "op",
     ),
@@ -112,6 +113,9 @@ _SHORT_TYPE: dict[str, str] = {
     "batchnormalization": "BN", "layernorm": "LN", "groupnorm": "GN", "localresponsenorm": "LRN",
     "instancenorm1d": "IN", "instancenorm2d": "IN", "instancenorm3d": "IN",
 }
+
+#: Merges that add a residual (their non-main inputs are skip connections).
+_RESIDUAL_TYPES = frozenset({"add", "add_", "iadd", "sub", "mul", "mul_"})
 
 #: Functional ops that combine tensors; with two or more distinct producers they are merges.
 _MERGE_TYPES = frozenset(
@@ -197,6 +201,7 @@ class Diagram:
     nodes: list[Node]
     edges: list[Edge]
     clusters: dict[int, Cluster] = field(default_factory=dict)
+    outside: list[LayerRecord] = field(default_factory=list)
 
     @property
     def layer_nodes(self) -> list[Node]:
@@ -205,8 +210,10 @@ class Diagram:
 
     @property
     def total_params(self) -> int:
-        """Parameters drawn: the nodes' sum plus containers' own parameters shown on clusters."""
-        return sum(n.params for n in self.nodes) + sum(c.params for c in self.clusters.values())
+        """Parameters drawn: the nodes' sum, containers' own parameters shown on clusters, and
+        parameters outside the data flow named in the title."""
+        return (sum(n.params for n in self.nodes) + sum(c.params for c in self.clusters.values())
+                + sum(r.params for r in self.outside))
 
     @property
     def ranks(self) -> int:
@@ -471,6 +478,10 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
                 key = f"c{a}"
                 _note(key, a, "layer", "block", rec.parent, a)
                 return key
+            if not split.has_main:
+                # Parallel branches: the container is a cluster around them, its own
+                # parameters on the cluster's label.
+                return None if a == index else _split_key(a, chain[pos + 1], split, a)
             # The container's own parameters go on its main node.
             unit = None if a == index else chain[pos + 1]
             return _split_key(a, unit, split, rec.parent)
@@ -516,7 +527,11 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         _note(key, unit, "layer", "block", cluster, unit)
         return key
 
+    outside: list[LayerRecord] = []
     for r in layers:
+        if _outside_flow(r):
+            outside.append(r)
+            continue
         key = assign(r.index)
         if key is None:
             cluster_params[r.index] = r.params
@@ -585,6 +600,7 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
             )
         )
     edges: list[Edge] = []
+    skips = _skip_edges(report)
     for r in layers:
         if not r.is_leaf or r.index not in key_of:
             continue
@@ -593,7 +609,7 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
             src = "input" if p == MODEL_INPUT else key_of.get(p)
             if src is None or src == dst:
                 continue
-            skip = _is_skip(report, tree, splits, p, r.index)
+            skip = (p, r.index) in skips
             edges.append(Edge(src, dst, _edge_shape(report, r, pos, p), skip))
     for i, p in enumerate(report.outputs):
         if i >= len(outputs):
@@ -611,7 +627,12 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
     for n in node_list:
         n.name = _display_name(n)
     all_nodes = [input_node, *node_list, *outputs]
-    return Diagram(report, depth, fold, all_nodes, edges, clusters)
+    return Diagram(report, depth, fold, all_nodes, edges, clusters, outside)
+
+
+def _outside_flow(rec: LayerRecord) -> bool:
+    """A row for parameters no traced call owns (the root's own, a module never called)."""
+    return rec.is_leaf and rec.kind == "module" and not rec.output_shapes and not rec.inputs
 
 
 def _leaf_kind(rec: LayerRecord) -> str:
@@ -638,33 +659,43 @@ def _edge_shape(report: Report, consumer: LayerRecord, pos: int,
     return _drop_batch(report.layers[producer].output_shape)
 
 
-def _is_skip(report: Report, tree: _Tree, splits: dict[int | None, _Split], producer: int,
-             consumer: int) -> bool:
-    """Whether the leaf-level edge ``producer → consumer`` is part of a skip path.
+def _skip_edges(report: Report) -> set[tuple[int, int]]:
+    """Leaf-level edges ``(producer, consumer)`` that lie on a residual skip path.
 
-    The container that decides is the innermost one around ``consumer`` that merges tensors and
-    whose child holding ``consumer`` does not hold ``producer``. In it, the edges into a merge that
-    do not come from the main path (the identity skip, a downsample branch) are skips, and so are
-    the edges into a side branch.
+    At an ``add``-like merge the input reached along the longest path from the model input is the
+    main path; every other input is a skip, and so is the chain of single-use layers leading to it
+    (a ``downsample`` conv and its norm). Concatenations have no skips: their inputs are peers.
+    Works the same on nested PyTorch traces and flat ONNX graphs.
     """
-    chain = tree.chain(consumer)
-    for pos in range(len(chain) - 2, -2, -1):
-        container = chain[pos] if pos >= 0 else None
-        unit = chain[pos + 1]
-        if producer in tree.leaves(unit):
-            return False
-        split = splits.get(container)
-        if split is None:
+    layers = report.layers
+    longest: dict[int, int] = {MODEL_INPUT: 0}
+    consumers: dict[int, set[int]] = {}
+    for r in layers:
+        if not r.is_leaf:
             continue
-        if not split.has_main:
-            return False
-        role = split.roles.get(unit)
-        if role == "merge":
-            inside = tree.children.get(container, [])
-            source = next((u for u in inside if producer in tree.leaves(u)), None)
-            return source is None or split.roles.get(source) != "main"
-        return role == "branch"
-    return False
+        longest[r.index] = 1 + max((longest.get(p, 0) for p in r.inputs), default=0)
+        for p in set(r.inputs):
+            consumers.setdefault(p, set()).add(r.index)
+    skips: set[tuple[int, int]] = set()
+    for r in layers:
+        if not (r.is_leaf and r.type.lower() in _RESIDUAL_TYPES and len(set(r.inputs)) >= 2):
+            continue
+        producers = list(dict.fromkeys(r.inputs))
+        main = max(producers, key=lambda p: (longest.get(p, 0), -producers.index(p)))
+        for q in producers:
+            if q == main:
+                continue
+            skips.add((q, r.index))
+            consumer = r.index
+            # Walk back along the side branch while it is a simple chain used only here.
+            while q != MODEL_INPUT and consumers.get(q) == {consumer}:
+                inputs = set(layers[q].inputs)
+                if len(inputs) != 1:
+                    break
+                (before,) = inputs
+                skips.add((before, q))
+                consumer, q = q, before
+    return skips
 
 
 def _dedup(edges: Iterable[Edge]) -> list[Edge]:
@@ -803,11 +834,12 @@ def _describe(node: Node, report: Report, collapsed: int | None, is_main: bool) 
         leaves = [layers[i] for i in node.records if layers[i].is_leaf]
         node.detail = _block_summary(leaves)
     else:
-        first = layers[node.records[0]]
+        leaves = [layers[i] for i in node.records if layers[i].is_leaf]
+        first = leaves[0] if leaves else layers[node.records[0]]
         node.title = first.type
         node.name = first.name
         node.detail = describe_hparams(first)
-        extra = [layers[i] for i in node.records[1:] if layers[i].is_leaf]
+        extra = leaves[1:]
         if extra:  # an activation drawn inside its merge (add + ReLU)
             node.title = " + ".join([first.type, *(_short(r) for r in extra)])
     node.names = [node.name] if node.name else []
@@ -992,6 +1024,12 @@ def _display_name(node: Node) -> str:
 def _join_names(names: list[str]) -> str:
     if len(names) <= 1:
         return names[0] if names else ""
+    joined = _join_all(names)
+    # ONNX node names are long and unstructured: name the first and count the rest.
+    return joined if len(joined) <= 48 else f"{names[0]} +{len(names) - 1}"
+
+
+def _join_all(names: list[str]) -> str:
     split = [n.split(".") for n in names]
     prefix = split[0][:-1]
     if all(parts[:-1] == prefix for parts in split):
@@ -1072,6 +1110,11 @@ def _legend(diagram: Diagram) -> str:
         f"<b>{_html(report.model)}</b>  {report.total_params:,} params · input {shape}"
         f" · batch {report.batch} · depth {diagram.depth}"
     )
+    rows = [head]
+    if diagram.outside:
+        names = ", ".join(r.name for r in diagram.outside)
+        count = sum(r.params for r in diagram.outside)
+        rows.append(f"{count:,} params outside the data flow: {_html(names)}")
     cells = "".join(
         f'<td bgcolor="{KIND_STYLES[k][1]}" color="{KIND_STYLES[k][2]}" border="1" '
         f'cellpadding="3">{_html(KIND_STYLES[k][0])}</td>'
@@ -1085,8 +1128,8 @@ def _legend(diagram: Diagram) -> str:
     span = max(1, len(kinds) + int(skip) + int(any(n.count > 1 for n in diagram.nodes)))
     return (
         '<<table border="0" cellspacing="3" cellpadding="1">'
-        f'<tr><td colspan="{span}" align="left">{head}</td></tr>'
-        f"<tr>{cells}</tr></table>>"
+        + "".join(f'<tr><td colspan="{span}" align="left">{row}</td></tr>' for row in rows)
+        + f"<tr>{cells}</tr></table>>"
     )
 
 
