@@ -622,7 +622,8 @@ def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...]
             param_formula=formulas.shapes_params([tuple(p.shape) for p in new])[1],
             output_formula="", macs=0,
         ))
-        where = "the model's own parameters" if not mname else f"{mname} is never called"
+        where = ("held by the model itself, not by a layer" if not mname
+                 else f"{mname} is never called in forward")
         notes.append(f"{label}: {count:,} parameters not owned by a traced call ({where})")
     return (*records, *extra), tuple(notes)
 
