@@ -543,10 +543,10 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         c = cluster
         while c is not None and c not in clusters:
             rec = layers[c]
-            clusters[c] = Cluster(
-                c, rec.parent, f"{rec.name} · {rec.type}" if rec.name else rec.type,
-                cluster_params.get(c, 0),
-            )
+            title = rec.name or rec.type
+            if rec.name and rec.type not in _GENERIC_CONTAINERS:
+                title = f"{rec.name} · {rec.type}"
+            clusters[c] = Cluster(c, rec.parent, title, cluster_params.get(c, 0))
             c = rec.parent
 
     # --- nodes ----------------------------------------------------------------------------
@@ -1160,14 +1160,22 @@ def write_dot(diagram: Diagram, *, rankdir: str = "TB", dpi: int | None = None) 
     for c in sorted(diagram.clusters):
         children.setdefault(diagram.clusters[c].parent, []).append(c)
 
+    def params_in(cluster: int) -> int:
+        own = diagram.clusters[cluster].params
+        nodes = sum(n.params for n in by_cluster.get(cluster, []))
+        return own + nodes + sum(params_in(c) for c in children.get(cluster, []))
+
     def emit(cluster: int | None, indent: str) -> None:
         for n in by_cluster.get(cluster, []):
             out.append(f"{indent}{n.id} [{_node_attrs(n)}];")
         for c in children.get(cluster, []):
             info = diagram.clusters[c]
             title = _html(info.title)
+            total = params_in(c)
+            if total:
+                title += f" · {total:,} params"
             if info.params:
-                title += f" · {info.params:,} params"
+                title += f" (own {info.params:,})"
             out.append(f"{indent}subgraph cluster_{c} {{")
             out.append(
                 f'{indent}  graph [label=<<font color="#45818e">{title}</font>>, '
