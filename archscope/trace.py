@@ -624,7 +624,7 @@ def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...]
         ))
         where = ("held by the model itself, not by a layer" if not mname
                  else f"{mname} is never called in forward")
-        notes.append(f"{label}: {count:,} parameters not owned by a traced call ({where})")
+        notes.append(f"{label}: {count:,} parameters {where}")
     return (*records, *extra), tuple(notes)
 
 

@@ -60,6 +60,14 @@ def render_table(report: Report, *, explain: bool = False, width: int | None = 1
     else:
         type_width = min(longest[1], max(8, spare // 3))
         layer_width = max(8, min(longest[0], spare - type_width))
+        if layer_width < longest[0]:
+            # Too narrow for qualified names: show each row's last name component under its
+            # parent, as torchinfo does, and give the type column what is left.
+            for record, row in zip(records, rows, strict=True):
+                row[0] = " " * (record.depth - 1) + _short_name(record.name)
+            longest[0] = max(len(r[0]) for r in [headers, *rows])
+            layer_width = max(8, min(longest[0], spare - type_width))
+            type_width = max(type_width, min(longest[1], spare - layer_width))
     for i, header in enumerate(headers):
         table.add_column(header, no_wrap=True, overflow="ellipsis",
                          justify="right" if header in {"Params", "MACs"} else "left",
@@ -84,3 +92,8 @@ def render_table(report: Report, *, explain: bool = False, width: int | None = 1
     for note in report.notes:
         console.print(f"Note: {note}")
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+
+def _short_name(name: str) -> str:
+    """``layer1.0.conv1`` → ``conv1``."""
+    return name.rsplit(".", 1)[-1]
