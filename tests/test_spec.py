@@ -7,6 +7,8 @@ the same engine, and real CPU forward passes.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -217,6 +219,14 @@ def test_parse_is_pure_and_numbers_layers() -> None:
     assert pool.options == {"kernel": (3, 3), "stride": (2, 2)} and pool.number == 2
     assert dense.number == 3 and dense.col == parsed.source.index("dense10") + 1
     assert parse("3x32x32 conv8", layout="chw").input_shape == (3, 32, 32)
+
+
+def test_parse_stage_does_not_import_torch() -> None:
+    code = ("import sys; from archscope.spec_parse import parse; "
+            "parse('150x150x3 conv32 k3 → maxpool2 → flatten → dense1'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_module_names_are_readable() -> None:
