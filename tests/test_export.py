@@ -1,0 +1,261 @@
+"""ONNX export against independent oracles: onnx.checker, onnxruntime, and PyTorch itself.
+
+Each zoo model is exported once (module-scoped cache) from real CPU weights; onnxruntime runs the
+same random input and must agree with PyTorch to 1e-4 in fp32, and the file re-inspected with
+:func:`archscope.onnx_inspect.inspect_onnx` must hold exactly the PyTorch parameter count. The
+heavy models (VGG-13/16/19, ResNet-34/101/152 …) are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from archscope import export as export_module
+from archscope.cli import main
+from archscope.errors import ExportError
+from archscope.export import ExportResult, export_onnx
+from archscope.onnx_inspect import inspect_onnx
+from archscope.registry import get_entry, model_names
+
+# Published totals, written out (not read from the registry): torchvision's "Params" column and
+# the lecture notes' Keras summaries.
+PUBLISHED = {
+    "lecture_mnist_cnn": 93_322,
+    "lecture_catsdogs_cnn": 3_453_121,
+    "lecture_mlp": 45_360,
+    "lecture_multitask": 266_055,
+    "alexnet": 62_378_344,
+    "alexnet_torchvision": 61_100_840,
+    "vgg11": 132_863_336,
+    "resnet18": 11_689_512,
+    "resnet50": 25_557_032,
+}
+
+FAST = list(PUBLISHED)
+SLOW = [n for n in model_names() if n not in PUBLISHED]
+
+#: Inputs small enough to keep the test fast; models with a fixed-size flatten keep theirs.
+SMALL_INPUT = {"vgg": (3, 32, 32), "resnet": (3, 64, 64), "alexnet_torchvision": (3, 64, 64)}
+
+ATOL = 1e-4
+
+
+def _input_for(name: str) -> tuple[int, ...]:
+    entry = get_entry(name)
+    return SMALL_INPUT.get(name, SMALL_INPUT.get(entry.family, entry.input_shape))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[ExportResult, int]]:
+    """Export a zoo model once per module: (result, PyTorch's unique parameter count)."""
+    directory = tmp_path_factory.mktemp("onnx")
+    cache: dict[str, tuple[ExportResult, int]] = {}
+
+    def get(name: str) -> tuple[ExportResult, int]:
+        if name not in cache:
+            torch.manual_seed(0)
+            model = get_entry(name).build()
+            params = sum(p.numel() for p in model.parameters())
+            result = export_onnx(model, directory / f"{name}.onnx", _input_for(name), name=name)
+            cache[name] = (result, params)
+        return cache[name]
+
+    return get
+
+
+def _check_export(name: str, exported: Callable[[str], tuple[ExportResult, int]]) -> None:
+    result, params = exported(name)
+    assert result.path.is_file() and result.data_path is None
+    # onnx.checker passed inside export_onnx; run it again here as the independent oracle
+    onnx.checker.check_model(str(result.path), full_check=True)
+    assert result.max_abs_diff is not None, "onnxruntime is a test dependency"
+    assert result.max_abs_diff < ATOL, f"{name}: |PyTorch - onnxruntime| = {result.max_abs_diff}"
+    report = inspect_onnx(result.path)
+    assert report.total_params == params
+    if name in PUBLISHED:
+        assert report.total_params == PUBLISHED[name]
+    assert sum(r.params for r in report.layers) == report.total_params
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_export_matches_onnxruntime_and_reinspects(
+    name: str, exported: Callable[[str], tuple[ExportResult, int]]
+) -> None:
+    _check_export(name, exported)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW)
+def test_export_heavy_models(
+    name: str, exported: Callable[[str], tuple[ExportResult, int]]
+) -> None:
+    _check_export(name, exported)
+
+
+def test_dict_outputs_keep_their_keys(exported: Callable[[str], tuple[ExportResult, int]]) -> None:
+    result, _ = exported("lecture_multitask")
+    assert result.output_names == ("age", "sex", "race")
+    model = onnx.load(str(result.path), load_external_data=False)
+    assert [o.name for o in model.graph.output] == ["age", "sex", "race"]
+
+
+def test_bn_is_not_folded_and_every_initializer_is_in_the_state_dict(
+    exported: Callable[[str], tuple[ExportResult, int]],
+) -> None:
+    # resnet18 initialises all BN biases to 0 and scales to 1: an exporter that folds BN or merges
+    # equal initializers would lose them. Every initializer must be a state_dict entry.
+    result, _ = exported("resnet18")
+    model = onnx.load(str(result.path))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("BatchNormalization") == 20 and ops.count("Conv") == 20
+    state = get_entry("resnet18").build().state_dict()
+    names = {t.name for t in model.graph.initializer}
+    assert names <= set(state)
+    assert {k for k in state if not k.endswith("num_batches_tracked")} == names
+
+
+def test_dynamic_batch_runs_at_other_batches(tmp_path: Path) -> None:
+    import onnxruntime
+
+    torch.manual_seed(0)
+    model = get_entry("lecture_multitask").build().eval()
+    path = tmp_path / "mt.onnx"
+    result = export_onnx(model, path, (3, 200, 200), dynamic_batch=True)
+    assert result.dynamic_batch and result.max_abs_diff is not None and result.max_abs_diff < ATOL
+    graph_input = onnx.load(str(path)).graph.input[0]
+    assert graph_input.type.tensor_type.shape.dim[0].dim_param  # symbolic, not a number
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 200, 200)
+    got = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        want = model(x)
+    for g, w in zip(got, want.values(), strict=True):
+        assert g.shape == tuple(w.shape)
+        assert abs(g - w.numpy()).max() < ATOL
+    # re-inspected at batch 3, shapes come out static
+    report = inspect_onnx(path, batch=3)
+    assert report.output_shapes == ((3, 1), (3, 1), (3, 5))
+    assert report.total_params == PUBLISHED["lecture_multitask"]
+
+
+def test_model_mode_is_restored(tmp_path: Path) -> None:
+    model = get_entry("lecture_mlp").build()
+    model.train()
+    export_onnx(model, tmp_path / "m.onnx", (1, 28, 28), verify=False)
+    assert model.training
+
+
+class _DataDependent(nn.Module):
+    """Python control flow on tensor values: torch.export cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.fc(x)
+        return self.fc(-x)
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_exporter_failure_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ExportError) as info:
+        export_onnx(_DataDependent(), tmp_path / "bad.onnx", (4,), name="bad")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("bad: PyTorch's ONNX exporter failed")
+    assert _leftovers(tmp_path) == []
+
+
+def test_onnxruntime_disagreement_fails_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_module, "_compare_onnxruntime", lambda *a, **k: (0.5, "test"))
+    with pytest.raises(ExportError, match=r"differs from PyTorch's by up to 0\.5"):
+        export_onnx(get_entry("lecture_mlp").build(), tmp_path / "m.onnx", (1, 28, 28))
+    assert _leftovers(tmp_path) == []
+
+
+def test_without_onnxruntime_the_comparison_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    result = export_onnx(get_entry("lecture_mlp").build(), tmp_path / "m.onnx", (1, 28, 28))
+    assert result.max_abs_diff is None and result.onnxruntime_version is None
+    assert result.path.is_file()
+
+
+def test_large_models_get_an_external_data_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pretend the 2 GB protobuf limit is tiny: the weights go to m.onnx.data, written atomically.
+    monkeypatch.setattr(export_module, "_PROTOBUF_LIMIT", 1)
+    torch.manual_seed(0)
+    model = get_entry("lecture_mnist_cnn").build()
+    result = export_onnx(model, tmp_path / "m.onnx", (1, 28, 28))
+    assert result.data_path == tmp_path / "m.onnx.data"
+    assert _leftovers(tmp_path) == ["m.onnx", "m.onnx.data"]
+    assert result.max_abs_diff is not None and result.max_abs_diff < ATOL
+    assert inspect_onnx(result.path).total_params == PUBLISHED["lecture_mnist_cnn"]
+
+
+def test_unwritable_targets(tmp_path: Path) -> None:
+    model = get_entry("lecture_mlp").build()
+    with pytest.raises(ExportError, match="does not exist"):
+        export_onnx(model, tmp_path / "missing" / "m.onnx", (1, 28, 28))
+    with pytest.raises(ExportError, match="is a directory"):
+        export_onnx(model, tmp_path, (1, 28, 28))
+    assert _leftovers(tmp_path) == []
+
+
+def test_meta_model_is_refused(tmp_path: Path) -> None:
+    with torch.device("meta"):
+        model = nn.Linear(3, 2)
+    with pytest.raises(ExportError, match="real weights on the CPU"):
+        export_onnx(model, tmp_path / "m.onnx", (3,))
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+def test_cli_export_then_summary(tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = tmp_path / "mnist.onnx"
+    result = runner.invoke(main, ["export", "lecture_mnist_cnn", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "exporting lecture_mnist_cnn" in result.stderr
+    assert "max |PyTorch − ONNX|" in result.stdout and "passed" in result.stdout
+    assert "input  input [1, 1, 28, 28]" in result.stdout
+    summary = runner.invoke(main, ["summary", str(path), "--format", "json"])
+    assert summary.exit_code == 0, summary.output
+    import json
+
+    data = json.loads(summary.stdout)
+    assert data["total_params"] == 93_322
+
+
+def test_cli_export_unwritable_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["export", "lecture_mlp", "-o", str(tmp_path / "no" / "m.onnx")]
+    )
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "cannot write" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_export_requires_output() -> None:
+    result = CliRunner().invoke(main, ["export", "lecture_mlp"])
+    assert result.exit_code == 2
+    assert "--output" in result.stderr
