@@ -104,7 +104,7 @@ _OPTION_ALIASES: dict[str, str] = {
     "output": "output", "outputsize": "output",
     "numfeatures": "features", "features": "features", "normalizedshape": "features",
     "affine": "affine", "elementwiseaffine": "affine",
-    "inputshape": "input_shape",
+    "inputshape": "input_shape", "inputdim": "input_shape",
     "x": "repeat", "times": "repeat",
 }
 _KIND_OPTION_ALIASES: dict[str, dict[str, str]] = {

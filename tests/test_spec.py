@@ -196,6 +196,16 @@ def test_syntax_variants_build_the_catsdogs_network(text: str) -> None:
     assert [m.in_features for m in linears] == [6272, 512]
 
 
+def test_keras_mlp_forms() -> None:
+    # lecture 002's MLP as Keras writes it: input_shape on Flatten, or input_dim on Dense
+    for text in ("Flatten(input_shape=(28, 28)), Dense(50, activation='sigmoid'), "
+                 "Dense(100, activation='sigmoid'), Dense(10, activation='softmax')",
+                 "Dense(50, activation='sigmoid', input_dim=784)\nDense(100, activation='sigmoid')"
+                 "\nDense(10, activation='softmax')"):
+        built = build_spec(text, device="meta")
+        assert sum(p.numel() for p in built.model.parameters()) == 45_360
+
+
 def test_repeat_forms_agree() -> None:
     forms = ["32x32x3 repeat 3 [conv8 k3 same relu] maxpool2",
              "32x32x3 3x[conv8 k3 same relu] maxpool2",
