@@ -1,0 +1,258 @@
+"""``archscope check``: real runs against the meta trace, on the CPU here and on CUDA (``gpu``).
+
+Oracles: the published parameter counts (written out below), PyTorch's real forward/backward
+(shapes from forward hooks), and deliberately broken models and weight files that must FAIL.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from archscope.check import CheckResult, check_model
+from archscope.cli import main
+from archscope.errors import DeviceError, ModelSourceError
+from archscope.registry import get_entry, model_names
+
+PUBLISHED = {
+    "lecture_mnist_cnn": 93_322,
+    "lecture_catsdogs_cnn": 3_453_121,
+    "lecture_mlp": 45_360,
+    "lecture_multitask": 266_055,
+    "resnet18": 11_689_512,
+}
+FAST = list(PUBLISHED)
+
+
+def _assert_passed(result: CheckResult) -> None:
+    assert result.passed, result.failures
+    assert result.layers_compared > 0 and result.shape_mismatches == ()
+    assert result.params == result.engine_params == result.reference_params
+    assert result.outputs_finite and result.grads_finite
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_cpu_check_passes(name: str) -> None:
+    batch = 2
+    result = check_model(name, device="cpu", batch=batch, repeats=1)
+    _assert_passed(result)
+    assert result.params == PUBLISHED[name]
+    assert result.device == "cpu" and result.batch == batch
+    assert result.input_shape == get_entry(name).input_shape
+    assert result.memory_peak_bytes is None and result.memory_error_pct is None
+    assert result.memory_estimate_bytes is not None and result.memory_estimate_bytes > 0
+    assert len(result.latency_ms) == 1 and result.latency_median_ms is not None
+
+
+def test_every_layer_is_compared() -> None:
+    # resnet18: 1 conv1 + bn1 + relu (called 1 + 2 per block × 8 blocks = 17 times) + maxpool
+    # + 4 layers + 8 blocks × (conv1 bn1 conv2 bn2) + 3 downsample (Sequential + conv + bn)
+    # + avgpool + fc = 1 + 1 + 17 + 1 + 4 + 8 + 32 + 9 + 1 + 1 = 75 module calls
+    result = check_model("resnet18", device="cpu", input_shape=(3, 64, 64), repeats=1)
+    _assert_passed(result)
+    assert result.layers_compared == 75
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in model_names() if n not in PUBLISHED])
+def test_cpu_check_heavy_models(name: str) -> None:
+    _assert_passed(check_model(name, device="cpu", repeats=1))
+
+
+_BROKEN = """
+import torch
+from torch import nn
+
+
+class ShapeLiar(nn.Module):
+    '''Behaves differently on the meta device, so the trace predicts the wrong shape.'''
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = Head()
+
+    def forward(self, x):
+        return self.head(self.conv(x))
+
+
+class Head(nn.Module):
+    def forward(self, x):
+        if x.device.type == "meta":
+            return x[:, :2]
+        return x
+
+
+class NaNMaker(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x) / 0.0 * 0.0   # inf · 0 = NaN
+"""
+
+
+def _write_broken(tmp_path: Path) -> Path:
+    path = tmp_path / "broken.py"
+    path.write_text(textwrap.dedent(_BROKEN), encoding="utf-8")
+    return path
+
+
+def test_shape_mismatch_fails(tmp_path: Path) -> None:
+    path = _write_broken(tmp_path)
+    result = check_model(f"{path}:ShapeLiar", device="cpu", input_shape=(3, 8, 8), repeats=1)
+    assert not result.passed
+    assert any(m.startswith("head (Head): real [1, 4, 6, 6] vs trace [1, 2, 6, 6]")
+               for m in result.shape_mismatches), result.shape_mismatches
+    assert "layer output shape(s) differ from the trace" in " ".join(result.failures)
+
+
+def test_cli_broken_model_prints_fail_and_exits_1(tmp_path: Path) -> None:
+    path = _write_broken(tmp_path)
+    result = CliRunner().invoke(
+        main, ["check", f"{path}:NaNMaker", "--device", "cpu", "--input", "4", "--repeats", "1"]
+    )
+    assert result.exit_code == 1
+    assert f"FAIL {path}:NaNMaker: non-finite outputs" in result.stdout
+    assert "0 passed, 1 failed" in result.stdout
+    assert "checking" in result.stderr
+
+
+def _save_state(tmp_path: Path, state: dict[str, torch.Tensor], name: str = "w.pt") -> Path:
+    path = tmp_path / name
+    torch.save(state, path)
+    return path
+
+
+def test_good_weights_pass(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    state = get_entry("lecture_mnist_cnn").build().state_dict()
+    path = _save_state(tmp_path, {"state_dict": state})  # a checkpoint wrapping the state_dict
+    result = check_model("lecture_mnist_cnn", device="cpu", weights=str(path), repeats=1)
+    _assert_passed(result)
+    assert result.weights == str(path)
+
+
+def test_nan_weights_fail_with_exit_1(tmp_path: Path) -> None:
+    state = get_entry("lecture_mnist_cnn").build().state_dict()
+    state["features.conv1.weight" if "features.conv1.weight" in state else next(iter(state))] \
+        .fill_(float("nan"))
+    path = _save_state(tmp_path, state)
+    result = CliRunner().invoke(main, ["check", "lecture_mnist_cnn", "--device", "cpu",
+                                       "--weights", str(path), "--repeats", "1"])
+    assert result.exit_code == 1
+    assert "FAIL lecture_mnist_cnn" in result.stdout and "non-finite" in result.stdout
+
+
+def test_weights_with_wrong_keys_are_one_line(tmp_path: Path) -> None:
+    state = get_entry("lecture_mlp").build().state_dict()
+    renamed = {("module." + k): v for k, v in state.items()}
+    path = _save_state(tmp_path, renamed)
+    with pytest.raises(ModelSourceError) as info:
+        check_model("lecture_mlp", device="cpu", weights=str(path))
+    message = str(info.value)
+    assert "\n" not in message and "strict=True" in message
+    assert f"{len(state)} missing key(s)" in message and "unexpected key(s) (module." in message
+    result = CliRunner().invoke(main, ["check", "lecture_mlp", "--device", "cpu",
+                                       "--weights", str(path)])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "missing key(s)" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_weights_with_wrong_shapes(tmp_path: Path) -> None:
+    state = get_entry("lecture_mnist_cnn").build(num_classes=3).state_dict()
+    path = _save_state(tmp_path, state)
+    with pytest.raises(ModelSourceError, match="another shape"):
+        check_model("lecture_mnist_cnn", device="cpu", weights=str(path))
+
+
+def test_weights_file_that_is_not_a_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(ModelSourceError, match="not a loadable state_dict"):
+        check_model("lecture_mlp", device="cpu", weights=str(path))
+    with pytest.raises(ModelSourceError, match="not found"):
+        check_model("lecture_mlp", device="cpu", weights=str(tmp_path / "missing.pt"))
+
+
+def test_weights_need_exactly_one_model(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "lecture_mlp", "lecture_mnist_cnn",
+                                       "--weights", str(tmp_path / "w.pt")])
+    assert result.exit_code == 2 and "exactly one MODEL" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the error shown without CUDA")
+def test_cuda_without_cuda_is_a_device_error() -> None:
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        check_model("lecture_mlp", device="cuda")
+    result = CliRunner().invoke(main, ["check", "lecture_mlp", "--device", "cuda"])
+    assert result.exit_code == 1 and "CUDA is not available" in result.stderr
+
+
+def test_unknown_model_fails_before_running() -> None:
+    result = CliRunner().invoke(main, ["check", "lecture_mlp", "resnet19", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "unknown model 'resnet19'" in result.stderr and "checking" not in result.stderr
+
+
+def test_cli_json(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "lecture_mlp", "--device", "cpu", "--format",
+                                       "json", "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["passed"] is True and data["device"] == "cpu"
+    (entry,) = data["models"]
+    assert entry["model"] == "lecture_mlp" and entry["params"] == 45_360
+    assert entry["reference_params"] == 45_360 and entry["memory_peak_bytes"] is None
+    assert len(entry["latency_ms"]) == 2 and entry["failures"] == []
+
+
+def test_cli_table() -> None:
+    result = CliRunner().invoke(main, ["check", "lecture_mnist_cnn", "--device", "cpu",
+                                       "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "shapes   ok    14 module calls match the meta trace" in out
+    assert "params   ok    real 93,322 | engine 93,322 | reference 93,322" in out
+    assert "memory   n/a" in out and "PASS lecture_mnist_cnn" in out
+    assert out.rstrip().endswith("1 passed, 0 failed")
+
+
+def test_model_state_is_restored() -> None:
+    from archscope.check import _time_forward
+
+    model = get_entry("lecture_mlp").build()
+    model.train()
+    _time_forward(model, torch.randn(1, 1, 28, 28), torch.device("cpu"), 0, 1)
+    assert model.training
+
+
+# -- on the GPU ---------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", model_names())
+def test_cuda_check_every_zoo_model(name: str) -> None:
+    result = check_model(name, device="cuda", batch=8)
+    _assert_passed(result)
+    assert result.device.startswith("cuda")
+    assert result.memory_peak_bytes is not None and result.memory_peak_bytes > 0
+    # the estimate (params + grads + buffers + saved activations) should be in the right
+    # ballpark of the measured peak; allocator rounding and cuDNN workspaces are not modelled
+    assert result.memory_error_pct is not None and abs(result.memory_error_pct) < 50
+    assert len(result.latency_ms) == 10
+
+
+@pytest.mark.gpu
+def test_cuda_cli_exit_code() -> None:
+    result = CliRunner().invoke(main, ["check", "resnet18", "lecture_mnist_cnn",
+                                       "--device", "cuda"])
+    assert result.exit_code == 0, result.output
+    assert "measured peak" in result.stdout
