@@ -7,6 +7,7 @@ bytes / XML parsers for rendered output.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -329,6 +330,9 @@ def test_write_diagram_formats(reports: dict[str, Report], tmp_path: Path, ext: 
     else:
         assert data.decode().startswith('digraph "lecture_mnist_cnn"')
     assert [p.name for p in tmp_path.iterdir()] == [f"m.{ext}"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_unknown_extension(reports: dict[str, Report], tmp_path: Path) -> None:

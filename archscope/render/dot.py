@@ -590,12 +590,15 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         detail=_dims(report.input_shape), order=-1.0,
     )
     outputs: list[Node] = []
+    # Dict outputs name their nodes by key where the report carries them.
+    keys = tuple(getattr(report, "output_keys", ()) or ())
     for i, shape in enumerate(report.output_shapes):
         outputs.append(
             Node(
                 id=f"output{i}" if len(report.output_shapes) > 1 else "output", role="output",
                 kind="io", records=[], params=0,
-                title="output" if len(report.output_shapes) == 1 else f"output {i}",
+                title=(f"output {keys[i]}" if len(keys) == len(report.output_shapes)
+                       else "output" if len(report.output_shapes) == 1 else f"output {i}"),
                 detail=_dims(shape[1:] if len(shape) > 1 else shape), order=float(len(layers) + i),
             )
         )
@@ -1115,9 +1118,12 @@ def _legend(diagram: Diagram) -> str:
         names = ", ".join(r.name for r in diagram.outside)
         count = sum(r.params for r in diagram.outside)
         rows.append(f"{count:,} params outside the data flow: {_html(names)}")
+    # Fixed-size cells (about 7.5 pt per character): Graphviz would otherwise stretch them to
+    # the title's width.
     cells = "".join(
         f'<td bgcolor="{KIND_STYLES[k][1]}" color="{KIND_STYLES[k][2]}" border="1" '
-        f'cellpadding="3">{_html(KIND_STYLES[k][0])}</td>'
+        f'cellpadding="3" fixedsize="true" width="{int(len(KIND_STYLES[k][0]) * 7.5 + 16)}" '
+        f'height="20">{_html(KIND_STYLES[k][0])}</td>'
         for k in kinds
     )
     skip = any(e.skip for e in diagram.edges)
@@ -1125,11 +1131,12 @@ def _legend(diagram: Diagram) -> str:
         cells += f'<td border="0"><font color="{_SKIP_COLOR}">- - ▸ skip</font></td>'
     if any(n.count > 1 for n in diagram.nodes):
         cells += f'<td border="0"><font color="{_SKIP_COLOR}"><b>×N</b></font> folded</td>'
-    span = max(1, len(kinds) + int(skip) + int(any(n.count > 1 for n in diagram.nodes)))
+    # The legend sits in its own table so that its cells keep their natural width.
     return (
-        '<<table border="0" cellspacing="3" cellpadding="1">'
-        + "".join(f'<tr><td colspan="{span}" align="left">{row}</td></tr>' for row in rows)
-        + f"<tr>{cells}</tr></table>>"
+        '<<table border="0" cellspacing="2" cellpadding="1">'
+        + "".join(f'<tr><td align="left">{row}</td></tr>' for row in rows)
+        + '<tr><td align="left"><table border="0" cellspacing="3" cellpadding="0">'
+        + f"<tr>{cells}</tr></table></td></tr></table>>"
     )
 
 
