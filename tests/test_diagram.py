@@ -459,3 +459,16 @@ def test_onnx_reports_flow_through_the_same_code(tmp_path: Path) -> None:
     assert d.total_params == report.total_params == 4 * 4 * 9 + 4
     folded = build_diagram(report, fold=True)
     assert [n.title for n in folded.layer_nodes] == ["Conv + Relu", "Add"]
+
+
+def test_default_file_names(tmp_path: Path) -> None:
+    from archscope.commands.diagram import _file_stem
+
+    spec = tmp_path / "small.spec"
+    spec.write_text("28x28x1 conv8 k3\n")
+    assert _file_stem("resnet50") == "resnet50"
+    assert _file_stem("models/my_net.py:Net") == "my_net_Net"
+    assert _file_stem("pkg.module:build") == "pkg.module_build"
+    assert _file_stem("exports/r18.onnx") == "r18"
+    assert _file_stem(f"spec:{spec}") == "small"
+    assert _file_stem("spec:28x28x1 conv32 k3 → maxpool2 → " + "dense10 → " * 40) == "spec"

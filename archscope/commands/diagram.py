@@ -64,7 +64,7 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
         click.echo(dot_source, nl=False)
         click.echo(status, err=True)
         return
-    target = Path(output) if output else Path(_file_stem(report.model) + ".svg")
+    target = Path(output) if output else Path(_file_stem(model) + ".svg")
     data = render_bytes(dot_source, fmt)
     try:
         with atomic_path(target) as tmp:
@@ -76,7 +76,15 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
 
 
 def _file_stem(name: str) -> str:
-    """A file name for a model source: ``resnet50``, ``my_net.py:Net`` → ``my_net_Net``."""
+    """A file name for a model source: ``resnet50``; ``my_net.py:Net`` → ``my_net_Net``;
+    ``spec:nets/a.spec`` → ``a``; an inline spec → ``spec``."""
+    if name.startswith("spec:"):
+        path = Path(name[5:].strip())
+        try:
+            is_file = bool(path.suffix) and path.is_file()
+        except OSError:  # an inline spec longer than a file name may be
+            is_file = False
+        return path.stem if is_file else "spec"
     base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     base = base.replace(".py:", "_").replace(".onnx", "")
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("._")[:60]
