@@ -125,6 +125,8 @@ def load_report(
         return inspect_onnx(source, batch=batch)
     from archscope.trace import inspect
 
+    if is_spec(source):
+        return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
     loaded = load_model(source, num_classes=num_classes)
     shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
     if shape is None:
@@ -134,6 +136,27 @@ def load_report(
     if freeze:
         freeze_parameters(loaded.model, freeze)
     return inspect(loaded.model, shape, batch=batch, name=loaded.name, backward=backward)
+
+
+def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
+                 num_classes: int | None, freeze: Sequence[str], backward: bool) -> Report:
+    """A spec's Report, with the build's notes and shapes in the order the spec was written."""
+    from dataclasses import replace
+
+    from archscope.spec import build_spec, read_spec, to_layout
+    from archscope.trace import inspect
+
+    if num_classes is not None:
+        raise ModelSourceError("--num-classes does not apply to a layer spec; edit its last layer")
+    text, name = read_spec(source[len("spec:"):])
+    shape = tuple(input_shape) if input_shape is not None else None
+    built = build_spec(text, input_shape=shape, device="meta", name=name)
+    if freeze:
+        freeze_parameters(built.model, freeze)
+    report = inspect(built.model, built.input_shape, batch=batch, name=built.name,
+                     backward=backward)
+    report = replace(report, notes=(*report.notes, *built.notes))
+    return to_layout(report, built.layout if len(built.input_shape) == 3 else "chw")
 
 
 def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:
