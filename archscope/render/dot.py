@@ -341,13 +341,6 @@ class _Tree:
             self._leaves[index] = found
         return self._leaves[index]
 
-    def subtree(self, index: int) -> list[int]:
-        """``index`` and every record below it, in call order."""
-        out = [index]
-        for c in self.children.get(index, []):
-            out.extend(self.subtree(c))
-        return sorted(out)
-
 
 @dataclass
 class _Split:
@@ -364,7 +357,7 @@ class _Split:
     fuse_tail: bool
 
 
-def _split(tree: _Tree, container: int | None, report: Report) -> _Split | None:
+def _split(tree: _Tree, container: int, report: Report) -> _Split | None:
     """Classify the direct children of a container that has merge children (else ``None``)."""
     units = tree.children.get(container, [])
     layers = report.layers
@@ -383,8 +376,6 @@ def _split(tree: _Tree, container: int | None, report: Report) -> _Split | None:
                 producers[u].add(p)
                 if p in unit_of:
                     consumers[unit_of[p]].add(u)
-                elif p != MODEL_INPUT:
-                    pass
     outside_consumers = set(report.outputs)
     for r in layers:
         if r.is_leaf and r.index not in inside:
@@ -447,8 +438,8 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
     depth = max_depth(report) if depth is None else max(1, depth)
     layers = report.layers
     tree = _Tree(report)
-    splits: dict[int | None, _Split] = {}
-    for container in [None, *(r.index for r in layers if not r.is_leaf)]:
+    splits: dict[int, _Split] = {}
+    for container in (r.index for r in layers if not r.is_leaf):
         s = _split(tree, container, report)
         if s is not None:
             splits[container] = s
@@ -476,7 +467,7 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
             split = splits.get(a)
             if split is None:
                 key = f"c{a}"
-                _note(key, a, "layer", "block", rec.parent, a)
+                _note(key, "layer", "block", rec.parent, a)
                 return key
             if not split.has_main:
                 # Parallel branches: the container is a cluster around them, its own
@@ -487,10 +478,10 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
             return _split_key(a, unit, split, rec.parent)
         rec = layers[index]
         key = f"r{index}"
-        _note(key, index, "merge" if _is_merge(rec) else "layer", _leaf_kind(rec), rec.parent, None)
+        _note(key, "merge" if _is_merge(rec) else "layer", kind_of(rec.type), rec.parent, None)
         return key
 
-    def _note(key: str, first: int, role: str, kind: str, cluster: int | None,
+    def _note(key: str, role: str, kind: str, cluster: int | None,
               collapsed: int | None) -> None:
         if key not in cluster_of_key:
             cluster_of_key[key] = cluster
@@ -504,27 +495,27 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         if unit is None:
             if split.has_main:
                 key = f"m{a}"
-                _note(key, a, "layer", "block", cluster, a)
+                _note(key, "layer", "block", cluster, a)
                 return key
             unit = min(u for u, role in roles.items() if role == "merge")
         role = roles[unit]
         if role == "main":
             key = f"m{a}"
-            _note(key, a, "layer", "block", cluster, a)
+            _note(key, "layer", "block", cluster, a)
             return key
         if role == "tail" and split.fuse_tail:
             merge = min(u for u, r in roles.items() if r == "merge")
             key = f"r{merge}"
-            _note(key, merge, "merge", "op", cluster, None)
+            _note(key, "merge", "op", cluster, None)
             return key
         rec = layers[unit]
         if rec.is_leaf:
             key = f"r{unit}"
             role_name = "merge" if role == "merge" else "layer"
-            _note(key, unit, role_name, _leaf_kind(rec), cluster, None)
+            _note(key, role_name, kind_of(rec.type), cluster, None)
             return key
         key = f"c{unit}"
-        _note(key, unit, "layer", "block", cluster, unit)
+        _note(key, "layer", "block", cluster, unit)
         return key
 
     outside: list[LayerRecord] = []
@@ -572,8 +563,6 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         nodes[key] = node
     # A split block's nodes form one fold group: main, branches, merge.
     for a, split in splits.items():
-        if a is None:
-            continue
         main_key = f"m{a}"
         if main_key not in nodes:
             continue
@@ -636,10 +625,6 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
 def _outside_flow(rec: LayerRecord) -> bool:
     """A row for parameters no traced call owns (the root's own, a module never called)."""
     return rec.is_leaf and rec.kind == "module" and not rec.output_shapes and not rec.inputs
-
-
-def _leaf_kind(rec: LayerRecord) -> str:
-    return kind_of(rec.type)
 
 
 def _dims(shape: Sequence[int] | None) -> str:
