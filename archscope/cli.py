@@ -53,7 +53,7 @@ class _ArchscopeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
             sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - a few environment failures deserve one line
+        except Exception as exc:
             message = _environment_error(exc)
             if message is None:
                 raise

@@ -262,4 +262,4 @@ def _parse_atom(s: str, i: int) -> tuple[Fraction, int]:
     return Fraction(int(s[i:j])), j
 
 
-__all__ = ["MODEL_INPUT", "LayerRecord", "Report", "Shape", "evaluate_formula", "asdict"]
+__all__ = ["MODEL_INPUT", "LayerRecord", "Report", "Shape", "asdict", "evaluate_formula"]

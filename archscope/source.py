@@ -119,10 +119,11 @@ def load_report(
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show."""
     if is_onnx(source):
-        # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N) -> Report.
+        # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N) -> Report;
+        # --input fills symbolic non-batch dimensions.
         from archscope.onnx_inspect import inspect_onnx
 
-        return inspect_onnx(source, batch=batch)
+        return inspect_onnx(source, batch=batch, input_shape=input_shape)
     from archscope.trace import inspect
 
     if is_spec(source):
@@ -229,7 +230,7 @@ def _import_file(path_text: str) -> Any:
         spec.loader.exec_module(module)
     except ArchscopeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the user's file failed to import
+    except Exception as exc:
         raise ModelSourceError(f"importing {path_text} failed: {type(exc).__name__}: {exc}") from None
     finally:
         sys.path.remove(str(path.resolve().parent))
@@ -241,7 +242,7 @@ def _import_module(name: str) -> Any:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise ModelSourceError(f"cannot import module {name!r}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelSourceError(f"importing {name} failed: {type(exc).__name__}: {exc}") from None
 
 

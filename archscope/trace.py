@@ -18,9 +18,9 @@ How it works (one pass, on the meta device by default):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
 import sys
 import types
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 from archscope import formulas
@@ -226,7 +226,6 @@ _DEFERRED: dict[str, dict[str, Any]] = {
 @contextmanager
 def _deferred_imports() -> Iterator[None]:
     """Run the block with stand-ins for the heavy modules not imported yet (see :class:`_Deferred`)."""
-    import torch.fx.experimental  # the light parent package of symbolic_shapes
 
     stubs: list[_Deferred] = []
     stubs += [_Deferred(name, plain, stubs) for name, plain in _DEFERRED.items()
@@ -472,7 +471,7 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
         if train and "Expected more than 1 value per channel" in str(exc):
             raise _BatchNormNeedsEval() from exc
         raise _forward_error(tracer, exc) from None
-    except Exception as exc:  # noqa: BLE001 - any failure inside the user's forward
+    except Exception as exc:
         raise _forward_error(tracer, exc) from None
     finally:
         tracer.detach()
@@ -658,7 +657,7 @@ def _typed_formula(module: nn.Module) -> tuple[int, str]:
 
 def _hparams(module: nn.Module) -> dict[str, Any]:
     """Key hyperparameters for display."""
-    if isinstance(module, _CONV + (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+    if isinstance(module, (*_CONV, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         return {
             "in_channels": module.in_channels, "out_channels": module.out_channels,
             "kernel": tuple(module.kernel_size), "stride": tuple(module.stride),
@@ -714,7 +713,7 @@ def _check_and_explain(frame: _Frame, module: nn.Module, shape: Shape) -> str:
                 "network was built for"
             )
         return ""
-    if not isinstance(module, _CONV + _POOL):
+    if not isinstance(module, (*_CONV, *_POOL)):
         return ""
     if isinstance(module, _CONV):
         nd = len(module.kernel_size)
