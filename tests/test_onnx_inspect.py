@@ -220,3 +220,16 @@ def test_cli_summary_of_a_missing_onnx_file(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ") and "not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_input_fills_symbolic_dims(tmp_path: Path) -> None:
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2])]
+    path = _save(tmp_path, nodes, [], ["N", 3, "H", "W"], ["y"])
+    runner = CliRunner()
+    missing = runner.invoke(main, ["summary", str(path)])
+    assert missing.exit_code == 2 and "--input" in missing.stderr
+    result = runner.invoke(main, ["summary", str(path), "--input", "3x8x10", "--batch", "2",
+                                  "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["layers"][0]["output_shapes"] == [[2, 3, 4, 5]]
