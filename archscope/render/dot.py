@@ -1103,19 +1103,19 @@ def _legend(diagram: Diagram) -> str:
         names = ", ".join(r.name for r in diagram.outside)
         count = sum(r.params for r in diagram.outside)
         rows.append(f"{count:,} params outside the data flow: {_html(names)}")
-    # Fixed-size cells (about 7.5 pt per character): Graphviz would otherwise stretch them to
+    # Fixed-size cells (about 6.6 pt per character): Graphviz would otherwise stretch them to
     # the title's width.
     cells = "".join(
         f'<td bgcolor="{KIND_STYLES[k][1]}" color="{KIND_STYLES[k][2]}" border="1" '
-        f'cellpadding="3" fixedsize="true" width="{int(len(KIND_STYLES[k][0]) * 7.5 + 16)}" '
+        f'cellpadding="3" fixedsize="true" width="{int(len(KIND_STYLES[k][0]) * 6.6 + 14)}" '
         f'height="20">{_html(KIND_STYLES[k][0])}</td>'
         for k in kinds
     )
     skip = any(e.skip for e in diagram.edges)
     if skip:
-        cells += f'<td border="0"><font color="{_SKIP_COLOR}">- - ▸ skip</font></td>'
+        cells += f'<td border="0" cellpadding="4"><font color="{_SKIP_COLOR}">- - ▸ skip</font></td>'
     if any(n.count > 1 for n in diagram.nodes):
-        cells += f'<td border="0"><font color="{_SKIP_COLOR}"><b>×N</b></font> folded</td>'
+        cells += f'<td border="0" cellpadding="4"><font color="{_SKIP_COLOR}"><b>×N</b></font> folded</td>'
     # The legend sits in its own table so that its cells keep their natural width.
     return (
         '<<table border="0" cellspacing="2" cellpadding="1">'
