@@ -138,7 +138,7 @@ def test_spec_is_a_model_source_for_summary(tmp_path) -> None:
     assert inline.exit_code == 0, inline.output
     data = json.loads(inline.stdout)
     assert data["model"] == "28x28x1 conv32 k3 → maxpool2 → flatten → dense10"
-    assert data["input_shape"] == [1, 28, 28]  # the engine's C×H×W
+    assert data["input_shape"] == [28, 28, 1]  # shown in the order the spec is written (H×W×C)
     assert data["total_params"] == 320 + (13 * 13 * 32 + 1) * 10
     path = tmp_path / "net.spec"
     path.write_text("28x28x1\nconv32 k3\nmaxpool2\nflatten\ndense10\n", encoding="utf-8")
