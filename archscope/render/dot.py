@@ -821,6 +821,13 @@ def _describe(node: Node, report: Report, collapsed: int | None, is_main: bool) 
         node.name = rec.name
         leaves = [layers[i] for i in node.records if layers[i].is_leaf]
         node.detail = _block_summary(leaves)
+        blocks: dict[str, int] = {}
+        for r in layers:
+            if r.parent == collapsed and not r.is_leaf and r.type not in _GENERIC_CONTAINERS:
+                blocks[r.type] = blocks.get(r.type, 0) + 1
+        if blocks and sum(kind_of(r.type) == "conv" for r in leaves) > 4:
+            # A stage of blocks reads better as its blocks: ``3× Bottleneck``.
+            node.detail = " · ".join(f"{n}× {t}" for t, n in blocks.items())
     else:
         leaves = [layers[i] for i in node.records if layers[i].is_leaf]
         first = leaves[0] if leaves else layers[node.records[0]]
