@@ -205,16 +205,21 @@ def _constants_to_nodes(proto: onnx.ModelProto, state_names: set[str]) -> None:
     moved = [t for t in proto.graph.initializer if t.name not in state_names]
     if not moved:
         return
-    keep = [t for t in proto.graph.initializer if t.name in state_names]
     nodes = [
         onnx.helper.make_node("Constant", [], [t.name], name=f"constant_{t.name}", value=t)
         for t in moved
     ]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(keep)
+    _remove_initializers(proto, {t.name for t in moved})
     rest = list(proto.graph.node)
     del proto.graph.node[:]
     proto.graph.node.extend([*nodes, *rest])
+
+
+def _remove_initializers(proto: onnx.ModelProto, names: set[str]) -> None:
+    # delete in place, from the end: rebuilding the list would copy every weight tensor
+    for i in reversed(range(len(proto.graph.initializer))):
+        if proto.graph.initializer[i].name in names:
+            del proto.graph.initializer[i]
 
 
 def _check_target(target: Path) -> None:
@@ -307,10 +312,7 @@ def _drop_synthetic_zero_bias(proto: onnx.ModelProto, state_names: set[str]) -> 
         del node.input[2]
         dropped.add(bias)
     still_used = {i for node in proto.graph.node for i in node.input}
-    keep = [t for t in proto.graph.initializer if t.name not in dropped or t.name in still_used]
-    if len(keep) != len(proto.graph.initializer):
-        del proto.graph.initializer[:]
-        proto.graph.initializer.extend(keep)
+    _remove_initializers(proto, dropped - still_used)
 
 
 @contextlib.contextmanager
