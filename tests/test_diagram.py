@@ -472,3 +472,68 @@ def test_default_file_names(tmp_path: Path) -> None:
     assert _file_stem("exports/r18.onnx") == "r18"
     assert _file_stem(f"spec:{spec}") == "small"
     assert _file_stem("spec:28x28x1 conv32 k3 → maxpool2 → " + "dense10 → " * 40) == "spec"
+
+
+def _tiny_models() -> dict[str, object]:
+    import torch
+    from torch import nn
+
+    class Inception(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b1 = nn.Conv2d(3, 8, 1)
+            self.b2 = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1))
+            self.b3 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(3, 8, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.b1(x), self.b2(x), self.b3(x)], 1)
+
+    class Dense(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+            self.c2 = nn.Conv2d(7, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.cat([x, self.c1(x)], 1)
+            return torch.cat([x, self.c2(x)], 1)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inc = Inception()
+            self.dense = nn.Sequential(nn.Conv2d(24, 3, 1), Dense())
+            self.cls = nn.Parameter(torch.zeros(11))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.dense(self.inc(x)).mean((2, 3)) + self.cls
+
+    return {"net": Net()}
+
+
+def test_parallel_branches_and_dense_chains() -> None:
+    """Inception branches stay separate nodes in a frame; a DenseNet-like chain of cats expands
+    instead of becoming a cycle; a model's own parameter is named in the title."""
+    from archscope.trace import inspect
+
+    report = inspect(_tiny_models()["net"], (3, 8, 8), name="net")
+    d = build_diagram(report, depth=1, fold=False)
+    inc = report.find("inc").index
+    assert inc in d.clusters
+    in_frame = [n for n in d.nodes if n.cluster == inc]
+    assert sorted(n.name for n in in_frame) == ["inc.b1", "inc.b2", "inc.b3", "inc.cat"]
+    (cat,) = [n for n in in_frame if n.role == "merge"]
+    assert len(d.in_edges(cat.id)) == 3 and not any(e.skip for e in d.edges)
+    order = {n.id: i for i, n in enumerate(d.nodes)}
+    assert all(order[e.src] < order[e.dst] for e in d.edges)  # acyclic, in call order
+    assert [r.name for r in d.outside] == ["(Net)"]
+    assert "11 params outside the data flow: (Net)" in render_dot(report, depth=1)
+    # At depth 2 the Dense block's main path reads its own cat: it is framed, not collapsed.
+    d2 = build_diagram(report, depth=2, fold=False)
+    dense = report.find("dense.1").index
+    assert [n.title for n in d2.nodes if n.cluster == dense] == ["Conv2d", "cat", "Conv2d", "cat"]
+    order = {n.id: i for i, n in enumerate(d2.nodes)}
+    assert all(order[e.src] < order[e.dst] for e in d2.edges)
+    for depth in (1, 2, 3):
+        for fold in (True, False):
+            assert build_diagram(report, depth=depth, fold=fold).total_params == report.total_params
