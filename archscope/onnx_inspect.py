@@ -182,6 +182,9 @@ def inspect_onnx(
     ]
     if len(inputs) > 1:
         notes.append(f"ONNX file has {len(inputs)} inputs; input_shape is the first's")
+    if first and first[0] != batch:
+        notes.append(f"the file fixes the batch at {first[0]}; batch {batch} was not applied "
+                     "(export with a symbolic batch to change it)")
     return Report(
         model=name if name is not None else str(path),
         model_type=graph.name or "ONNX graph",

@@ -197,6 +197,9 @@ def test_file_from_the_torchscript_exporter(tmp_path: Path) -> None:
     with FlopCounterMode(display=False) as counter:
         model(x)
     assert report.total_macs == counter.get_total_flops() // 2
+    # the TorchScript exporter fixed the batch at 1: asking for 4 keeps 1 and says so
+    fixed = inspect_onnx(path, batch=4)
+    assert fixed.batch == 1 and any("fixes the batch at 1" in n for n in fixed.notes)
 
 
 def test_cli_summary_and_diagram_of_an_onnx_file(small_cnn: Path, tmp_path: Path) -> None:
