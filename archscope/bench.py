@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, lookup
-from archscope.errors import ArchscopeError, DeviceError, InputShapeError
+from archscope.errors import ArchscopeError, DeviceError, ForwardError, InputShapeError
 
 if TYPE_CHECKING:
     import torch
@@ -59,13 +59,18 @@ _CUDA_BATCH = {
 }
 _CUDA_BATCH_OTHER = 64
 # On the CPU (CI runners, laptops) small batches and few steps keep a run to seconds.
-_CPU_BATCH = {"lecture_mnist_cnn": 64, "lecture_mlp": 64}
+_CPU_BATCH = {
+    "lecture_mnist_cnn": 64, "lecture_mlp": 64, "lecture_catsdogs_cnn": 16,
+    "alexnet": 16, "alexnet_torchvision": 16,  # batch 4 makes AlexNet's loss jump about
+}
 _CPU_BATCH_OTHER = 4
 _STEPS = {"cuda": 200, "cpu": 5}
 _WARMUP = {"cuda": 20, "cpu": 1}
-# SGD with momentum 0.9, as torchvision's reference recipe; lr 0.01 is its VGG/AlexNet rate and is
-# safe for every zoo model on a memorised batch. AdamW at 3e-4.
-_LR = {"sgd": 0.01, "adamw": 3e-4}
+# SGD with momentum 0.9 as in torchvision's reference recipe, but lr 0.001 rather than its 0.01:
+# memorising one repeated batch of random labels, AlexNet and VGG16 (no batch norm) diverge at 0.01
+# (measured on the CPU: AlexNet batch 32 went 7.3 → 9.7 in 8 steps, VGG16 batch 4 to 2e8), while
+# 0.001 brings every zoo model's loss down. The step time does not depend on it. AdamW at 3e-4.
+_LR = {"sgd": 0.001, "adamw": 3e-4}
 _AUTO_BATCH_LIMIT = 1 << 16
 
 
@@ -88,7 +93,7 @@ class BenchConfig:
         channels_last: NHWC memory format for model and input (default: on for CUDA).
         compile: wrap the model in ``torch.compile`` (compilation happens during warm-up).
         optimizer: ``sgd`` (momentum 0.9) or ``adamw``.
-        lr: learning rate (default: 0.01 for SGD, 3e-4 for AdamW).
+        lr: learning rate (default: 0.001 for SGD, 3e-4 for AdamW).
         peak_tflops: the device's peak for MFU, overriding the table in :mod:`archscope.devices`.
         num_classes: classes of the zoo models' heads (default: each model's own).
         input_shape: C×H×W for every model (default: each model's natural input).
@@ -637,8 +642,17 @@ class _Trainer:
         # The synthetic batch: made on the device once and reused every step.
         self.x = torch.randn((batch, *input_shape), device=device, generator=generator)
         self.x = self.x.contiguous(memory_format=memory_format)
-        with torch.no_grad(), self._autocast():
-            probe = _tensors(model(self.x))  # eager, untimed: the output shapes for the targets
+        try:
+            with torch.no_grad(), self._autocast():
+                probe = _tensors(model(self.x))  # eager, untimed: output shapes for the targets
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:  # the user's forward failed: say so in one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ForwardError(
+                f"{type(model).__name__}: the training-mode forward pass failed at batch {batch} "
+                f"({first[:200]}); check the model, --input and --batch-size"
+            ) from None
         if not probe:
             raise ArchscopeError(
                 f"{type(model).__name__} returned no tensor; bench needs a model whose output "
@@ -724,6 +738,13 @@ def make_plan(config: BenchConfig) -> BenchPlan:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    steps = config.steps if config.steps is not None else _STEPS[kind]
+    warmup = config.warmup if config.warmup is not None else _WARMUP[kind]
+    if steps < 1 or warmup < 0 or steps + warmup < 2:
+        raise ArchscopeError(
+            f"--steps {steps} --warmup {warmup}: bench needs at least one timed step and two steps "
+            "in all to see the loss fall; raise --steps or --warmup"
+        )
     notes: list[str] = []
     if kind == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise DeviceError(
@@ -741,8 +762,8 @@ def make_plan(config: BenchConfig) -> BenchPlan:
         source = f"{spec.key} {precision} dense peak" if spec is not None else UNKNOWN_DEVICE
     return BenchPlan(
         device=device, device_name=device_name,
-        steps=config.steps if config.steps is not None else _STEPS[kind],
-        warmup=config.warmup if config.warmup is not None else _WARMUP[kind],
+        steps=steps,
+        warmup=warmup,
         precision=precision,
         channels_last=config.channels_last if config.channels_last is not None else kind == "cuda",
         compile=config.compile, optimizer=config.optimizer,
