@@ -111,6 +111,7 @@ class Report:
         outputs: producer record index of each model output (see ``LayerRecord.inputs``).
         layers: every record in call order.
         notes: caveats found while tracing (e.g. traced in eval mode).
+        output_keys: for a model returning a dict, the key of each output; else empty.
     """
 
     model: str
@@ -130,6 +131,7 @@ class Report:
     outputs: tuple[int, ...]
     layers: tuple[LayerRecord, ...]
     notes: tuple[str, ...] = ()
+    output_keys: tuple[str, ...] = ()
 
     @property
     def macs_per_sample(self) -> int:
@@ -175,6 +177,7 @@ class Report:
             "buffer_bytes": self.buffer_bytes,
             "activation_bytes": self.activation_bytes,
             "output_shapes": [list(s) for s in self.output_shapes],
+            "output_keys": list(self.output_keys),
             "notes": list(self.notes),
             "layers": [
                 {

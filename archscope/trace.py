@@ -478,7 +478,7 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
         for module, training in modes.items():
             module.training = training
 
-    out_leaves, _ = _leaves_with_keys(output)
+    out_leaves, out_keys = _leaves_with_keys(output)
     records = _records(model, tracer.frames)
     records, notes = _uncalled_parameters(model, records)
     unique = list(model.parameters())
@@ -500,6 +500,7 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
         outputs=tuple(tracer.producers.get(id(t), MODEL_INPUT) for t in out_leaves),
         layers=records,
         notes=notes,
+        output_keys=out_keys,
     )
 
 

@@ -171,6 +171,7 @@ def test_dict_outputs_keep_their_keys() -> None:
     report = inspect(DictOutput(), DictOutput.INPUT, batch=3)
     assert report.output_shapes == ((3, 1), (3, 3))
     assert [report.layers[i].name for i in report.outputs] == ["a", "b"]
+    assert report.output_keys == ("a", "b")
 
 
 def test_frozen_parameters_are_non_trainable_and_save_less_for_backward() -> None:
