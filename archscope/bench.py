@@ -645,9 +645,9 @@ class _Trainer:
         try:
             with torch.no_grad(), self._autocast():
                 probe = _tensors(model(self.x))  # eager, untimed: output shapes for the targets
-        except torch.cuda.OutOfMemoryError:
-            raise
         except Exception as exc:  # the user's forward failed: say so in one line
+            if _does_not_fit(exc):
+                raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ForwardError(
                 f"{type(model).__name__}: the training-mode forward pass failed at batch {batch} "
@@ -694,6 +694,22 @@ class _Trainer:
             loss.backward()
             self.optimizer.step()
         return loss.detach()
+
+
+# Failures that mean "this batch does not fit" besides torch.cuda.OutOfMemoryError: allocator
+# failures reported by cuDNN/cuBLAS or the CPU allocator, and kernels refusing tensors past 2³¹
+# elements at huge batches.
+_TOO_BIG = ("out of memory", "ALLOC_FAILED", "32-bit index", "canUse32BitIndexMath",
+            "CUDNN_STATUS_NOT_SUPPORTED", "can't allocate memory")  # the last: CPU allocator
+
+
+def _does_not_fit(exc: BaseException) -> bool:
+    """Is ``exc`` a batch that is too big for the GPU (rather than a bug)?"""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _TOO_BIG)
 
 
 def _free_cuda(device: torch.device) -> None:
@@ -978,7 +994,9 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
         result = bench_model(model, name=name, input_shape=shape, batch=batch, settings=the_plan,
                              report=report, batch_source=batch_source, clock=clock,
                              progress=progress, seed=config.seed)
-    except torch.cuda.OutOfMemoryError:
+    except RuntimeError as exc:
+        if not _does_not_fit(exc):
+            raise
         oom = True  # handled outside the except block, so the failed step's tensors are freed
     if oom:
         del model
@@ -988,7 +1006,8 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
         smaller = halve_until_fits(fits, batch)
         del model, fits
         _free_cuda(device)
-        hint = (f"batch {smaller} fits: pass --batch-size {smaller} or --batch-size auto"
+        auto = " or --batch-size auto" if device.type == "cuda" else ""
+        hint = (f"batch {smaller} fits: pass --batch-size {smaller}{auto}"
                 if smaller is not None else "not even batch 1 fits")
         raise DeviceError(
             f"{name}: batch {batch} ran out of memory on {the_plan.device_name} "
@@ -1001,7 +1020,7 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
 
 def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int
           ) -> Callable[[int], bool]:
-    """A predicate: do two eager training steps at batch ``b`` fit in GPU memory?"""
+    """A predicate: do two eager training steps at batch ``b`` fit in memory?"""
     import torch
 
     eager = replace(the_plan, compile=False)  # recompiling per batch size would take minutes
@@ -1015,8 +1034,11 @@ def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: i
                                compile=False, optimizer=eager.optimizer, lr=eager.lr, seed=seed)
             for _ in range(2):
                 trainer.step()
-            torch.cuda.synchronize(eager.device)
-        except torch.cuda.OutOfMemoryError:
+            if eager.device.type == "cuda":
+                torch.cuda.synchronize(eager.device)
+        except RuntimeError as exc:  # OutOfMemoryError is a RuntimeError
+            if not _does_not_fit(exc):
+                raise
             ok = False
         trainer = None  # drop the batch, activations and optimizer state before the next try
         for p in model.parameters():
