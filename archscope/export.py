@@ -40,9 +40,11 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: The opset used unless ``--opset`` says otherwise: the lowest the torch.export exporter emits
-#: natively (lower opsets go through ONNX's version converter).
-DEFAULT_OPSET = 18
+#: The opset used unless ``--opset`` says otherwise, and the lowest accepted: the lowest the
+#: torch.export exporter emits natively. Its conversion to older opsets runs before constants are
+#: folded and fails on the zoo's models (Squeeze/ReduceMean axes), silently keeping opset 18.
+MIN_OPSET = 18
+DEFAULT_OPSET = MIN_OPSET
 
 #: Largest absolute difference between PyTorch and onnxruntime accepted in fp32.
 DEFAULT_ATOL = 1e-4
@@ -122,6 +124,11 @@ def export_onnx(
     import torch
 
     label = name or type(model).__name__
+    if opset < MIN_OPSET:
+        raise ExportError(
+            f"{label}: opset {opset} is too old for PyTorch's torch.export-based ONNX exporter; "
+            f"use --opset {MIN_OPSET} or higher"
+        )
     target = Path(path)
     _check_target(target)
     devices = {p.device.type for p in [*model.parameters(), *model.buffers()]}
@@ -235,15 +242,17 @@ def _check_target(target: Path) -> None:
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporter's log lines and deprecation warnings (the library never prints)."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _export_proto(
@@ -287,6 +296,12 @@ def _export_proto(
         raise ExportError(
             f"{label}: PyTorch's ONNX exporter failed at opset {opset}: {_first_line(exc)}"
         ) from None
+    produced = _default_opset(proto)
+    if produced != opset:
+        raise ExportError(
+            f"{label}: the exporter produced opset {produced} instead of {opset} (it could not "
+            f"convert the graph); use an opset from {MIN_OPSET} to {_latest_opset()}"
+        )
     return proto
 
 
@@ -451,6 +466,12 @@ def _default_opset(proto: onnx.ModelProto) -> int:
     return 0
 
 
+def _latest_opset() -> int:
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
 def _dims(shape: Sequence[int]) -> str:
     return "×".join(str(d) for d in shape)
 
@@ -460,4 +481,4 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
-__all__ = ["DEFAULT_ATOL", "DEFAULT_OPSET", "ExportResult", "export_onnx"]
+__all__ = ["DEFAULT_ATOL", "DEFAULT_OPSET", "MIN_OPSET", "ExportResult", "export_onnx"]

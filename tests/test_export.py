@@ -219,6 +219,18 @@ def test_unwritable_targets(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_opsets(tmp_path: Path) -> None:
+    model = get_entry("lecture_mlp").build()
+    newer = export_onnx(model, tmp_path / "m21.onnx", (1, 28, 28), opset=21)
+    assert newer.opset == 21 and onnx.load(str(newer.path)).opset_import[0].version == 21
+    assert newer.max_abs_diff is not None and newer.max_abs_diff < ATOL
+    with pytest.raises(ExportError, match="opset 13 is too old"):
+        export_onnx(model, tmp_path / "m13.onnx", (1, 28, 28), opset=13)
+    with pytest.raises(ExportError, match=r"produced opset 18 instead of 99 .* from 18 to \d+"):
+        export_onnx(model, tmp_path / "m99.onnx", (1, 28, 28), opset=99)
+    assert _leftovers(tmp_path) == ["m21.onnx"]
+
+
 def test_meta_model_is_refused(tmp_path: Path) -> None:
     with torch.device("meta"):
         model = nn.Linear(3, 2)

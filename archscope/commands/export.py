@@ -11,8 +11,8 @@ from archscope.commands._common import input_option, model_argument, num_classes
 @model_argument
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
               metavar="FILE.onnx", help="The ONNX file to write.")
-@click.option("--opset", type=click.IntRange(min=7), default=None,
-              help="ONNX opset version (default: 18).")
+@click.option("--opset", type=click.IntRange(min=1), default=None,
+              help="ONNX opset version, 18 or higher (default: 18).")
 @click.option("--dynamic-batch", is_flag=True,
               help="Make the batch dimension symbolic ('batch') instead of fixed.")
 @input_option
