@@ -87,7 +87,7 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
     for r in failed:
         click.echo(
             f"FAILED: {r.model}: the loss did not fall on the repeated batch "
-            f"({r.first_loss:.4g} → {r.last_loss:.4g} over {r.warmup + r.steps} steps)",
+            f"({r.first_loss:.5g} → {r.last_loss:.5g} over {r.warmup + r.steps} steps)",
             err=True,
         )
     if failed:
@@ -163,7 +163,7 @@ def render_table(run: BenchRun, width: int = 160) -> str:
         mode = r.precision + (" CL" if r.channels_last else "") + (" compile" if r.compiled else "")
         tflops = f"{r.achieved_tflops:.2f}" if r.achieved_tflops is not None else "—"
         mfu = f"{r.mfu:.1%}" if r.mfu is not None else "—"
-        loss = f"{r.first_loss:.4g}→{r.last_loss:.4g}" + ("" if r.ok else " FAILED")
+        loss = f"{r.first_loss:.5g}→{r.last_loss:.5g}" + ("" if r.ok else " FAILED")
         table.add_row(
             r.model, str(r.batch), mode, f"{r.images_per_s:,.1f}", f"{r.median_ms:.2f}",
             f"{r.p90_ms:.2f}", _bytes(r.peak_memory_bytes), _memory_cell(r), tflops, mfu, loss,
