@@ -316,25 +316,32 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
         return hook
 
     was_training = model.training
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+    handles: list[Any] = []
+    model_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     try:
         model.train()
-        model.zero_grad(set_to_none=True)
-        _sync(dev)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
         try:
-            output = model(x)
-            outputs = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
-            loss = sum((t.float().mean() for t in outputs), torch.zeros((), device=dev))
-            loss.backward()
+            if dev.type == "cuda":
+                # A warm-up step creates cuBLAS/cuDNN handles and workspaces, so that the measured
+                # step's peak is the step's own.
+                _step(model, x, dev)
+                model.zero_grad(set_to_none=True)
+                _sync(dev)
+                before = torch.cuda.memory_allocated(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+            handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+            outputs = _step(model, x, dev)
         except torch.OutOfMemoryError:
             raise
         except Exception as exc:
             return _replace(base, engine_params=report.total_params,
                             error=f"forward/backward failed: {_first_line(exc)}")
         _sync(dev)
-        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+        peak = None
+        if dev.type == "cuda":
+            # what was allocated before the step and is not the model (the input, workspaces kept
+            # from the warm-up) is not part of the estimate either
+            peak = torch.cuda.max_memory_allocated(dev) - (before - model_bytes)
     finally:
         for h in handles:
             h.remove()
@@ -368,6 +375,18 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
         latency_ms=tuple(latency),
         notes=tuple(notes),
     )
+
+
+def _step(model: nn.Module, x: torch.Tensor, dev: torch.device) -> list[torch.Tensor]:
+    """One forward and backward pass; the loss is the sum of each output's mean."""
+    import torch
+    from torch.utils._pytree import tree_flatten
+
+    output = model(x)
+    outputs = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+    loss = sum((t.float().mean() for t in outputs), torch.zeros((), device=dev))
+    loss.backward()
+    return outputs
 
 
 def _compare_shapes(

