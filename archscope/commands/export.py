@@ -78,8 +78,9 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
     click.echo("onnx.checker full_check (with strict shape inference): passed")
     if result.max_abs_diff is not None:
         click.echo(f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
-                   f"{result.max_abs_diff:.2e} on outputs up to {result.max_abs_output:.3g} "
-                   f"(tolerance {result.tolerance:.2g}): passed")
+                   f"{result.max_abs_diff:.2e} on outputs up to {result.max_abs_output:.3g}; "
+                   f"|diff| / max(1, |output|) = {result.normalized_diff:.1e} ≤ {result.atol:g}: "
+                   "passed")
     elif no_verify:
         click.echo("onnxruntime comparison: skipped (--no-verify)")
     else:
