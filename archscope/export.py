@@ -298,7 +298,7 @@ def _export_proto(
         import onnxscript.optimizer
     except ImportError:  # pragma: no cover - onnxscript ships with archscope's dependencies
         raise ExportError(
-            "ONNX export needs onnxscript; install it with pip install 'archscope[onnxruntime]'"
+            "ONNX export needs onnxscript (an archscope dependency); install it with pip install onnxscript"
         ) from None
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     try:
