@@ -50,15 +50,21 @@ _IGNORED_FUNCTIONS = frozenset({
 })
 
 
-_SHAPE_QUERIES = frozenset({
-    torch.ops.aten.sym_is_contiguous.default, torch.ops.aten.is_contiguous.default,
-    torch.ops.aten.is_contiguous.memory_format, torch.ops.aten.is_strides_like_format.default,
-    torch.ops.aten.is_non_overlapping_and_dense.default, torch.ops.aten.size.default,
-    torch.ops.aten.sym_size.default, torch.ops.aten.stride.default,
-    torch.ops.aten.sym_stride.default, torch.ops.aten.storage_offset.default,
-    torch.ops.aten.sym_storage_offset.default, torch.ops.aten.numel.default,
-    torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default, torch.ops.prim.layout.default,
-})
+# Shape and layout queries FlopCounterMode passes over (looked up by name: older PyTorch releases
+# lack some of them).
+_SHAPE_QUERIES = frozenset(
+    getattr(getattr(namespace, op, None), overload, None)
+    for namespace, names in (
+        (torch.ops.aten, ("sym_is_contiguous.default", "is_contiguous.default",
+                          "is_contiguous.memory_format", "is_strides_like_format.default",
+                          "is_non_overlapping_and_dense.default", "size.default",
+                          "sym_size.default", "stride.default", "sym_stride.default",
+                          "storage_offset.default", "sym_storage_offset.default", "numel.default",
+                          "sym_numel.default", "dim.default")),
+        (torch.ops.prim, ("layout.default",)),
+    )
+    for op, overload in (name.split(".") for name in names)
+) - {None}
 
 
 class _FlopCounter(TorchDispatchMode):
