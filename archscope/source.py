@@ -141,23 +141,15 @@ def load_report(
 
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
                  num_classes: int | None, freeze: Sequence[str], backward: bool) -> Report:
-    """A spec's Report, with the build's notes and shapes in the order the spec was written."""
-    from dataclasses import replace
-
-    from archscope.spec import build_spec, read_spec, to_layout
-    from archscope.trace import inspect
+    """A spec's Report, exactly as ``archscope calc`` computes it."""
+    from archscope.spec import calc_report, read_spec
 
     if num_classes is not None:
         raise ModelSourceError("--num-classes does not apply to a layer spec; edit its last layer")
     text, name = read_spec(source[len("spec:"):])
     shape = tuple(input_shape) if input_shape is not None else None
-    built = build_spec(text, input_shape=shape, device="meta", name=name)
-    if freeze:
-        freeze_parameters(built.model, freeze)
-    report = inspect(built.model, built.input_shape, batch=batch, name=built.name,
-                     backward=backward)
-    report = replace(report, notes=(*report.notes, *built.notes))
-    return to_layout(report, built.layout if len(built.input_shape) == 3 else "chw")
+    return calc_report(text, name=name, input_shape=shape, batch=batch, freeze=freeze,
+                       backward=backward)
 
 
 def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:

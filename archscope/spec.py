@@ -21,6 +21,7 @@ The grammar and examples are in docs/spec.md.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -428,16 +429,23 @@ def load_spec_source(source: str) -> tuple[nn.Module, str, tuple[int, ...]]:
 
 
 def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
-                input_shape: tuple[int, ...] | None = None, batch: int = 1) -> Report:
-    """Parse, build (on meta) and inspect a spec: the Report ``archscope calc`` renders.
+                input_shape: tuple[int, ...] | None = None, batch: int = 1,
+                freeze: Sequence[str] = (), backward: bool = False) -> Report:
+    """Parse, build (on meta) and inspect a spec: what ``calc`` and every ``spec:`` source show.
 
     Shapes are re-ordered into the spec's layout (:func:`to_layout`) and the build's notes (an
-    implicit flatten …) are added to the report's notes.
+    implicit flatten …) are added to the report's notes. ``freeze`` marks parameters frozen as
+    ``summary --freeze`` does; ``backward`` also counts training FLOPs.
     """
     from archscope.trace import inspect
 
     built = build_spec(text, input_shape=input_shape, device="meta", name=name, layout=layout)
-    report = inspect(built.model, built.input_shape, batch=batch, name=built.name)
+    if freeze:
+        from archscope.source import freeze_parameters
+
+        freeze_parameters(built.model, freeze)
+    report = inspect(built.model, built.input_shape, batch=batch, name=built.name,
+                     backward=backward)
     report = replace(report, notes=(*report.notes, *built.notes))
     return to_layout(report, built.layout if len(built.input_shape) == 3 else "chw")
 
