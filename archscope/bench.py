@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, lookup
 from archscope.errors import ArchscopeError, DeviceError, ForwardError, InputShapeError
+from archscope.memory import MemoryEstimate, estimate_training_memory
 
 if TYPE_CHECKING:
     import torch
@@ -113,37 +114,6 @@ class BenchConfig:
     num_classes: int | None = None
     input_shape: tuple[int, ...] | None = None
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """The engine's estimate of one training step's peak memory, with its parts (bytes).
-
-    ``total = params + grads + optimizer_state + activations + autocast_weights + inputs +
-    buffers``. ``assumptions`` says what the figure takes for granted.
-    """
-
-    params: int
-    grads: int
-    optimizer_state: int
-    activations: int
-    autocast_weights: int
-    inputs: int
-    buffers: int
-    assumptions: tuple[str, ...] = ()
-
-    @property
-    def total(self) -> int:
-        return (self.params + self.grads + self.optimizer_state + self.activations
-                + self.autocast_weights + self.inputs + self.buffers)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total, "params": self.params, "grads": self.grads,
-            "optimizer_state": self.optimizer_state, "activations": self.activations,
-            "autocast_weights": self.autocast_weights, "inputs": self.inputs,
-            "buffers": self.buffers, "assumptions": list(self.assumptions),
-        }
 
 
 @dataclass(frozen=True)
@@ -367,54 +337,6 @@ def default_batch(model: str, device_type: str) -> int:
     if device_type == "cuda":
         return _CUDA_BATCH.get(model, _CUDA_BATCH_OTHER)
     return _CPU_BATCH.get(model, _CPU_BATCH_OTHER)
-
-
-def estimate_training_memory(
-    report: Report, *, precision: str, optimizer: str, input_bytes: int, target_bytes: int,
-) -> MemoryEstimate:
-    """Peak memory of one training step, from the engine's (fp32, meta-device) report.
-
-    ``params + grads + optimizer state (SGD momentum 1×params, AdamW 2×) + saved activations +
-    inputs + buffers``, where the report was traced at the benchmark's batch. The fp32 input
-    images are already among the saved activations (the first layer saves them for its weight
-    gradient), so only the labels/targets are added in fp32; under bf16/fp16 autocast the first
-    layer saves a 16-bit copy, so the fp32 images are added too.
-
-    Mixed precision (bf16/fp16) assumes: every saved activation is 16-bit (half of the fp32 trace;
-    softmax/loss and normalisation statistics stay fp32 but are small in a CNN), and autocast keeps
-    a 16-bit copy of every weight alive for backward (+½ of the parameter bytes). The estimate is
-    for eager mode; ``torch.compile`` may fuse or recompute and save less.
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
-    params = report.param_bytes
-    trainable = params if report.total_params == 0 else (
-        params * report.trainable_params // report.total_params
-    )
-    state = trainable * (1 if optimizer == "sgd" else 2)
-    mixed = precision in ("bf16", "fp16")
-    assumptions = [
-        "eager-mode estimate: params + grads + optimizer state "
-        f"({'momentum 1×' if optimizer == 'sgd' else 'AdamW moments 2×'} params) + activations "
-        "saved for backward + inputs + buffers; allocator slack and cuDNN workspaces not included",
-    ]
-    if mixed:
-        assumptions.append(
-            f"{precision} autocast: saved activations taken as 16-bit (½ of the fp32 trace) plus a "
-            "16-bit copy of the weights; fp32 master weights, grads and optimizer state"
-        )
-        activations = report.activation_bytes // 2
-        autocast_weights = trainable // 2
-        inputs = input_bytes + target_bytes
-    else:
-        activations = report.activation_bytes
-        autocast_weights = 0
-        inputs = target_bytes
-    return MemoryEstimate(
-        params=params, grads=trainable, optimizer_state=state, activations=activations,
-        autocast_weights=autocast_weights, inputs=inputs, buffers=report.buffer_bytes,
-        assumptions=tuple(assumptions),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -905,10 +827,10 @@ class BenchRun:
         }
 
 
-def _load(source: str, *, num_classes: int | None, device: str) -> Any:
+def _load(source: str, *, num_classes: int | None, device: str, seed: int = 0) -> Any:
     from archscope.source import load_model
 
-    return load_model(source, num_classes=num_classes, device=device)
+    return load_model(source, num_classes=num_classes, device=device, seed=seed)
 
 
 def _engine_report(source: str, *, num_classes: int | None, input_shape: tuple[int, ...],
@@ -953,14 +875,12 @@ def run_bench(
 
 def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: Clock | None,
                progress: Progress | None) -> BenchResult:
-    import torch
 
     device = the_plan.device
 
     def build() -> tuple[nn.Module, str, tuple[int, ...]]:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed)
-            loaded = _load(source, num_classes=config.num_classes, device=str(device))
+        loaded = _load(source, num_classes=config.num_classes, device=str(device),
+                       seed=config.seed)
         shape = config.input_shape or loaded.input_shape
         if shape is None:
             raise InputShapeError(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from archscope.errors import ForwardError, InputShapeError, InputTooSmallError, ModelSourceError
+from archscope.memory import estimate_training_memory
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +58,8 @@ class CheckResult:
         outputs_finite / grads_finite: no NaN or ±inf in the outputs / parameter gradients.
         nonfinite_grads: names of parameters with non-finite gradients (first few).
         memory_estimate_bytes: params + gradients + buffers + activations saved for backward,
-            from the meta trace.
+            from the meta trace (:func:`archscope.memory.estimate_training_memory`, fp32, no
+            optimizer state: the step ``check`` runs).
         memory_peak_bytes: ``torch.cuda.max_memory_allocated`` over a forward + backward step
             (CUDA only, else ``None``).
         latency_ms: the timed forward passes, in milliseconds.
@@ -182,7 +184,7 @@ def check_model(
         num_classes: build zoo models with this many classes (the published reference then no
             longer applies).
         repeats: timed forward passes (default: 10 on CUDA, 3 on the CPU).
-        seed: seed of the random input.
+        seed: seed of the weights' initialisation and of the random input.
 
     Raises:
         DeviceError: ``cuda`` requested without CUDA.
@@ -202,7 +204,7 @@ def check_model(
             "(archscope export compares it with onnxruntime)"
         )
     dev = resolve_device(device)
-    loaded = load_model(source, num_classes=num_classes, device=str(dev))
+    loaded = load_model(source, num_classes=num_classes, device=str(dev), seed=seed)
     model = loaded.model
     shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
     if shape is None:
@@ -355,8 +357,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
     outputs_finite = all(bool(torch.isfinite(t).all()) for t in outputs)
     bad_grads = [n for n, p in model.named_parameters()
                  if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    estimate = report.param_bytes + report.buffer_bytes + report.activation_bytes + trainable
+    estimate = estimate_training_memory(report).total  # fp32, no optimizer: what _step runs
     model.zero_grad(set_to_none=True)
     latency = _time_forward(model, x, dev, warmup, timed)
     notes = list(report.notes)

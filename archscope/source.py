@@ -19,7 +19,7 @@ import importlib.util
 import inspect as pyinspect
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,8 +60,14 @@ def is_spec(source: str) -> bool:
     return source.startswith("spec:")
 
 
-def load_model(source: str, *, num_classes: int | None = None, device: str = "meta") -> LoadedModel:
-    """Build the model ``source`` names on ``device`` (``"meta"``: shapes only, no weights)."""
+def load_model(source: str, *, num_classes: int | None = None, device: str = "meta",
+               seed: int = 0) -> LoadedModel:
+    """Build the model ``source`` names on ``device`` (``"meta"``: shapes only, no weights).
+
+    Off the meta device the weights are initialised under ``torch.manual_seed(seed)`` in a forked
+    random state (the caller's random state is left as it was), so the same command builds the
+    same weights every time: ``check``, ``export`` and ``bench`` are reproducible.
+    """
     import torch
 
     if is_onnx(source):
@@ -69,6 +75,19 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
             f"{source} is an ONNX file: it can be inspected (summary, diagram) but not run as a "
             "PyTorch model"
         )
+    meta = device == "meta"
+    with ExitStack() as stack:
+        if not meta:
+            cuda = torch.device(device).type == "cuda"
+            stack.enter_context(torch.random.fork_rng(devices=[torch.device(device)] if cuda
+                                                      else []))
+            torch.manual_seed(seed)
+        return _build(source, num_classes, device)
+
+
+def _build(source: str, num_classes: int | None, device: str) -> LoadedModel:
+    import torch
+
     with torch.device(device), _skip_init(device == "meta"):
         if is_spec(source):
             return _load_spec(source, num_classes)

@@ -241,6 +241,26 @@ def test_memory_estimate_frozen_parameters_have_no_grads_or_state() -> None:
     assert (est.params, est.grads, est.optimizer_state) == (4000, 1000, 1000)
 
 
+def test_memory_estimate_without_optimizer_is_what_check_runs() -> None:
+    est = estimate_training_memory(_fake_report())  # fp32, no optimizer: check's bare step
+    assert est.total == 4000 + 4000 + 0 + 100_000 + 64
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        estimate_training_memory(_fake_report(), optimizer="lion")
+
+
+def test_check_and_bench_share_one_estimate() -> None:
+    # check's figure is the same function's, not a second copy of the formula
+    from archscope.check import check_model
+    from archscope.registry import get_entry
+    from archscope.trace import inspect
+
+    result = check_model("lecture_mnist_cnn", device="cpu", batch=4, repeats=1)
+    report = inspect(get_entry("lecture_mnist_cnn").build(), (1, 28, 28), batch=4)
+    params = 93_322 * 4  # the lecture's parameters in fp32, once as weights and once as grads
+    assert result.memory_estimate_bytes == 2 * params + report.activation_bytes
+    assert result.memory_estimate_bytes == estimate_training_memory(report).total
+
+
 def test_engine_estimate_is_reported_for_a_real_run() -> None:
     clock = FakeClock(0.0, 0.5, 0.5, 1.0)
     (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(), clock=clock).results

@@ -388,3 +388,17 @@ def test_alexnet_lrn_is_the_papers_formula() -> None:
     window = torch.stack([padded[:, i : i + 5].sum(1) for i in range(8)], 1)
     expected = a / (2 + 1e-4 * window).pow(0.75)
     torch.testing.assert_close(lrn(a), expected)
+
+
+def test_real_builds_are_seeded_without_touching_the_callers_rng() -> None:
+    # check, export and bench build through load_model: the same command makes the same weights
+    from archscope.source import load_model
+
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = load_model("resnet18", device="cpu").model.state_dict()
+    second = load_model("resnet18", device="cpu").model.state_dict()
+    other = load_model("resnet18", device="cpu", seed=1).model.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(first["conv1.weight"], other["conv1.weight"])
+    assert torch.equal(torch.random.get_rng_state(), state)
