@@ -16,12 +16,24 @@ one of the model's parameters or buffers, under its ``state_dict`` name (other c
 ``onnx.checker.check_model(full_check=True)`` (which includes strict shape inference), and, when
 onnxruntime is installed, the same random input is run through PyTorch and onnxruntime and the
 largest absolute difference is reported. A file that fails any of these is never written.
+
+The comparison's tolerance: onnxruntime must agree with PyTorch to ``atol`` (1e-4), unless
+PyTorch's own fp32 result is farther than that from exact arithmetic, in which case no fp32
+implementation could do better and onnxruntime may differ by a few times that inherent error.
+The inherent error is measured, not assumed: the model is run again in float64 (on a float64
+copy of its state, through ``torch.func.functional_call``) and ``max|fp32 − float64|`` is
+PyTorch's own error. This happens only for an output whose difference exceeds ``atol``, which in
+the zoo means the deep randomly initialised ResNets: with BatchNorm statistics still 0 and 1
+their activations grow block by block, and ResNet-152's fp32 logits are 52 away from its
+float64 ones. Calibrating the statistics on random data does not rescue an absolute 1e-4: the
+calibrated ResNet-152's fp32 error is still 6.6e-4 (measured; see docs/onnx.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -46,9 +58,16 @@ if TYPE_CHECKING:
 MIN_OPSET = 18
 DEFAULT_OPSET = MIN_OPSET
 
-#: Largest absolute difference between PyTorch and onnxruntime accepted in fp32 for outputs up to
-#: 1 in magnitude (relative above: see :attr:`ExportResult.normalized_diff`).
+#: Largest absolute difference between PyTorch and onnxruntime accepted in fp32, unless PyTorch's
+#: own fp32 error is larger (see :data:`FP32_ERROR_FACTOR`).
 DEFAULT_ATOL = 1e-4
+
+#: Where PyTorch's fp32 output is itself more than ``atol`` from the float64 result, onnxruntime
+#: may differ from PyTorch by up to this many times that error. Two fp32 implementations that
+#: sum in different orders land within a few times the error of either (measured on the zoo:
+#: 0.7–2.6×, and 0.7–1.9× for the three ResNets past 1e-4), so 4 leaves room for rounding, not
+#: for a wrong operator.
+FP32_ERROR_FACTOR = 4
 
 #: Protobuf cannot serialise a message of 2 GiB or more; bigger models keep their weights in an
 #: external data file ``<name>.onnx.data`` beside the model.
@@ -68,18 +87,18 @@ class ExportResult:
         file_bytes: size of the file (plus its external data).
         export_seconds: wall time of exporting, checking and saving (verification excluded).
         nodes: number of nodes in the graph.
-        max_abs_diff: largest |PyTorch − onnxruntime| over all outputs, or ``None`` when
-            onnxruntime is not installed.
+        max_abs_diff: largest |PyTorch − onnxruntime| over all outputs (and, with
+            ``dynamic_batch``, both batches), or ``None`` when onnxruntime is not installed.
         max_abs_output: largest |PyTorch output|, the scale of the comparison.
-        normalized_diff: the largest, over the outputs, of ``max|diff| / max(1, max|output|)``:
-            the absolute difference for outputs up to 1 in magnitude, the relative one above.
-            It must not exceed ``atol``. fp32 rounding grows with the numbers: a randomly
-            initialised ResNet-34 in eval mode (BatchNorm statistics still 0 and 1) gives logits
-            up to about 220, where one unit in the last place is 1.5e-5, and PyTorch and
-            onnxruntime, summing in different orders, differ by 1.3e-4 (6e-7 relative). Each
-            output is judged on its own scale, so a small head beside a large one is not let off.
+        fp32_error: PyTorch's own fp32 error, ``max|fp32 − float64|``, the largest over the
+            outputs where it was measured: only outputs that differed by more than ``atol``
+            (``None`` when none did).
+        tolerance: the largest accepted difference applied: ``atol``, or for such an output
+            ``FP32_ERROR_FACTOR · fp32_error`` where that is larger. Each output is judged
+            against its own tolerance, so a small head beside a large one is not let off.
         onnxruntime_version: the onnxruntime that computed ``max_abs_diff``.
-        atol: the bound on ``normalized_diff``.
+        atol: the accepted difference where PyTorch's fp32 error is smaller.
+        notes: what the comparison could not do (a float64 reference that failed to run).
     """
 
     path: Path
@@ -94,9 +113,11 @@ class ExportResult:
     nodes: int
     max_abs_diff: float | None
     max_abs_output: float | None
-    normalized_diff: float | None
+    fp32_error: float | None
+    tolerance: float | None
     onnxruntime_version: str | None
     atol: float
+    notes: tuple[str, ...] = ()
 
 
 def export_onnx(
@@ -123,15 +144,15 @@ def export_onnx(
         opset: ONNX opset version.
         dynamic_batch: make the batch dimension symbolic (``batch``).
         verify: run onnxruntime (when installed) and compare with PyTorch.
-        atol: the largest accepted absolute difference for outputs up to 1 in magnitude; larger
-            outputs get ``atol · max|output|`` (see :attr:`ExportResult.normalized_diff`).
+        atol: the largest accepted absolute difference, unless PyTorch's own fp32 error (against
+            float64) is larger; then ``FP32_ERROR_FACTOR`` times that error is accepted.
         seed: seed of the random example input.
         name: what to call the model in error messages.
 
     Raises:
         ExportError: the model is not on the CPU with real weights, the exporter or the ONNX
-            checker failed, onnxruntime disagrees with PyTorch by more than ``atol``, or ``path``
-            cannot be written.
+            checker failed, onnxruntime disagrees with PyTorch by more than the tolerance, or
+            ``path`` cannot be written.
     """
     import torch
 
@@ -192,13 +213,18 @@ def export_onnx(
         export_seconds = time.perf_counter() - started
         file_bytes = model_file.stat().st_size + (data_file.stat().st_size if data_file else 0)
         if verify:
-            agreement, version = _verify(model, model_file, x, ref_outputs, dynamic_batch, label)
-            if agreement is not None and not agreement.normalized <= atol:
+            agreement, version = _verify(model, model_file, x, ref_outputs, dynamic_batch,
+                                         atol, label)
+            if agreement is not None and not agreement.passed:
+                worst = agreement.worst
+                because = (f"PyTorch's own fp32 error against float64 is {worst.fp32_error:.3g}"
+                           if worst.fp32_error is not None else
+                           agreement.notes[0] if agreement.notes else "")
                 raise ExportError(
                     f"{label}: onnxruntime's output differs from PyTorch's by up to "
-                    f"{agreement.diff:.3g} on outputs up to {agreement.scale:.3g} "
-                    f"(|diff| / max(1, |output|) = {agreement.normalized:.3g} > {atol:g}); "
-                    "no file was written. Try another --opset"
+                    f"{worst.diff:.3g} on outputs up to {worst.scale:.3g}, more than the "
+                    f"tolerance {worst.tolerance:.3g}" + (f" ({because})" if because else "")
+                    + "; no file was written. Try another --opset"
                 )
     return ExportResult(
         path=target,
@@ -209,24 +235,64 @@ def export_onnx(
         export_seconds=export_seconds,
         max_abs_diff=agreement.diff if agreement else None,
         max_abs_output=agreement.scale if agreement else None,
-        normalized_diff=agreement.normalized if agreement else None,
+        fp32_error=agreement.fp32_error if agreement else None,
+        tolerance=agreement.tolerance if agreement else None,
         onnxruntime_version=version,
         atol=atol,
+        notes=agreement.notes if agreement else (),
         **info,
     )
 
 
 @dataclass(frozen=True)
-class _Agreement:
-    """How closely onnxruntime reproduced PyTorch (see :class:`ExportResult`)."""
+class _OutputAgreement:
+    """One output: max|PyTorch − onnxruntime|, max|PyTorch|, and PyTorch's fp32 error if measured."""
 
     diff: float
     scale: float
-    normalized: float
+    tolerance: float
+    fp32_error: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.diff / self.tolerance if self.tolerance > 0 else (0.0 if self.diff == 0
+                                                                      else math.inf)
+
+
+@dataclass(frozen=True)
+class _Agreement:
+    """How closely onnxruntime reproduced PyTorch, output by output (see :class:`ExportResult`)."""
+
+    outputs: tuple[_OutputAgreement, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def diff(self) -> float:
+        return max((o.diff for o in self.outputs), default=0.0)
+
+    @property
+    def scale(self) -> float:
+        return max((o.scale for o in self.outputs), default=0.0)
+
+    @property
+    def fp32_error(self) -> float | None:
+        return max((o.fp32_error for o in self.outputs if o.fp32_error is not None), default=None)
+
+    @property
+    def tolerance(self) -> float:
+        return max((o.tolerance for o in self.outputs), default=0.0)
+
+    @property
+    def worst(self) -> _OutputAgreement:
+        """The output closest to (or furthest past) its tolerance."""
+        return max(self.outputs, key=lambda o: o.ratio, default=_OutputAgreement(0.0, 0.0, 0.0))
+
+    @property
+    def passed(self) -> bool:
+        return all(o.diff <= o.tolerance for o in self.outputs)
 
     def merge(self, other: _Agreement) -> _Agreement:
-        return _Agreement(max(self.diff, other.diff), max(self.scale, other.scale),
-                          max(self.normalized, other.normalized))
+        return _Agreement(self.outputs + other.outputs, self.notes + other.notes)
 
 
 def _constants_to_nodes(proto: onnx.ModelProto, state_names: set[str]) -> None:
@@ -411,12 +477,13 @@ def _verify(
     x: torch.Tensor,
     reference: list[torch.Tensor],
     dynamic_batch: bool,
+    atol: float,
     label: str,
 ) -> tuple[_Agreement | None, str | None]:
     """Compare onnxruntime with PyTorch (at batch 1 too, for a dynamic batch)."""
     import torch
 
-    agreement, version = _compare_onnxruntime(model_file, x, reference, label)
+    agreement, version = _compare_onnxruntime(model, model_file, x, reference, atol, label)
     if agreement is None or not dynamic_batch:
         return agreement, version
     was_training = model.training
@@ -426,30 +493,30 @@ def _verify(
             _, reference1 = _flatten_outputs(model(x[:1]))
     finally:
         model.train(was_training)
-    agreement1, _ = _compare_onnxruntime(model_file, x[:1], reference1, label)
+    agreement1, _ = _compare_onnxruntime(model, model_file, x[:1], reference1, atol, label)
     return (agreement.merge(agreement1) if agreement1 else agreement), version
 
 
 def _compare_onnxruntime(
-    path: Path, x: torch.Tensor, reference: list[torch.Tensor], label: str
+    model: nn.Module, path: Path, x: torch.Tensor, reference: list[torch.Tensor], atol: float,
+    label: str,
 ) -> tuple[_Agreement | None, str | None]:
-    """Run ``x`` through onnxruntime and measure its agreement with ``reference``."""
-    try:
-        import onnxruntime
-    except ImportError:
+    """Run ``x`` through onnxruntime and judge each output against ``reference`` (PyTorch's).
+
+    An output that differs by more than ``atol`` is judged against PyTorch's own fp32 error,
+    measured with a float64 run of the model (:func:`_float64_outputs`).
+    """
+    import numpy as np
+
+    ran = _run_onnxruntime(path, x, label)
+    if ran is None:
         return None, None
-    try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    except Exception as exc:
-        raise ExportError(
-            f"{label}: onnxruntime cannot run the export: {_first_line(exc)}"
-        ) from None
+    outputs, version = ran
     if len(outputs) != len(reference):
         raise ExportError(
             f"{label}: onnxruntime returned {len(outputs)} outputs, PyTorch {len(reference)}"
         )
-    agreement = _Agreement(0.0, 0.0, 0.0)
+    diffs: list[tuple[float, float]] = []
     for got, want in zip(outputs, reference, strict=True):
         expected = want.detach().cpu().numpy()
         if got.shape != expected.shape:
@@ -457,11 +524,72 @@ def _compare_onnxruntime(
                 f"{label}: onnxruntime output shape {list(got.shape)} differs from PyTorch's "
                 f"{list(expected.shape)}"
             )
-        if got.size:
-            diff = float(abs(got.astype("float64") - expected.astype("float64")).max())
-            scale = float(abs(expected).max())
-            agreement = agreement.merge(_Agreement(diff, scale, diff / max(1.0, scale)))
-    return agreement, str(onnxruntime.__version__)
+        if not got.size:
+            diffs.append((0.0, 0.0))
+            continue
+        diff = float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max())
+        diffs.append((diff if math.isfinite(diff) else math.inf, float(np.abs(expected).max())))
+    exact: list[torch.Tensor] | None = None
+    notes: tuple[str, ...] = ()
+    if any(diff > atol for diff, _ in diffs):
+        exact, failure = _float64_outputs(model, x)
+        if failure is not None:
+            notes = (f"float64 reference unavailable ({failure}): judged against atol alone",)
+    judged = []
+    for i, (diff, scale) in enumerate(diffs):
+        if exact is None or diff <= atol:
+            judged.append(_OutputAgreement(diff, scale, atol))
+            continue
+        error = float((reference[i].detach().double() - exact[i]).abs().max())
+        judged.append(_OutputAgreement(diff, scale, max(atol, FP32_ERROR_FACTOR * error), error))
+    return _Agreement(tuple(judged), notes), version
+
+
+def _run_onnxruntime(path: Path, x: torch.Tensor, label: str) -> tuple[list[Any], str] | None:
+    """onnxruntime's outputs for ``x`` (CPU provider) and its version; ``None`` if not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    except Exception as exc:
+        raise ExportError(
+            f"{label}: onnxruntime cannot run the export: {_first_line(exc)}"
+        ) from None
+    return list(outputs), str(onnxruntime.__version__)
+
+
+def _float64_outputs(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor] | None,
+                                                                   str | None]:
+    """The model's eval-mode outputs computed in float64: (outputs, None) or (None, why not).
+
+    Runs on a float64 copy of the parameters and buffers through ``torch.func.functional_call``,
+    so the model itself is not converted; tensors the forward creates take float64 as the
+    default dtype for the duration.
+    """
+    import torch
+    from torch.func import functional_call
+
+    state = {
+        name: (t.detach().double() if t.is_floating_point() else t)
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+    }
+    was_training = model.training
+    dtype = torch.get_default_dtype()
+    model.eval()
+    try:
+        torch.set_default_dtype(torch.float64)
+        with torch.no_grad():
+            output = functional_call(model, state, (x.double(),))
+        _, tensors = _flatten_outputs(output)
+        return [t.double() for t in tensors], None
+    except Exception as exc:  # an op without a float64 kernel, out of memory …
+        return None, _first_line(exc)
+    finally:
+        torch.set_default_dtype(dtype)
+        model.train(was_training)
 
 
 def _flatten_outputs(output: Any) -> tuple[list[str], list[torch.Tensor]]:
@@ -513,5 +641,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "DEFAULT_ATOL", "DEFAULT_OPSET", "MIN_OPSET", "ExportResult", "export_onnx",
+    "DEFAULT_ATOL", "DEFAULT_OPSET", "FP32_ERROR_FACTOR", "MIN_OPSET", "ExportResult",
+    "export_onnx",
 ]

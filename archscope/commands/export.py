@@ -22,8 +22,9 @@ from archscope.commands._common import input_option, model_argument, num_classes
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A state_dict file (torch.save) to load with strict=True before exporting.")
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
-              help="Largest accepted |PyTorch − onnxruntime| difference for outputs up to 1 in "
-                   "magnitude, relative above (default: 1e-4).")
+              help="Largest accepted |PyTorch − onnxruntime| difference (default: 1e-4). Where "
+                   "PyTorch's own fp32 error against a float64 run is larger, 4× that error is "
+                   "accepted instead.")
 @click.option("--no-verify", is_flag=True,
               help="Skip the onnxruntime comparison (the ONNX checker still runs).")
 def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
@@ -35,7 +36,9 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
     exported with PyTorch's torch.export-based exporter; the file is checked with onnx.checker
     (full_check, including shape inference) and, when onnxruntime is installed (pip install
     'archscope[onnxruntime]'), the same random input is run through PyTorch and onnxruntime and
-    the largest absolute difference is reported. Nothing is written if any step fails.
+    the largest absolute difference is reported: it must be at most 1e-4, or, where PyTorch's
+    fp32 result is itself farther than that from a float64 run of the model (deep random-init
+    ResNets), at most 4× that inherent error. Nothing is written if any step fails.
 
     \b
     Examples:
@@ -46,7 +49,7 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
       archscope summary resnet50.onnx
     """
     from archscope.errors import InputShapeError
-    from archscope.export import DEFAULT_ATOL, DEFAULT_OPSET, export_onnx
+    from archscope.export import DEFAULT_ATOL, DEFAULT_OPSET, FP32_ERROR_FACTOR, export_onnx
     from archscope.source import load_model
 
     loaded = load_model(model, num_classes=num_classes, device="cpu")
@@ -77,10 +80,17 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
     click.echo(f"output {', '.join(result.output_names)}")
     click.echo("onnx.checker full_check (with strict shape inference): passed")
     if result.max_abs_diff is not None:
-        click.echo(f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
-                   f"{result.max_abs_diff:.2e} on outputs up to {result.max_abs_output:.3g}; "
-                   f"|diff| / max(1, |output|) = {result.normalized_diff:.1e} ≤ {result.atol:g}: "
-                   "passed")
+        line = (f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
+                f"{result.max_abs_diff:.2e} on outputs up to {result.max_abs_output:.3g}")
+        if result.fp32_error is not None:
+            line += (f", above {result.atol:g}; PyTorch's own fp32 error against float64 is "
+                     f"{result.fp32_error:.2e}, and the difference is within {FP32_ERROR_FACTOR}× "
+                     f"that ({result.tolerance:.2e}): passed")
+        else:
+            line += f" ≤ {result.atol:g}: passed"
+        click.echo(line)
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
     elif no_verify:
         click.echo("onnxruntime comparison: skipped (--no-verify)")
     else:
