@@ -858,6 +858,9 @@ def run_bench(
     """
     import torch
 
+    from archscope.registry import check_names
+
+    check_names(models)  # an unknown name fails before minutes of benchmarks, not after
     config = config or BenchConfig()
     the_plan = make_plan(config)
     if config.batch_size == "auto" and the_plan.device.type != "cuda":

@@ -249,8 +249,8 @@ def load_weights(model: nn.Module, path: str, device: torch.device, name: str) -
         raise ModelSourceError(f"weights file {path!r} not found; check the path") from None
     except Exception as exc:
         raise ModelSourceError(
-            f"{path}: not a loadable state_dict file ({_first_line(exc)}); save one with "
-            "torch.save(model.state_dict(), path)"
+            f"{path}: torch.load cannot read it ({type(exc).__name__}: {_first_line(exc)}); is it "
+            "a file torch.save wrote? Save a state_dict with torch.save(model.state_dict(), path)"
         ) from None
     state = obj
     if isinstance(obj, dict) and not _is_state_dict(obj):

@@ -328,6 +328,8 @@ def _check_target(target: Path) -> None:
     directory = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise ExportError(f"cannot write {target}: it is a directory; give a file name like m.onnx")
+    if directory.exists() and not directory.is_dir():
+        raise ExportError(f"cannot write {target}: {directory} is a file, not a directory")
     if not directory.is_dir():
         raise ExportError(f"cannot write {target}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
@@ -434,11 +436,19 @@ def _staged(target: Path, external: bool) -> Iterator[tuple[Path, Path | None]]:
     the model file records, so both are moved only once both are complete and checked.
     """
     if not external:
-        with atomic_path(target) as tmp:
+        stack = contextlib.ExitStack()
+        try:  # the temporary file beside the target: a directory os.access misjudged (/proc …)
+            tmp = stack.enter_context(atomic_path(target))
+        except OSError as exc:
+            raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
+        with stack:
             yield tmp, None
         return
     data_path = target.with_name(target.name + ".data")
-    workdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         yield workdir / target.name, workdir / data_path.name
         os.replace(workdir / data_path.name, data_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,20 @@ def list_models() -> list[ModelEntry]:
 
 def model_names() -> list[str]:
     return [e.name for e in _ENTRIES]
+
+
+def check_names(sources: Sequence[str]) -> None:
+    """Fail before anything runs if a source that can only be a zoo name is not one.
+
+    Sources with a ``:`` (``file.py:Name``, ``package.module:name``, ``spec:…``) or ending in
+    ``.onnx`` are other kinds of source and are left to the loader.
+
+    Raises:
+        UnknownModelError: for the first unknown zoo name, with the closest names.
+    """
+    for source in sources:
+        if ":" not in source and not source.lower().endswith(".onnx"):
+            get_entry(source)
 
 
 def get_entry(name: str) -> ModelEntry:

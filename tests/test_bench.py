@@ -445,6 +445,30 @@ def test_cli_table_on_cpu_with_peak() -> None:
     assert "lecture_mnist_cnn" in out and "MFU peak: --peak-tflops" in out
 
 
+def test_unknown_model_fails_before_any_benchmark_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import archscope.bench as bench_module
+
+    ran: list[str] = []
+    monkeypatch.setattr(bench_module, "_bench_one", lambda source, *a, **k: ran.append(source))
+    result = CliRunner().invoke(main, ["bench", "lecture_mnist_cnn", "resnet5", "--device", "cpu"])
+    assert result.exit_code == 1 and ran == []
+    assert result.stderr.strip() == (
+        "Error: unknown model 'resnet5'; did you mean resnet50, resnet152, resnet34? "
+        "(`archscope list` shows all 19 models)"
+    )
+
+
+def test_memory_cell_shows_the_estimate_and_its_error_against_the_peak() -> None:
+    from archscope.commands.bench import _memory_cell
+
+    estimate = estimate_training_memory(_fake_report(activation_bytes=2**30 - 4000 - 4000 - 64))
+    assert estimate.total == 2**30
+    result = SimpleNamespace(estimated_memory_bytes=estimate.total, memory_error_pct=None)
+    assert _memory_cell(result) == "1.00 GiB"  # the CPU: no peak to compare with
+    result = SimpleNamespace(estimated_memory_bytes=estimate.total, memory_error_pct=-4.25)
+    assert _memory_cell(result) == "1.00 GiB (-4.2%)"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--batch-size", "0"], "must be at least 1"),
     (["--batch-size", "many"], "neither a positive integer nor 'auto'"),

@@ -178,7 +178,8 @@ def test_weights_with_wrong_shapes(tmp_path: Path) -> None:
 def test_weights_file_that_is_not_a_state_dict(tmp_path: Path) -> None:
     path = tmp_path / "junk.pt"
     path.write_bytes(b"not a torch file")
-    with pytest.raises(ModelSourceError, match="not a loadable state_dict"):
+    with pytest.raises(ModelSourceError, match=r"junk\.pt: torch\.load cannot read it \(\w+: .*\); "
+                                               r"is it a file torch\.save wrote\?"):
         check_model("lecture_mlp", device="cpu", weights=str(path))
     with pytest.raises(ModelSourceError, match="not found"):
         check_model("lecture_mlp", device="cpu", weights=str(tmp_path / "missing.pt"))

@@ -399,6 +399,35 @@ def test_cli_export_unwritable_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_unwritable_staging_and_file_as_directory_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", "lecture_mlp", "-o", str(tmp_path / "afile" / "m.onnx")])
+    assert result.exit_code == 1 and "afile is a file, not a directory" in result.stderr
+    # a directory that os.access calls writable but that refuses new files (/proc, read-only
+    # mounts seen as root): the temporary file beside the target cannot be made
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    result = runner.invoke(main, ["export", "lecture_mlp", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == f"Error: cannot write {tmp_path / 'm.onnx'}: Permission denied"
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_cli_export_notes_a_name_without_onnx_suffix(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export", "lecture_mlp", "-o", str(tmp_path / "m.bin")])
+    assert result.exit_code == 0, result.output
+    assert "does not end in .onnx" in result.stderr and "does not end" not in result.stdout
+    assert onnx.load(str(tmp_path / "m.bin")).graph.node
+
+
 def test_cli_export_requires_output() -> None:
     result = CliRunner().invoke(main, ["export", "lecture_mlp"])
     assert result.exit_code == 2

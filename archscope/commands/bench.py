@@ -70,6 +70,14 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
     Reports images/s, step time (median, p90), peak GPU memory beside archscope's estimate,
     achieved TFLOP/s, MFU and the first and last loss. A model whose loss does not fall on the
     repeated batch is a FAILED benchmark (exit code 1). Results go to stdout, progress to stderr.
+
+    \b
+    Examples:
+      archscope bench --device cuda
+      archscope bench resnet50 --batch-size 256 --compile
+      archscope bench vgg16 --batch-size auto --precision bf16
+      archscope bench my_net.py:Net --input 3x64x64 --precision fp32 --format json > bench.json
+      archscope bench lecture_mnist_cnn --device cpu --steps 3
     """
     from archscope.bench import DEFAULT_MODELS, BenchConfig, run_bench
 
@@ -135,11 +143,12 @@ def _bytes(n: int | None) -> str:
 
 
 def _memory_cell(r: BenchResult) -> str:
+    """The estimate, with its error against the measured peak where there is one (CUDA)."""
     if r.estimated_memory_bytes is None:
         return "—"
     text = _bytes(r.estimated_memory_bytes)
     if r.memory_error_pct is not None:
-        text += f" {r.memory_error_pct:+.1f}%"
+        text += f" ({r.memory_error_pct:+.1f}%)"
     return text
 
 
@@ -154,7 +163,7 @@ def render_table(run: BenchRun, width: int = 160) -> str:
     for header, justify in (
         ("model", "left"), ("batch", "right"), ("mode", "left"), ("img/s", "right"),
         ("p50 ms", "right"), ("p90 ms", "right"), ("peak mem", "right"),
-        ("estimate err", "right"), ("TFLOP/s", "right"), ("MFU", "right"),
+        ("estimate (err)", "right"), ("TFLOP/s", "right"), ("MFU", "right"),
         ("loss first→last", "right"),
     ):
         table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]

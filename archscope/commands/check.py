@@ -47,14 +47,12 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
     """
     from archscope.bench import resolve_device
     from archscope.check import check_model
-    from archscope.registry import get_entry, model_names
+    from archscope.registry import check_names, model_names
 
     if weights is not None and len(models) != 1:
         raise click.UsageError("--weights needs exactly one MODEL")
     names = list(models) or model_names()
-    for name in names:  # unknown zoo names fail before anything runs
-        if ":" not in name and not name.lower().endswith(".onnx"):
-            get_entry(name)
+    check_names(names)  # unknown zoo names fail before anything runs
     dev = resolve_device(device)
     results = []
     for name in names:

@@ -64,6 +64,9 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
         raise InputShapeError(
             f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
         )
+    if not output.lower().endswith(".onnx"):
+        click.echo(f"note: {output} does not end in .onnx; archscope summary and diagram recognise "
+                   "ONNX files by that suffix", err=True)
     click.echo(f"exporting {loaded.name} to {output} …", err=True)
     result = export_onnx(
         loaded.model, output, shape, batch=batch, opset=opset or DEFAULT_OPSET,
