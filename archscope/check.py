@@ -23,7 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ForwardError, InputShapeError, InputTooSmallError, ModelSourceError
+from archscope.errors import (
+    ForwardError,
+    InputShapeError,
+    InputTooSmallError,
+    ModelBuildError,
+    ModelSourceError,
+)
 from archscope.memory import estimate_training_memory
 
 if TYPE_CHECKING:
@@ -188,8 +194,9 @@ def check_model(
 
     Raises:
         DeviceError: ``cuda`` requested without CUDA.
-        ModelSourceError: the model cannot be built, or ``weights`` does not load with
-            ``strict=True`` (the message lists missing and unexpected keys).
+        ModelSourceError: the source cannot be found or imported, or ``weights`` does not load
+            with ``strict=True`` (the message lists missing and unexpected keys). A model whose
+            own code fails to build (:class:`ModelBuildError`) is a failed result instead.
         InputShapeError / InputTooSmallError / ForwardError: from the meta trace, as in ``summary``.
     """
     import torch
@@ -204,7 +211,14 @@ def check_model(
             "(archscope export compares it with onnxruntime)"
         )
     dev = resolve_device(device)
-    loaded = load_model(source, num_classes=num_classes, device=str(dev), seed=seed)
+    try:
+        loaded = load_model(source, num_classes=num_classes, device=str(dev), seed=seed)
+    except ModelBuildError as exc:  # the model's own code failed: a FAIL, and the others go on
+        return CheckResult(
+            model=source, device=str(dev),
+            device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            input_shape=tuple(input_shape or ()), batch=batch, weights=weights, error=str(exc),
+        )
     model = loaded.model
     shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
     if shape is None:

@@ -21,6 +21,21 @@ class ModelSourceError(ArchscopeError):
     """A file, module or attribute that does not give an ``nn.Module``."""
 
 
+class ModelBuildError(ModelSourceError):
+    """Importing the model's file or module, or calling its constructor or factory, raised.
+
+    Attributes:
+        stage: what raised: ``"import"`` (the file or module), ``"constructor"`` (an
+            ``nn.Module`` subclass) or ``"factory"`` (a function returning one).
+        reason: the first line of the original exception's message.
+    """
+
+    def __init__(self, message: str, *, stage: str, reason: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.reason = reason
+
+
 class InputShapeError(ArchscopeError):
     """A malformed input shape such as ``3x22a``."""
 

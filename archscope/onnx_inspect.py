@@ -16,6 +16,14 @@ An ONNX file may come from any framework, so nothing here assumes archscope made
   included); other ops count 0. (For PyTorch models MACs come from ``torch.utils.flop_counter``;
   an ONNX graph has no such counter.)
 
+Options apply as they do to a PyTorch model, or fail with a one-line error; none is ignored:
+``batch`` and ``input_shape`` give symbolic input dimensions numbers and must agree with fixed
+ones, and ``freeze`` marks initializers as non-trainable by the prefix rule of
+:func:`archscope.source.freeze_parameters`. After shape inference, nodes whose shapes contradict
+each other (a Reshape that changes the element count, a Conv, Gemm or MatMul whose input does not
+fit its weight, an empty output) raise an error naming the node: ONNX's shape inference (in its
+lenient mode) does not check them, and would let an impossible network through.
+
 The model is loaded with :mod:`onnx` only; onnxruntime and torch are not needed.
 """
 
@@ -23,12 +31,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import InputShapeError, ModelSourceError
+from archscope.errors import (
+    ForwardError,
+    InputShapeError,
+    InputTooSmallError,
+    ModelSourceError,
+)
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
 
 if TYPE_CHECKING:
@@ -68,8 +81,9 @@ class _Tensor:
 def inspect_onnx(
     path: str | os.PathLike[str],
     *,
-    batch: int = 1,
+    batch: int | None = None,
     input_shape: Sequence[int] | None = None,
+    freeze: Sequence[str] = (),
     name: str | None = None,
 ) -> Report:
     """Read the ONNX file at ``path`` and return its :class:`Report`.
@@ -77,14 +91,26 @@ def inspect_onnx(
     Args:
         path: a ``.onnx`` file (external data files beside it are read too).
         batch: the value given to a symbolic batch dimension (an input's first dim that has a name
-            such as ``batch`` instead of a number). A fixed batch dimension is kept as it is.
-        input_shape: C×H×W for the first graph input, replacing its non-batch dimensions; needed
-            only when they are symbolic.
+            such as ``batch`` instead of a number). ``None``: the file's fixed batch, or 1 for a
+            symbolic one. A number other than a fixed batch is an error (a file exported with a
+            fixed batch cannot be inspected at another).
+        input_shape: C×H×W for the first graph input, without the batch dimension; needed when
+            those dimensions are symbolic. Only symbolic dimensions can be set: a number that
+            contradicts a fixed dimension is an error.
+        freeze: parameter-name prefixes to mark non-trainable, as ``summary --freeze``: a prefix
+            matches whole components of initializer names (``features`` freezes
+            ``features.conv1.weight``, not ``features_extra.weight``); ``""`` or ``"*"`` freezes
+            all.
         name: the report's ``model`` (default: the path as given).
 
     Raises:
-        ModelSourceError: the file is missing or is not a valid ONNX model.
-        InputShapeError: ``input_shape`` has the wrong rank, or a dimension stays symbolic.
+        ModelSourceError: the file is missing or is not a valid ONNX model, or a ``freeze``
+            prefix matches no parameter.
+        InputShapeError: ``input_shape`` has the wrong rank or contradicts a fixed dimension,
+            ``batch`` contradicts a fixed batch, or a dimension stays symbolic.
+        ForwardError: shape inference gives a node shapes that contradict each other (names the
+            node).
+        InputTooSmallError: the input shrinks to nothing at a node (names the node).
     """
     import onnx
 
@@ -113,9 +139,11 @@ def inspect_onnx(
         elif _is_alias(node, alias):
             alias[node.output[0]] = alias[node.input[0]]
             constants.add(node.output[0])
+    _check_shapes(graph.node, alias, shapes, path)
 
     producer: dict[str, int] = {i.name: MODEL_INPUT for i in inputs}
     counted: dict[str, str] = {}  # initializer name → the row that counted it
+    row_params: list[list[str]] = []  # each row's own parameters (initializer names)
     buffers: set[str] = set()
     records: list[LayerRecord] = []
     for node in graph.node:
@@ -141,6 +169,7 @@ def inspect_onnx(
             counted[tensor_name] = node_name
             own.append((pos, tensor_name))
         params = sum(initializers[n].numel for _, n in own)
+        row_params.append([n for _, n in own])
         formula = _param_formula(node.op_type, attrs, own, initializers) if params else ""
 
         resolved = [alias.get(t, t) for t in node.input]
@@ -172,27 +201,32 @@ def inspect_onnx(
             if o:
                 producer[o] = index
 
+    if freeze:
+        frozen = _frozen_names(list(counted), freeze, path)
+        records = [
+            replace(r, trainable_params=sum(initializers[n].numel for n in names if n not in frozen))
+            for r, names in zip(records, row_params, strict=True)
+        ]
     total = sum(r.params for r in records)
+    trainable_total = sum(r.trainable_params for r in records)
     total_macs = sum(r.macs for r in records)
     first = shapes.get(inputs[0].name, ())
     out_names = [o.name for o in graph.output]
     notes = [
         "ONNX file: MACs computed from shapes for Conv, ConvTranspose, Gemm and MatMul only",
-        "ONNX file: activation memory for training is not measured",
+        "ONNX file: training activation memory is unknown, not 0 (a graph file records nothing "
+        "that autograd would save); the 0 B shown is a placeholder",
     ]
     if len(inputs) > 1:
         notes.append(f"ONNX file has {len(inputs)} inputs; input_shape is the first's")
-    if first and first[0] != batch:
-        notes.append(f"the file fixes the batch at {first[0]}; batch {batch} was not applied "
-                     "(export with a symbolic batch to change it)")
     return Report(
         model=name if name is not None else str(path),
         model_type=graph.name or "ONNX graph",
         input_shape=tuple(first[1:]),
-        batch=first[0] if first else batch,
+        batch=first[0] if first else (batch or 1),
         total_params=total,
-        trainable_params=total,
-        non_trainable_params=0,
+        trainable_params=trainable_total,
+        non_trainable_params=total - trainable_total,
         total_macs=total_macs,
         forward_flops=2 * total_macs,
         backward_flops=None,
@@ -227,32 +261,141 @@ def _load(path: str | os.PathLike[str]) -> onnx.ModelProto:
 def _fix_input_dims(
     model: onnx.ModelProto,
     inputs: Sequence[Any],
-    batch: int,
+    batch: int | None,
     input_shape: Sequence[int] | None,
     path: str | os.PathLike[str],
 ) -> None:
-    """Give symbolic input dimensions numbers: the batch dim ``batch``, the rest ``input_shape``."""
-    for k, value_info in enumerate(inputs):
-        dims = value_info.type.tensor_type.shape.dim
-        if k == 0 and input_shape is not None:
-            if len(input_shape) != len(dims) - 1:
-                raise InputShapeError(
-                    f"{path}: input {value_info.name!r} has {len(dims)} dims (batch included) but "
-                    f"--input gives {len(input_shape)}; give {len(dims) - 1} numbers"
-                )
-            for d, v in zip(list(dims)[1:], input_shape, strict=True):
-                d.dim_value = int(v)
-        for j, d in enumerate(dims):
+    """Give symbolic input dimensions numbers: the batch dim ``batch``, the rest ``input_shape``.
+
+    A fixed dimension keeps its number; asking for another one is an error, never a silent
+    override (the graph's fixed shapes downstream, such as a Reshape's target, were exported for
+    it) nor a silent no-op.
+    """
+    first = inputs[0]
+    dims = list(first.type.tensor_type.shape.dim)
+    if input_shape is not None:
+        if len(input_shape) != len(dims) - 1:
+            raise InputShapeError(
+                f"{path}: input {first.name!r} has {len(dims)} dims (batch included) but "
+                f"--input gives {len(input_shape)}; give {len(dims) - 1} numbers"
+            )
+        pairs = list(zip(dims[1:], input_shape, strict=True))
+        if any(d.HasField("dim_value") and d.dim_value != v for d, v in pairs):
+            given = "x".join(str(v) for v in input_shape)
+            raise InputShapeError(
+                f"{path} fixes its input at {_dims_text(dims[1:])}; --input {given} contradicts "
+                "it (only symbolic dimensions can be set)"
+            )
+        for d, v in pairs:
+            d.dim_value = int(v)
+    if batch is not None and dims and dims[0].HasField("dim_value") and dims[0].dim_value != batch:
+        raise InputShapeError(
+            f"{path} fixes the batch at {dims[0].dim_value} (input {first.name!r} is "
+            f"{_dims_text(dims)}); --batch {batch} cannot change it; export the model again with "
+            "a symbolic batch (archscope export --dynamic-batch)"
+        )
+    for value_info in inputs:
+        for j, d in enumerate(value_info.type.tensor_type.shape.dim):
             if d.HasField("dim_value"):
                 continue
             if j == 0:
-                d.dim_value = batch
+                d.dim_value = batch if batch is not None else 1
                 continue
             label = d.dim_param or "?"
             raise InputShapeError(
                 f"{path}: input {value_info.name!r} dimension {j} is symbolic ({label}); "
                 "give the input size with --input, e.g. --input 3x224x224"
             )
+
+
+def _dims_text(dims: Sequence[Any]) -> str:
+    """``1×28×28``, symbolic dimensions by name (``batch×3×H×W``)."""
+    return "×".join(
+        str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims
+    )
+
+
+def _frozen_names(names: Sequence[str], prefixes: Sequence[str],
+                  path: str | os.PathLike[str]) -> set[str]:
+    """The parameter names under ``prefixes``, by :func:`archscope.source.freeze_parameters`'s
+    rule: a prefix matches whole name components; ``""`` or ``"*"`` matches all.
+
+    Raises:
+        ModelSourceError: a prefix that matches no parameter (the top-level names are listed).
+    """
+    frozen: set[str] = set()
+    for prefix in prefixes:
+        clean = prefix.rstrip(".")
+        hits = [n for n in names if n == clean or n.startswith(clean + ".") or clean in {"", "*"}]
+        if not hits:
+            tops = sorted({n.split(".")[0] for n in names})
+            listed = ", ".join(tops) if tops else "none (the file has no parameters)"
+            raise ModelSourceError(
+                f"--freeze {prefix!r} matches no parameter of {path}; top-level names are: "
+                f"{listed}"
+            )
+        frozen.update(hits)
+    return frozen
+
+
+def _check_shapes(nodes: Sequence[Any], alias: dict[str, str], shapes: dict[str, Shape],
+                  path: str | os.PathLike[str]) -> None:
+    """Refuse shapes that contradict each other, naming the first node where they do.
+
+    ONNX shape inference in its lenient mode (the only one that reads files from any producer)
+    copies a Reshape's target shape without comparing element counts, leaves a Gemm or MatMul
+    whose inner dimensions differ without a shape, never checks a Conv's input channels, and
+    gives a conv or pool window larger than its input an output of size 0. Each of these means
+    the input numbers do not fit the graph.
+    """
+    import onnx
+
+    index = 0  # row index, which names an unnamed node as the rows do
+    for node in nodes:
+        if node.op_type == "Constant" or _is_alias(node, alias):
+            continue
+        where = f"{path}: {node.name or f'{node.op_type}_{index}'} ({node.op_type})"
+        index += 1
+        ins = [shapes.get(alias.get(t, t)) if t else None for t in node.input]
+        out = shapes.get(node.output[0]) if node.output and node.output[0] else None
+        x = ins[0] if ins else None
+        w = ins[1] if len(ins) > 1 else None
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Reshape" and x is not None and out is not None \
+                and prod(x) != prod(out):
+            raise ForwardError(
+                f"{where}: reshapes {_shape_text(x)} ({prod(x):,} values) to {_shape_text(out)} "
+                f"({prod(out):,} values); the input size or batch does not fit this graph"
+            )
+        if node.op_type == "Conv" and x is not None and w is not None and len(x) >= 2 \
+                and len(w) >= 2 and x[1] != w[1] * int(attrs.get("group", 1)):
+            channels = w[1] * int(attrs.get("group", 1))
+            raise ForwardError(
+                f"{where}: has {x[1]} input channels ({_shape_text(x)}) but its weight "
+                f"{_shape_text(w)} expects {channels}; the input size does not fit this graph"
+            )
+        if node.op_type in ("Gemm", "MatMul") and x and w:
+            if node.op_type == "Gemm":
+                k_x = x[0] if attrs.get("transA", 0) else x[-1]
+                k_w = w[-1] if attrs.get("transB", 0) else w[0]
+            else:
+                k_x, k_w = x[-1], (w[-2] if len(w) >= 2 else w[0])
+            if k_x != k_w:
+                raise ForwardError(
+                    f"{where}: multiplies {_shape_text(x)} by {_shape_text(w)}, whose inner "
+                    f"dimensions differ ({k_x} ≠ {k_w}); the input size or batch does not fit "
+                    "this graph"
+                )
+        if node.op_type in ("Conv", "ConvTranspose", *_POOL_OPS) and x is not None \
+                and out is not None and 0 in out and 0 not in x:
+            raise InputTooSmallError(
+                f"{where}: input {_shape_text(x)} gives the empty output "
+                f"{_shape_text(out)}; the input is too small for this graph, give a larger --input"
+            )
+
+
+def _shape_text(shape: Shape) -> str:
+    return "×".join(str(d) for d in shape) if shape else "scalar"
 
 
 def _strip_weights(model: onnx.ModelProto) -> None:

@@ -19,12 +19,12 @@ import importlib.util
 import inspect as pyinspect
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ArchscopeError, InputShapeError, ModelSourceError
+from archscope.errors import ArchscopeError, InputShapeError, ModelBuildError, ModelSourceError
 from archscope.registry import get_entry
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class LoadedModel:
         input_shape: the natural input (C×H×W) where known, else ``None``.
         reference_params: the published parameter count for zoo models, else ``None``.
         reference_source: where ``reference_params`` comes from.
+        notes: caveats about how it was built, for the report (e.g. built on the CPU).
     """
 
     model: nn.Module
@@ -50,6 +51,15 @@ class LoadedModel:
     input_shape: tuple[int, ...] | None
     reference_params: int | None = None
     reference_source: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+#: what needed real tensors when a build on the meta device failed, by ModelBuildError.stage.
+_NEEDS_REAL = {
+    "import": "importing it needs",
+    "constructor": "its constructor needs",
+    "factory": "its factory needs",
+}
 
 
 def is_onnx(source: str) -> bool:
@@ -67,21 +77,41 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
     Off the meta device the weights are initialised under ``torch.manual_seed(seed)`` in a forked
     random state (the caller's random state is left as it was), so the same command builds the
     same weights every time: ``check``, ``export`` and ``bench`` are reproducible.
-    """
-    import torch
 
+    A model whose file or constructor cannot run on the meta device (it reads tensor values, as
+    ConvNeXt's and Swin's ``[x.item() for x in torch.linspace(0, rate, depth)]`` does) is built
+    again on the CPU, with real weights; the returned model's ``notes`` say so. The engine traces
+    it on the meta device all the same (:func:`archscope.trace.inspect` swaps its weights for
+    meta stand-ins).
+
+    Raises:
+        ModelBuildError: importing the file or module, or calling the constructor or factory,
+            raised (on the meta device: on the CPU too).
+        ModelSourceError, UnknownModelError: a source that names no model.
+    """
     if is_onnx(source):
         raise ModelSourceError(
             f"{source} is an ONNX file: it can be inspected (summary, diagram) but not run as a "
             "PyTorch model"
         )
-    meta = device == "meta"
-    with ExitStack() as stack:
-        if not meta:
-            cuda = torch.device(device).type == "cuda"
-            stack.enter_context(torch.random.fork_rng(devices=[torch.device(device)] if cuda
-                                                      else []))
-            torch.manual_seed(seed)
+    if device != "meta":
+        return _seeded_build(source, num_classes, device, seed)
+    try:
+        return _build(source, num_classes, "meta")
+    except ModelBuildError as exc:
+        on_meta = exc
+    loaded = _seeded_build(source, num_classes, "cpu", seed)
+    note = f"built on the CPU: {_NEEDS_REAL[on_meta.stage]} real tensors ({on_meta.reason})"
+    return replace(loaded, notes=(*loaded.notes, note))
+
+
+def _seeded_build(source: str, num_classes: int | None, device: str, seed: int) -> LoadedModel:
+    """Build with real weights initialised under ``torch.manual_seed(seed)`` in a forked state."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    with torch.random.fork_rng(devices=[torch.device(device)] if cuda else []):
+        torch.manual_seed(seed)
         return _build(source, num_classes, device)
 
 
@@ -138,11 +168,19 @@ def load_report(
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show."""
     if is_onnx(source):
-        # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N) -> Report;
-        # --input fills symbolic non-batch dimensions.
+        # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N or None,
+        # input_shape=, freeze=) -> Report; --input and --batch set symbolic dimensions and must
+        # agree with fixed ones. batch 1 is --batch's default, indistinguishable here from no
+        # --batch, so it leaves a fixed batch as the file has it (the header shows that batch).
         from archscope.onnx_inspect import inspect_onnx
 
-        return inspect_onnx(source, batch=batch, input_shape=input_shape)
+        if num_classes is not None:
+            raise ModelSourceError(
+                f"--num-classes does not apply to an ONNX file: {source} fixes its output layer; "
+                "export the model again with the number of classes you want"
+            )
+        return inspect_onnx(source, batch=None if batch == 1 else batch,
+                            input_shape=input_shape, freeze=freeze)
     from archscope.trace import inspect
 
     if is_spec(source):
@@ -155,7 +193,10 @@ def load_report(
         )
     if freeze:
         freeze_parameters(loaded.model, freeze)
-    return inspect(loaded.model, shape, batch=batch, name=loaded.name, backward=backward)
+    report = inspect(loaded.model, shape, batch=batch, name=loaded.name, backward=backward)
+    if loaded.notes:
+        report = replace(report, notes=(*loaded.notes, *report.notes))
+    return report
 
 
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
@@ -240,9 +281,11 @@ def _import_file(path_text: str) -> Any:
     try:
         spec.loader.exec_module(module)
     except ArchscopeError:
+        sys.modules.pop(module_name, None)
         raise
     except Exception as exc:
-        raise ModelSourceError(f"importing {path_text} failed: {type(exc).__name__}: {exc}") from None
+        sys.modules.pop(module_name, None)
+        raise _build_error(f"importing {path_text}", "import", exc) from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
@@ -253,8 +296,18 @@ def _import_module(name: str) -> Any:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise ModelSourceError(f"cannot import module {name!r}: {exc}") from None
+    except ArchscopeError:
+        raise
     except Exception as exc:
-        raise ModelSourceError(f"importing {name} failed: {type(exc).__name__}: {exc}") from None
+        raise _build_error(f"importing {name}", "import", exc) from exc
+
+
+def _build_error(doing: str, stage: str, exc: Exception, hint: str = "") -> ModelBuildError:
+    """``importing net.py failed: RuntimeError: boom`` (the first line of the message)."""
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    return ModelBuildError(f"{doing} failed: {type(exc).__name__}: {reason}{hint}", stage=stage,
+                           reason=reason)
 
 
 def _is_model_factory(value: Any) -> bool:
@@ -277,8 +330,16 @@ def _instantiate(target: Any, num_classes: int | None, source: str) -> nn.Module
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
     try:
         model = target(**kwargs)
-    except TypeError as exc:
-        raise ModelSourceError(f"calling {source} failed: {exc}") from None
+    except ArchscopeError:
+        raise
+    except Exception as exc:
+        # Any exception: on the meta device load_model tries again on the CPU, and a user's
+        # constructor that raises is the user's error, told in one line, not archscope's bug.
+        hint = ""
+        if num_classes is not None and isinstance(exc, TypeError) and "num_classes" in str(exc):
+            hint = f"; --num-classes calls it with num_classes={num_classes}"
+        stage = "constructor" if pyinspect.isclass(target) else "factory"
+        raise _build_error(f"building {source}", stage, exc, hint) from exc
     if not isinstance(model, nn.Module):
         raise ModelSourceError(f"{source} returned {type(model).__name__}, not an nn.Module")
     return model

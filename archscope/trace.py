@@ -18,6 +18,7 @@ How it works (one pass, on the meta device by default):
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +39,7 @@ from archscope.errors import ArchscopeError, ForwardError, InputShapeError, Inpu
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _NORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -283,6 +285,8 @@ class _Tracer(TorchFunctionMode):
         self.recording = False
         self.flop_counter = _FlopCounter() if count_flops else None
         self.handles: list[Any] = []
+        self.sample_shape: Shape = ()  # one sample of the model input (the batch left out)
+        self.seen_conv = False
 
     # -- tensor bookkeeping -------------------------------------------------------------------
     def _producers_of(self, tensors: Sequence[torch.Tensor]) -> tuple[int, ...]:
@@ -334,8 +338,16 @@ class _Tracer(TorchFunctionMode):
         )
         self.frames.append(frame)
         self.stack.append(frame)
-        if frame.input_shapes:
-            frame.output_formula = _check_and_explain(frame, module, frame.input_shapes[0])
+        if not frame.input_shapes:
+            return
+        shape = frame.input_shapes[0]
+        if isinstance(module, (*_CONV, *_CONV_TRANSPOSE)):
+            # The first conv, seeing the model input as it was given: a channel mismatch there
+            # is the input's layout (28x28x1 for 1x28x28), not the network's.
+            fed = not self.seen_conv and shape[1:] == self.sample_shape
+            self.seen_conv = True
+            _check_channels(frame, module, shape, self.sample_shape if fed else None)
+        frame.output_formula = _check_and_explain(frame, module, shape)
 
     def _post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if not self.recording:
@@ -415,8 +427,12 @@ def inspect(
     if batch < 1 or any(d < 1 for d in shape):
         raise InputShapeError(f"input shape {shape} and batch {batch} must be positive")
     try:
-        return _inspect(model, shape, batch, name, backward, count_flops, dtype, train=True)
-    except _BatchNormNeedsEval:
+        try:
+            return _inspect(model, shape, batch, name, backward, count_flops, dtype, train=True)
+        except _BatchNormNeedsEval:
+            pass
+        # Outside the except clause above, so that the InputTooSmallError handler below also
+        # sees what the eval-mode trace raises (vgg16_bn at 3×16×16).
         report = _inspect(model, shape, batch, name, backward, count_flops, dtype, train=False)
         note = ("traced in eval mode: BatchNorm in training mode needs more than one value per "
                 "channel (use a larger --batch or input); activation memory is the eval-mode figure")
@@ -447,6 +463,7 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
 
     x = torch.empty((batch, *shape), device="meta", dtype=dtype)
     tracer.producers[id(x)] = MODEL_INPUT
+    tracer.sample_shape = shape
     forward_flops = backward_flops = 0
     output: Any = None
     try:
@@ -628,10 +645,20 @@ def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...]
             param_formula=formulas.shapes_params([tuple(p.shape) for p in new])[1],
             output_formula="", macs=0,
         ))
-        where = ("held by the model itself, not by a layer" if not mname
-                 else f"{mname} is never called in forward")
-        notes.append(f"{label}: {count:,} parameters {where}")
+        counted = _plural(count, "parameter")
+        if mname:
+            notes.append(f"{label} ({type(module).__name__}, {counted}) is never called in "
+                         f"forward; {'its parameter is' if count == 1 else 'its parameters are'} "
+                         "counted in the total")
+        else:
+            notes.append(f"{label} holds {counted} of its own, outside any layer; "
+                         f"{'it is' if count == 1 else 'they are'} counted in the total")
     return (*records, *extra), tuple(notes)
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 parameter``, ``30 parameters``, ``1,024 parameters``."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def _param_formula(module: nn.Module, params: int) -> str:
@@ -708,6 +735,57 @@ def _function_hparams(op: str, args: Any, kwargs: Any) -> dict[str, Any]:
         dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
         return {"dim": dim} if isinstance(dim, int) else {}
     return {}
+
+
+#: a conv's input layout (one sample) by its number of spatial dimensions.
+_LAYOUT = {1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}
+
+
+def _check_channels(frame: _Frame, module: nn.modules.conv._ConvNd, shape: Shape,
+                    sample: Shape | None) -> None:
+    """Raise ForwardError where a conv's input has the wrong number of channels or dimensions.
+
+    ``shape`` is the conv's input (batch first); ``sample`` is the model input's one-sample shape
+    when this conv sees the model input as it was given (the first conv), else ``None``: only
+    then is the fix to ``--input`` (its layout is C×H×W), and a transposed shape is suggested
+    where it would match (``28x28x1`` → ``1x28x28``). Checked before the window sizes: a
+    channels-last input also looks too small (``28×1``).
+    """
+    expected = module.in_channels
+    if expected < 1:  # a lazy conv before its first call
+        return
+    nd = len(module.kernel_size)
+    layout = _LAYOUT[nd]
+    where = f"{frame.name} ({frame.type})"
+    if sample is not None and len(sample) != nd + 1:
+        dims = "×".join(str(d) for d in sample)
+        raise ForwardError(
+            f"{where} needs a {layout} input with {_plural(expected, 'channel')} but the input is "
+            f"{dims} ({_plural(len(sample), 'dimension')}); --input is {layout}"
+        )
+    if len(shape) == nd + 2:
+        channels = shape[1]
+    elif len(shape) == nd + 1:
+        channels = shape[0]  # PyTorch reads it as one unbatched sample
+    else:
+        channels = -1
+    if channels == expected:
+        return
+    if len(shape) != nd + 2:
+        raise ForwardError(
+            f"{where} needs a batch×{layout} input with {_plural(expected, 'channel')} but "
+            f"receives {list(shape)}"
+        )
+    have = f"{where} expects {_plural(expected, 'input channel')} but the input has {channels}"
+    if sample is None:
+        raise ForwardError(
+            f"{have} (input {list(shape)}); its in_channels do not match the channels the layer "
+            "before it produces"
+        )
+    if sample[-1] == expected:
+        guess = "x".join(str(d) for d in (sample[-1], *sample[:-1]))
+        raise ForwardError(f"{have}; --input is {layout} (did you mean {guess}?)")
+    raise ForwardError(f"{have}; --input is {layout} and this model needs C = {expected}")
 
 
 def _check_and_explain(frame: _Frame, module: nn.Module, shape: Shape) -> str:
@@ -797,12 +875,44 @@ def _smallest_input(model: nn.Module, shape: Shape, batch: int) -> str | None:
 
 
 def _forward_error(tracer: _Tracer, exc: Exception) -> ForwardError:
+    """Where the forward failed (the layer running, else the last one reached) and why."""
+    message = _failure_reason(exc)
     frame = next((f for f in reversed(tracer.stack) if f is not None), None)
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if frame is None:
+    if frame is not None:
+        shapes = ", ".join(str(list(s)) for s in frame.input_shapes) or "no tensors"
+        return ForwardError(
+            f"forward failed in {frame.name} ({frame.type}) with input {shapes}: {message}")
+    last = next((f for f in reversed(tracer.frames) if f.kind == "module"), None)
+    if last is None:
         return ForwardError(f"the model's forward failed before reaching a layer: {message}")
-    shapes = ", ".join(str(list(s)) for s in frame.input_shapes) or "no tensors"
-    return ForwardError(f"forward failed in {frame.name} ({frame.type}) with input {shapes}: {message}")
+    return ForwardError(f"the model's forward failed after {last.name} ({last.type}): {message}")
+
+
+#: what PyTorch says when code asks a meta tensor for its values (.item(), bool(), .tolist() …).
+_VALUE_READS = ("cannot be called on meta tensors", "Cannot copy out of meta tensor",
+                "meta device type tensor to numpy")
+
+
+def _failure_reason(exc: Exception) -> str:
+    """The exception's first line, or what it means where it comes from tracing on meta."""
+    text = str(exc).strip()
+    if any(marker in text for marker in _VALUE_READS):
+        return ("the forward reads tensor values (data-dependent control flow such as "
+                "`if x.mean() > 0` or `.item()`), which cannot be computed on the meta device "
+                "where archscope traces")
+    if "data-independent implementation does not exist" in text:  # nonzero, x[mask]
+        return ("the forward makes a tensor whose size depends on tensor values (`x[x > 0]`, "
+                "`nonzero`), which cannot be computed on the meta device where archscope traces")
+    op = re.search(r"(\w+::\w+): attempted to run this operator with Meta tensors", text)
+    if op is not None:
+        return (f"{op.group(1)} has no meta-device implementation in PyTorch, so archscope "
+                "cannot trace it")
+    mixed = re.search(r"Tensor on device (\S+) is not on the expected device meta", text)
+    if mixed is not None:
+        return (f"a tensor on {mixed.group(1)} meets the meta tensors archscope traces with: a "
+                "tensor attribute that is not a registered buffer (use self.register_buffer) or "
+                "one made in forward without device=x.device")
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _with_note(report: Report, note: str) -> Report:

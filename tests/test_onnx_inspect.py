@@ -1,5 +1,7 @@
 """Inspecting ONNX files: hand-built graphs (numbers written out by hand), a file exported by
-PyTorch's TorchScript exporter (a producer archscope does not use), and the CLI."""
+PyTorch's TorchScript exporter (a producer archscope does not use), lecture_mnist_cnn exported by
+archscope (fixed and symbolic batch) for the options --input, --batch, --freeze, --num-classes,
+and the CLI."""
 
 from __future__ import annotations
 
@@ -11,15 +13,23 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope.cli import main
-from archscope.errors import InputShapeError, ModelSourceError
+from archscope.errors import (
+    ForwardError,
+    InputShapeError,
+    InputTooSmallError,
+    ModelSourceError,
+)
+from archscope.export import export_onnx
 from archscope.onnx_inspect import inspect_onnx
+from archscope.registry import get_entry
 from archscope.report import MODEL_INPUT, evaluate_formula
+from archscope.source import load_report
 
 
 def _init(name: str, *shape: int, dtype: type = np.float32) -> onnx.TensorProto:
@@ -197,9 +207,10 @@ def test_file_from_the_torchscript_exporter(tmp_path: Path) -> None:
     with FlopCounterMode(display=False) as counter:
         model(x)
     assert report.total_macs == counter.get_total_flops() // 2
-    # the TorchScript exporter fixed the batch at 1: asking for 4 keeps 1 and says so
-    fixed = inspect_onnx(path, batch=4)
-    assert fixed.batch == 1 and any("fixes the batch at 1" in n for n in fixed.notes)
+    # the TorchScript exporter fixed the batch at 1: asking for 4 is an error, not a silent 1
+    with pytest.raises(InputShapeError, match="fixes the batch at 1"):
+        inspect_onnx(path, batch=4)
+    assert inspect_onnx(path, batch=1).batch == 1
 
 
 def test_cli_summary_and_diagram_of_an_onnx_file(small_cnn: Path, tmp_path: Path) -> None:
@@ -236,3 +247,229 @@ def test_cli_input_fills_symbolic_dims(tmp_path: Path) -> None:
                                   "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["layers"][0]["output_shapes"] == [[2, 3, 4, 5]]
+
+
+# --- options on a file archscope exported: lecture_mnist_cnn, fixed batch and symbolic batch ---
+
+#: lecture_mnist_cnn's MACs per sample, by hand: output elements × (c_in·kh·kw) per conv and
+#: out·in per dense layer.
+MNIST_MACS = (
+    32 * 26 * 26 * (1 * 3 * 3)  # conv1: 194,688
+    + 64 * 11 * 11 * (32 * 3 * 3)  # conv2: 2,230,272
+    + 64 * 3 * 3 * (64 * 3 * 3)  # conv3: 331,776
+    + 64 * 576  # fc1: 36,864
+    + 10 * 64  # fc2: 640
+)
+
+
+@pytest.fixture(scope="module")
+def mnist_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(fixed batch 1, symbolic batch) exports of lecture_mnist_cnn, as `archscope export` and
+    `archscope export --dynamic-batch` write them."""
+    folder = tmp_path_factory.mktemp("mnist")
+    files = []
+    for dynamic in (False, True):
+        torch.manual_seed(0)
+        model = get_entry("lecture_mnist_cnn").build()
+        path = folder / ("mnist_dyn.onnx" if dynamic else "mnist.onnx")
+        export_onnx(model, path, (1, 28, 28), dynamic_batch=dynamic, verify=False)
+        files.append(path)
+    return files[0], files[1]
+
+
+def _one_line_error(result: Result, code: int) -> str:
+    """The CLI's stderr for a library error: one line, no traceback, nothing on stdout."""
+    assert result.exit_code == code, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+def test_input_must_agree_with_the_files_fixed_dims(mnist_files: tuple[Path, Path]) -> None:
+    fixed, dynamic = mnist_files
+    assert inspect_onnx(fixed, input_shape=(1, 28, 28)).input_shape == (1, 28, 28)  # agrees
+    for path in (fixed, dynamic):  # the dynamic file's batch is symbolic, its 1×28×28 is not
+        with pytest.raises(InputShapeError) as info:
+            inspect_onnx(path, input_shape=(1, 32, 32))
+        assert str(info.value) == (
+            f"{path} fixes its input at 1×28×28; --input 1x32x32 contradicts it (only symbolic "
+            "dimensions can be set)"
+        )
+
+
+def test_cli_input_contradicting_the_file(mnist_files: tuple[Path, Path]) -> None:
+    fixed, _ = mnist_files
+    result = CliRunner().invoke(main, ["summary", str(fixed), "--input", "1x32x32"])
+    stderr = _one_line_error(result, 2)
+    assert "fixes its input at 1×28×28; --input 1x32x32 contradicts it" in stderr
+
+
+@pytest.fixture
+def symbolic_hw(tmp_path: Path) -> Path:
+    """x(N,C,H,W) → Conv 1→4 k3 → Reshape to a fixed [1, 144] (4·6·6: right for 8×8 only) →
+    Gemm 144→2; and a second graph, Conv → Flatten → Gemm, where only the Gemm can object."""
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3])
+    nodes = [
+        conv,
+        helper.make_node("Reshape", ["c", "target"], ["flat"], name="view"),
+        helper.make_node("Gemm", ["flat", "fc_w"], ["y"], name="fc", transB=1),
+    ]
+    inits = [
+        _init("w", 4, 1, 3, 3),
+        numpy_helper.from_array(np.array([1, 144], dtype=np.int64), "target"),
+        _init("fc_w", 2, 144),
+    ]
+    return _save(tmp_path, nodes, inits, ["N", "C", "H", "W"], ["y"])
+
+
+def test_inconsistent_shapes_name_the_node(symbolic_hw: Path, tmp_path: Path) -> None:
+    report = inspect_onnx(symbolic_hw, input_shape=(1, 8, 8))  # the size the graph was built for
+    assert report.find("view").output_shapes == ((1, 144),)
+    # 10×10 → conv 4×8×8 = 256 values, reshaped to 1×144: ONNX's inference lets it through
+    with pytest.raises(ForwardError) as info:
+        inspect_onnx(symbolic_hw, input_shape=(1, 10, 10))
+    assert str(info.value).startswith(
+        f"{symbolic_hw}: view (Reshape): reshapes 1×4×8×8 (256 values) to 1×144 (144 values)"
+    )
+    with pytest.raises(ForwardError, match=r"conv \(Conv\): has 3 input channels \(1×3×8×8\).*expects 1;"):
+        inspect_onnx(symbolic_hw, input_shape=(3, 8, 8))
+    with pytest.raises(InputTooSmallError, match=r"conv \(Conv\): input 1×1×2×2 gives the empty"):
+        inspect_onnx(symbolic_hw, input_shape=(1, 2, 2))
+    # without a Reshape, the Gemm is where 4·8·8 = 256 features meet a 144-input weight
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3]),
+        helper.make_node("Flatten", ["c"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc_w"], ["y"], name="fc", transB=1),
+    ]
+    path = _save(tmp_path, nodes, [_init("w", 4, 1, 3, 3), _init("fc_w", 2, 144)],
+                 ["N", 1, "H", "W"], ["y"], name="flat.onnx")
+    assert inspect_onnx(path, input_shape=(1, 8, 8)).total_macs == 4 * 6 * 6 * 9 + 2 * 144
+    with pytest.raises(ForwardError, match=r"fc \(Gemm\): multiplies 1×256 by 2×144.*256 ≠ 144"):
+        inspect_onnx(path, input_shape=(1, 10, 10))
+    result = CliRunner().invoke(main, ["summary", str(path), "--input", "1x10x10"])
+    assert "fc (Gemm)" in _one_line_error(result, 1)
+
+
+def test_fixed_batch_refuses_another_batch(mnist_files: tuple[Path, Path]) -> None:
+    fixed, _ = mnist_files
+    assert inspect_onnx(fixed).batch == 1 and inspect_onnx(fixed, batch=1).batch == 1
+    with pytest.raises(InputShapeError) as info:
+        inspect_onnx(fixed, batch=8)
+    assert str(info.value) == (
+        f"{fixed} fixes the batch at 1 (input 'input' is 1×1×28×28); --batch 8 cannot change it; "
+        "export the model again with a symbolic batch (archscope export --dynamic-batch)"
+    )
+    result = CliRunner().invoke(main, ["summary", str(fixed), "--batch", "8"])
+    assert "--dynamic-batch" in _one_line_error(result, 2)
+
+
+def test_cli_default_batch_keeps_a_fixed_batch_other_than_1(tmp_path: Path) -> None:
+    # --batch 1 is the option's default: it cannot tell "not given" apart, so it keeps the file's
+    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"], name="relu")], [],
+                 [4, 3, 8, 8], ["y"])
+    runner = CliRunner()
+    result = runner.invoke(main, ["summary", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["batch"] == 4
+    assert "fixes the batch at 4" in _one_line_error(
+        runner.invoke(main, ["summary", str(path), "--batch", "2"]), 2)
+    with pytest.raises(InputShapeError, match="fixes the batch at 4"):
+        inspect_onnx(path, batch=1)  # the library can tell: an explicit 1 contradicts the file
+
+
+def test_dynamic_batch_applies_everywhere(mnist_files: tuple[Path, Path]) -> None:
+    fixed, dynamic = mnist_files
+    one = inspect_onnx(fixed)
+    eight = inspect_onnx(dynamic, batch=8)
+    assert one.total_macs == MNIST_MACS == 2_794_240
+    assert eight.batch == 8 and eight.input_shape == (1, 28, 28)
+    assert eight.total_macs == 8 * one.total_macs == 22_353_920
+    assert eight.macs_per_sample == one.total_macs
+    assert eight.forward_flops == 2 * 8 * one.total_macs
+    assert eight.output_shapes == ((8, 10),)
+    by_name = {r.name: r for r in one.layers}
+    for row in eight.layers:
+        if row.name not in by_name:  # the shape arithmetic the exporter adds for a symbolic batch
+            assert row.macs == 0 and row.type in {"Shape", "Squeeze", "Reshape", "Concat"}
+            continue
+        assert row.macs == 8 * by_name[row.name].macs, row.name
+        (shape,) = row.output_shapes
+        assert shape == (8, *by_name[row.name].output_shapes[0][1:]), row.name
+    assert eight.total_params == one.total_params == 93_322
+
+
+def test_cli_dynamic_batch(mnist_files: tuple[Path, Path]) -> None:
+    _, dynamic = mnist_files
+    runner = CliRunner()
+    result = runner.invoke(main, ["summary", str(dynamic), "--batch", "8", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["batch"] == 8
+    assert data["total_macs"] == 8 * MNIST_MACS and data["macs_per_sample"] == MNIST_MACS
+    assert data["output_shapes"] == [[8, 10]]
+    table = runner.invoke(main, ["summary", str(dynamic), "--batch", "8"])
+    assert table.exit_code == 0 and table.stderr == ""
+    assert "· batch 8 ·" in table.stdout and "MACs per batch of 8" in table.stdout
+
+
+def test_freeze_applies_to_initializer_names(mnist_files: tuple[Path, Path]) -> None:
+    fixed, _ = mnist_files
+    report = inspect_onnx(fixed, freeze=["features"])
+    # features.conv1..3 frozen: 320 + 18,496 + 36,928; classifier.fc1, fc2 trainable: 36,928 + 650
+    assert report.non_trainable_params == 320 + 18_496 + 36_928 == 55_744
+    assert report.trainable_params == 36_928 + 650 == 37_578
+    assert report.total_params == 93_322
+    assert [(r.type, r.params, r.trainable_params) for r in report.layers if r.params] == [
+        ("Conv", 320, 0), ("Conv", 18_496, 0), ("Conv", 36_928, 0),
+        ("Gemm", 36_928, 36_928), ("Gemm", 650, 650),
+    ]
+    # the same split as the PyTorch model's own parameters under the same names
+    model = get_entry("lecture_mnist_cnn").build()
+    assert sum(p.numel() for n, p in model.named_parameters() if n.startswith("features.")) \
+        == report.non_trainable_params
+    # the prefix rule: whole name components, a trailing dot, "*" for everything
+    assert inspect_onnx(fixed, freeze=["classifier.fc2"]).trainable_params == 93_322 - 650
+    assert inspect_onnx(fixed, freeze=["features."]).trainable_params == 37_578
+    assert inspect_onnx(fixed, freeze=["*"]).trainable_params == 0
+    with pytest.raises(ModelSourceError) as info:
+        inspect_onnx(fixed, freeze=["feat"])  # not a whole component
+    assert str(info.value) == (
+        f"--freeze 'feat' matches no parameter of {fixed}; top-level names are: classifier, "
+        "features"
+    )
+
+
+def test_cli_freeze(mnist_files: tuple[Path, Path]) -> None:
+    fixed, _ = mnist_files
+    runner = CliRunner()
+    result = runner.invoke(main, ["summary", str(fixed), "--freeze", "features", "--format",
+                                  "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["trainable_params"], data["non_trainable_params"]) == (37_578, 55_744)
+    assert sum(layer["trainable"] for layer in data["layers"]) == 37_578
+    assert "matches no parameter" in _one_line_error(
+        runner.invoke(main, ["summary", str(fixed), "--freeze", "nope"]), 1)
+
+
+def test_num_classes_does_not_apply_to_an_onnx_file(mnist_files: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    fixed, _ = mnist_files
+    with pytest.raises(ModelSourceError, match="--num-classes does not apply to an ONNX file"):
+        load_report(str(fixed), num_classes=3)
+    runner = CliRunner()
+    for args in (["summary", str(fixed)], ["diagram", str(fixed), "-o", str(tmp_path / "m.dot")]):
+        result = runner.invoke(main, [*args, "--num-classes", "3"])
+        assert "--num-classes does not apply to an ONNX file" in _one_line_error(result, 1)
+    assert not (tmp_path / "m.dot").exists()
+
+
+def test_activation_memory_is_said_to_be_unknown(mnist_files: tuple[Path, Path]) -> None:
+    fixed, _ = mnist_files
+    report = inspect_onnx(fixed)
+    assert report.activation_bytes == 0  # a placeholder (Report's field is an int) …
+    assert any("activation memory is unknown, not 0" in n for n in report.notes)  # … said so
+    result = CliRunner().invoke(main, ["summary", str(fixed)])
+    assert result.exit_code == 0
+    assert "Note: ONNX file: training activation memory is unknown" in result.stdout

@@ -78,7 +78,8 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
 
 def _render(r: CheckResult) -> str:
     shape = "×".join(str(d) for d in r.input_shape)
-    lines = [f"{r.model}  ({r.device_name}, batch {r.batch}, input {shape}"
+    lines = [f"{r.model}  ({r.device_name}, batch {r.batch}"
+             + (f", input {shape}" if shape else "")
              + (f", weights {r.weights}" if r.weights else "") + ")"]
     if r.error is not None:
         lines.append(f"  error    {r.error}")

@@ -1,0 +1,288 @@
+"""One-line errors for models that fail to build or to trace, and the notes of odd models.
+
+Every failure here must reach the user as one line on stderr with a non-zero exit code and no
+traceback (``cli.py`` turns :class:`~archscope.errors.ArchscopeError` into that), and the library
+must raise the matching ``ArchscopeError`` subclass with the same message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner, Result
+from fixtures.broken import (
+    BooleanMask,
+    NormalisedInput,
+    OneUnusedParameter,
+    UnusedLayer,
+    ValueBranch,
+    ValueFirst,
+    ValueInLayer,
+    WrongChannelsInside,
+)
+from torch import nn
+
+from archscope.cli import main
+from archscope.errors import (
+    ForwardError,
+    InputTooSmallError,
+    ModelBuildError,
+    ModelSourceError,
+)
+from archscope.source import load_model, load_report
+from archscope.trace import inspect
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BROKEN = FIXTURES / "broken.py"
+META_VALUES = ("the forward reads tensor values (data-dependent control flow such as "
+               "`if x.mean() > 0` or `.item()`), which cannot be computed on the meta device "
+               "where archscope traces")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def one_line_error(result: Result) -> str:
+    """The single ``Error:`` line of a failed command (and no traceback anywhere)."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0] == result.stderr.strip().splitlines()[-1]
+    return errors[0].removeprefix("Error: ")
+
+
+# -- 1. constructors that raise -------------------------------------------------------------------
+
+def test_a_constructor_that_raises_is_one_line(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["summary", f"{BROKEN}:RaisesInInit"])
+    assert result.exit_code == 1
+    assert one_line_error(result) == f"building {BROKEN}:RaisesInInit failed: RuntimeError: boom in init"
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_load_model_raises_model_build_error(device: str) -> None:
+    with pytest.raises(ModelBuildError) as info:
+        load_model(f"{BROKEN}:RaisesInInit", device=device)
+    assert str(info.value) == f"building {BROKEN}:RaisesInInit failed: RuntimeError: boom in init"
+    assert isinstance(info.value, ModelSourceError)
+    assert info.value.stage == "constructor" and info.value.reason == "boom in init"
+
+
+@pytest.mark.parametrize("args", [
+    ["diagram", "{src}", "-o", "{tmp}/m.dot"],
+    ["export", "{src}", "-o", "{tmp}/m.onnx"],
+    ["bench", "{src}", "--device", "cpu"],
+])  # check reports it as a FAIL and goes on: test_check_fails_a_model_that_cannot_be_built…
+def test_every_command_reports_a_raising_constructor_in_one_line(
+        runner: CliRunner, tmp_path: Path, args: list[str]) -> None:
+    src = f"{BROKEN}:RaisesInInit"
+    result = runner.invoke(main, [a.format(src=src, tmp=tmp_path) for a in args])
+    assert result.exit_code == 1
+    assert one_line_error(result) == f"building {src} failed: RuntimeError: boom in init"
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_check_fails_a_model_that_cannot_be_built_and_goes_on(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["check", f"{BROKEN}:RaisesInInit", "lecture_mnist_cnn",
+                                  "--device", "cpu", "--repeats", "1"])
+    assert result.exit_code == 1
+    assert f"FAIL {BROKEN}:RaisesInInit: building" in result.stdout
+    assert "PASS lecture_mnist_cnn" in result.stdout
+    assert "1 passed, 1 failed" in result.stdout
+
+
+def test_a_constructor_that_needs_real_tensors_is_built_on_the_cpu(runner: CliRunner) -> None:
+    loaded = load_model(f"{BROKEN}:ItemInInit")
+    assert all(p.device.type == "cpu" for p in loaded.model.parameters())
+    note = ("built on the CPU: its constructor needs real tensors "
+            "(Tensor.item() cannot be called on meta tensors)")
+    assert loaded.notes == (note,)
+    report = load_report(f"{BROKEN}:ItemInInit")
+    assert report.total_params == (3 * 3 * 3 + 1) * 6 + (6 + 1) * 4
+    assert report.output_shapes == ((1, 4),)
+    assert report.notes[0] == note
+    result = runner.invoke(main, ["summary", f"{BROKEN}:ItemInInit", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["notes"][0] == note
+    # the real-device commands build it on their device without a note
+    assert load_model(f"{BROKEN}:ItemInInit", device="cpu").notes == ()
+
+
+def test_a_cpu_build_is_seeded_and_leaves_the_random_state_alone() -> None:
+    state = torch.random.get_rng_state()
+    a = load_model(f"{BROKEN}:ItemInInit").model
+    b = load_model(f"{BROKEN}:ItemInInit", device="cpu").model
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_an_import_that_needs_real_tensors_is_built_on_the_cpu() -> None:
+    report = load_report(f"{FIXTURES / 'meta_import.py'}:Net")
+    assert report.total_params == (3 * 3 * 2 + 1) * 3
+    assert report.notes == ("built on the CPU: importing it needs real tensors "
+                            "(Tensor.item() cannot be called on meta tensors)",)
+
+
+def test_a_plain_cpu_tensor_attribute_is_named_as_the_cause(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["summary", f"{BROKEN}:ItemInInitPlainTensor"])
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        "the model's forward failed after conv (Conv2d): a tensor on cpu meets the meta tensors "
+        "archscope traces with: a tensor attribute that is not a registered buffer (use "
+        "self.register_buffer) or one made in forward without device=x.device")
+
+
+def test_num_classes_a_factory_does_not_take_is_named(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["summary", f"{BROKEN}:no_num_classes", "--input", "3x8x8",
+                                  "--num-classes", "5"])
+    assert result.exit_code == 1
+    message = one_line_error(result)
+    assert message.startswith(f"building {BROKEN}:no_num_classes failed: TypeError: ")
+    assert "unexpected keyword argument 'num_classes'" in message
+    assert message.endswith("; --num-classes calls it with num_classes=5")
+
+
+def test_an_import_that_raises_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    source = tmp_path / "bad_import.py"
+    source.write_text("raise ValueError('broken module')\n")
+    result = runner.invoke(main, ["summary", f"{source}:Net"])
+    assert result.exit_code == 1
+    assert one_line_error(result) == f"importing {source} failed: ValueError: broken module"
+
+
+# -- 2. --input in the wrong layout ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["lecture_mnist_cnn", "--input", "28x28x1"],
+     "features.conv1 (Conv2d) expects 1 input channel but the input has 28; --input is C×H×W "
+     "(did you mean 1x28x28?)"),
+    (["lecture_mnist_cnn", "--input", "3x28x28"],
+     "features.conv1 (Conv2d) expects 1 input channel but the input has 3; --input is C×H×W and "
+     "this model needs C = 1"),
+    (["lecture_mnist_cnn", "--input", "28x28"],
+     "features.conv1 (Conv2d) needs a C×H×W input with 1 channel but the input is 28×28 "
+     "(2 dimensions); --input is C×H×W"),
+    (["resnet18", "--input", "224x224x3"],
+     "conv1 (Conv2d) expects 3 input channels but the input has 224; --input is C×H×W "
+     "(did you mean 3x224x224?)"),
+    (["resnet18", "--input", "3x224"],
+     "conv1 (Conv2d) needs a C×H×W input with 3 channels but the input is 3×224 (2 dimensions); "
+     "--input is C×H×W"),
+    (["resnet18", "--input", "3x224x224x1"],
+     "conv1 (Conv2d) needs a C×H×W input with 3 channels but the input is 3×224×224×1 "
+     "(4 dimensions); --input is C×H×W"),
+])
+def test_an_input_in_the_wrong_layout_says_so(runner: CliRunner, args: list[str],
+                                              message: str) -> None:
+    result = runner.invoke(main, ["summary", *args])
+    assert result.exit_code == 1
+    assert one_line_error(result) == message
+
+
+def test_the_layout_hint_holds_for_any_conv() -> None:
+    conv1d = nn.Sequential(nn.Conv1d(4, 8, 3))
+    with pytest.raises(ForwardError, match=r"^0 \(Conv1d\) expects 4 input channels but the input "
+                       r"has 16; --input is C×L \(did you mean 4x16\?\)$"):
+        inspect(conv1d, (16, 4))
+    conv3d = nn.Sequential(nn.Conv3d(2, 4, 3))
+    with pytest.raises(ForwardError, match=r"\(did you mean 2x8x8x8\?\)$"):
+        inspect(conv3d, (8, 8, 8, 2))
+    # behind a shape-keeping op the first conv still sees the input as given
+    with pytest.raises(ForwardError, match=r"^conv \(Conv2d\) expects 3 input channels but the "
+                       r"input has 32; --input is C×H×W \(did you mean 3x32x32\?\)$"):
+        inspect(NormalisedInput(), (32, 32, 3))
+    # batch 4 does not change the message
+    with pytest.raises(ForwardError, match=r"\(did you mean 3x32x32\?\)$"):
+        inspect(NormalisedInput(), (32, 32, 3), batch=4)
+
+
+def test_a_channel_mismatch_inside_the_model_blames_the_model() -> None:
+    with pytest.raises(ForwardError) as info:
+        inspect(WrongChannelsInside(), (3, 12, 12))
+    assert str(info.value) == (
+        "block.0 (Conv2d) expects 32 input channels but the input has 16 (input [1, 16, 10, 10]); "
+        "its in_channels do not match the channels the layer before it produces")
+
+
+def test_right_inputs_still_trace() -> None:
+    assert inspect(NormalisedInput(), (3, 32, 32)).output_shapes == ((1, 8, 30, 30),)
+    grouped = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.ConvTranspose2d(8, 2, 3, groups=2))
+    assert inspect(grouped, (4, 6, 6), batch=2).output_shapes == ((2, 2, 6, 6),)
+    # a conv used per sample (unbatched) inside forward is left alone
+    per_sample = _PerSample()
+    assert inspect(per_sample, (2, 5, 5), batch=3).output_shapes == ((3, 4, 3, 3),)
+
+
+class _PerSample(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(2, 2, 1)
+        self.conv = nn.Conv2d(2, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return torch.stack([self.conv(sample) for sample in x])
+
+
+# -- 3. the smallest-input hint for BatchNorm models ----------------------------------------------
+
+def test_batchnorm_models_get_the_smallest_input_hint(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["summary", "vgg16_bn", "--input", "3x16x16"])
+    assert result.exit_code == 1
+    assert one_line_error(result) == ("features.43 (MaxPool2d): input is 1×1, smaller than its 2×2 "
+                                      "kernel; use an input of at least 3×32×32")
+    with pytest.raises(InputTooSmallError, match=r"use an input of at least 3×32×32$"):
+        load_report("vgg16_bn", input_shape=(3, 16, 16))
+
+
+# -- 4. forward passes that read tensor values ----------------------------------------------------
+
+def test_a_value_branch_names_the_last_layer_reached(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["summary", f"{BROKEN}:ValueBranch"])
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        f"the model's forward failed after features.conv1 (Conv2d): {META_VALUES}")
+    with pytest.raises(ForwardError, match=r"after features\.conv1 \(Conv2d\): the forward reads"):
+        inspect(ValueBranch(), ValueBranch.input_shape)
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    (ValueInLayer, f"forward failed in gate (Gate) with input [1, 8, 14, 14]: {META_VALUES}"),
+    (ValueFirst, f"the model's forward failed before reaching a layer: {META_VALUES}"),
+    (BooleanMask, "the model's forward failed after conv (Conv2d): the forward makes a tensor "
+                  "whose size depends on tensor values (`x[x > 0]`, `nonzero`), which cannot be "
+                  "computed on the meta device where archscope traces"),
+])
+def test_value_reads_are_explained(model: type[nn.Module], message: str) -> None:
+    with pytest.raises(ForwardError) as info:
+        inspect(model(), model.input_shape)  # type: ignore[attr-defined]
+    assert str(info.value) == message
+
+
+# -- 5. notes about parameters no call owns --------------------------------------------------------
+
+def test_notes_on_uncalled_parameters_read_well(runner: CliRunner) -> None:
+    report = inspect(UnusedLayer(), UnusedLayer.input_shape)
+    assert report.notes == (
+        "(UnusedLayer) holds 1 parameter of its own, outside any layer; it is counted in the total",
+        "unused (Linear, 30 parameters) is never called in forward; its parameters are counted in "
+        "the total",
+    )
+    assert report.total_params == (4 + 1) * 2 + 30 + 1
+    one = inspect(OneUnusedParameter(), OneUnusedParameter.input_shape)
+    assert one.notes == (
+        "(OneUnusedParameter) holds 2 parameters of its own, outside any layer; they are counted "
+        "in the total",
+        "unused (Linear, 1 parameter) is never called in forward; its parameter is counted in the "
+        "total",
+    )
+    result = runner.invoke(main, ["summary", f"{BROKEN}:UnusedLayer", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["notes"] == list(report.notes)
