@@ -11,7 +11,8 @@ Conventions:
     * BatchNorm: ``2·C`` (γ and β; the running statistics are buffers, not parameters).
     * Output size: ``⌊(n + 2p − d·(k − 1) − 1)/s⌋ + 1``, written as the lecture does,
       ``(150−3)/1+1 = 148``: padding only when there is some, ``k`` alone when ``d = 1``, and the
-      floor ``⌊…⌋`` (``⌈…⌉`` in ceil mode) only where the division is not exact.
+      floor ``⌊…⌋`` (``⌈…⌉`` in ceil mode) only where the division is not exact; in ceil mode a
+      trailing ``−1`` where PyTorch drops a last window that would start in the padding.
 """
 
 from __future__ import annotations
@@ -75,16 +76,17 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
 
     ``output_size(150, 3)`` → ``(148, "(150−3)/1+1 = 148")``; ``output_size(15, 2, 2)`` →
     ``(7, "⌊(15−2)/2⌋+1 = 7")``. A result below 1 means the input is too small for the layer.
+
+    In ceil mode PyTorch drops a last window that would start in the right padding; the
+    expression then ends in ``−1``: ``output_size(3, 2, 2, 1, ceil_mode=True)`` →
+    ``(2, "⌈(3+2·1−2)/2⌉+1−1 = 2")``. The part before `` = `` always evaluates to the value
+    (:func:`archscope.report.evaluate_formula`).
     """
     span = dilation * (kernel - 1) + 1
     numerator = n + 2 * padding - span
-    if ceil_mode:
-        out = -(-numerator // stride) + 1
-        # PyTorch: the last window must start inside the input or the left padding.
-        if (out - 1) * stride >= n + padding:
-            out -= 1
-    else:
-        out = numerator // stride + 1
+    dropped = ceil_mode and ceil_drops_last_window(n, kernel, stride, padding, dilation)
+    steps = -(-numerator // stride) if ceil_mode else numerator // stride
+    out = steps + 1 - (1 if dropped else 0)
     terms = f"{n}"
     if padding:
         terms += f"+2·{padding}"
@@ -96,4 +98,17 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
         body = f"⌈({terms})/{stride}⌉"
     else:
         body = f"⌊({terms})/{stride}⌋"
-    return out, f"{body}+1 = {out}"
+    return out, f"{body}+1{'−1' if dropped else ''} = {out}"
+
+
+def ceil_drops_last_window(n: int, kernel: int, stride: int = 1, padding: int = 0,
+                           dilation: int = 1) -> bool:
+    """Whether ceil mode's last window would start in the right padding, so PyTorch drops it.
+
+    PyTorch's ``pooling_output_shape``: the last window must start inside the input or the left
+    padding. ``ceil_drops_last_window(3, 2, 2, 1)`` → ``True`` (⌈3/2⌉+1 = 3 windows would start
+    at −1, 1 and 3; the one at 3 starts in the padding).
+    """
+    numerator = n + 2 * padding - (dilation * (kernel - 1) + 1)
+    out = -(-numerator // stride) + 1
+    return (out - 1) * stride >= n + padding

@@ -11,6 +11,7 @@ This module imports nothing heavy: reports can be built, compared and rendered w
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -95,7 +96,7 @@ class Report:
     Attributes:
         model: the name the model was asked for (zoo name, file reference, spec …).
         model_type: the root module's class name.
-        input_shape: one sample's input shape, without the batch dimension (C×H×W).
+        input_shape: one sample's input shape, without the batch dimension, in ``layout``'s order.
         batch: the batch size traced.
         total_params: unique parameters (``sum(p.numel() for p in model.parameters())``).
         trainable_params / non_trainable_params: split of the total by ``requires_grad``.
@@ -112,6 +113,10 @@ class Report:
         layers: every record in call order.
         notes: caveats found while tracing (e.g. traced in eval mode).
         output_keys: for a model returning a dict, the key of each output; else empty.
+        layout: the order of every image shape in the report: ``"chw"`` (C×H×W, N×C×H×W with
+            the batch; PyTorch's order and the default) or ``"hwc"`` (H×W×C, N×H×W×C: a layer
+            spec written that way, re-ordered by :func:`archscope.spec.to_layout`). Only the
+            shapes move; counts, MACs and formulas are the same.
     """
 
     model: str
@@ -132,6 +137,7 @@ class Report:
     layers: tuple[LayerRecord, ...]
     notes: tuple[str, ...] = ()
     output_keys: tuple[str, ...] = ()
+    layout: str = "chw"
 
     @property
     def macs_per_sample(self) -> int:
@@ -160,11 +166,12 @@ class Report:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with the documented, stable keys (see docs/json.md)."""
+        """A JSON-ready dict with the documented, stable keys (see docs/summary.md)."""
         return {
             "model": self.model,
             "model_type": self.model_type,
             "input_shape": list(self.input_shape),
+            "layout": self.layout,
             "batch": self.batch,
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
@@ -217,10 +224,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def evaluate_formula(formula: str) -> int:
-    """Evaluate a parameter formula such as ``(3·3·32+1)·64`` or ``64·32·3·3 + 64`` exactly.
+    """Evaluate a formula such as ``(3·3·32+1)·64`` or ``64·32·3·3 + 64`` exactly.
 
-    Only integers, ``+ − · × * /`` and parentheses are allowed; division is exact (``96/2``).
-    An empty formula is 0.
+    Only integers, ``+ − · × * /``, parentheses and the floor ``⌊…⌋`` and ceiling ``⌈…⌉``
+    brackets of output sizes are allowed (``⌈(3+2·1−2)/2⌉+1−1``: the part of an output formula
+    before `` = ``); division is exact (``96/2``). An empty formula is 0.
     """
     text = formula.replace("·", "*").replace("×", "*").replace("−", "-").replace(" ", "")
     if not text:
@@ -251,12 +259,19 @@ def _parse_product(s: str, i: int) -> tuple[Fraction, int]:
     return value, i
 
 
+_BRACKETS = {"(": ")", "⌊": "⌋", "⌈": "⌉"}
+
+
 def _parse_atom(s: str, i: int) -> tuple[Fraction, int]:
-    if i < len(s) and s[i] == "(":
-        value, i = _parse_sum(s, i + 1)
-        if i >= len(s) or s[i] != ")":
-            raise ValueError(f"unbalanced parenthesis in {s!r}")
-        return value, i + 1
+    if i < len(s) and s[i] in _BRACKETS:
+        value, j = _parse_sum(s, i + 1)
+        if j >= len(s) or s[j] != _BRACKETS[s[i]]:
+            raise ValueError(f"unbalanced {s[i]!r} in {s!r}")
+        if s[i] == "⌊":
+            value = Fraction(math.floor(value))
+        elif s[i] == "⌈":
+            value = Fraction(math.ceil(value))
+        return value, j + 1
     j = i
     while j < len(s) and s[j].isdigit():
         j += 1

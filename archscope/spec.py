@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archscope.errors import ModelSourceError, SpecShapeError
-from archscope.formulas import output_size
+from archscope.formulas import ceil_drops_last_window, output_size
 from archscope.spec_parse import ACTIVATIONS, LayerSpec, ParsedSpec, parse
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ class _Build:
                                     f"{kernel[1]} window; PyTorch allows at most half")
         sizes = (h + (asym[2] + asym[3] if asym else 0), w + (asym[0] + asym[1] if asym else 0))
         outs = []
+        dropped = False
         for n, k, s, p_, d in zip(sizes, kernel, stride, pad, dilation, strict=True):
             out, expr = output_size(n, k, s, p_, d, ceil)
             if out < 1:
@@ -140,6 +141,10 @@ class _Build:
                                 f"{self.shown()} input: {expr}; use a larger input, fewer "
                                 "pooling layers or padding same")
             outs.append(out)
+            if ceil and ceil_drops_last_window(n, k, s, p_, d) and not dropped:
+                dropped = True
+                self.notes.append(f"{self.where()}: ceil mode's last window would start in the "
+                                  "padding, so PyTorch drops it (the −1 in its output size)")
         self.next_hw = (outs[0], outs[1])
         return pad, asym
 
@@ -453,9 +458,10 @@ def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
 def to_layout(report: Report, layout: str) -> Report:
     """Show a report's shapes in the user's order: N×C×H×W → N×H×W×C when ``layout == "hwc"``.
 
-    Only the displayed shapes move; counts, MACs and formulas are the engine's, unchanged.
+    Only the shapes move (and ``Report.layout`` says ``"hwc"``, so JSON is self-describing);
+    counts, MACs and formulas are the engine's, unchanged.
     """
-    if layout != "hwc":
+    if layout != "hwc" or report.layout == "hwc":  # already in the user's order
         return report
 
     def perm(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -472,7 +478,7 @@ def to_layout(report: Report, layout: str) -> Report:
             "PyTorch runs the model as N×C×H×W")
     return replace(report, input_shape=input_shape, layers=layers,
                    output_shapes=tuple(perm(s) for s in report.output_shapes),
-                   notes=(*report.notes, note))
+                   notes=(*report.notes, note), layout="hwc")
 
 
 __all__ = ["BuiltSpec", "LayerSpec", "ParsedSpec", "build", "build_spec", "calc_report",

@@ -121,6 +121,14 @@ _IGNORED_KEYS = frozenset({
     "beta1", "threshold",
 })
 _IGNORED_SUFFIXES = ("initializer", "regularizer", "constraint")
+#: methods of a Keras model that pasted code calls around its ``model.add(…)`` lines and that add
+#: no layer (``model.summary()``, ``model.compile(…)``, ``history = model.fit(…)`` …): skipped.
+#: ``model.build(shape)`` is read for its input shape. Others (``model.pop()``) are errors.
+_MODEL_METHODS = frozenset({
+    "summary", "compile", "fit", "build", "evaluate", "predict", "save", "saveweights",
+    "loadweights", "fitgenerator", "evaluategenerator", "predictgenerator", "trainonbatch",
+    "testonbatch", "predictonbatch", "countparams", "getconfig", "tojson",
+})
 
 _CONV_OPTS = ("out", "in", "kernel", "stride", "padding", "dilation", "groups", "bias",
               "activation")
@@ -367,6 +375,8 @@ class _Parser:
         self.input_dims: tuple[int, ...] | None = None
         self.input_tok: _Token | None = None
         self.layout = layout
+        #: names pasted Keras code gives its model (``model = models.Sequential()``)
+        self.model_names = {"model"}
 
     # helpers -------------------------------------------------------------------------------
     def peek(self, k: int = 0) -> _Token:
@@ -407,6 +417,8 @@ class _Parser:
     # spec ----------------------------------------------------------------------------------
     def parse(self) -> ParsedSpec:
         self.skip_seps()
+        while self.skip_python():  # import lines before the input shape
+            self.skip_seps()
         self.parse_input()
         layers = self.parse_items(closing=None)
         tok = self.peek()
@@ -505,6 +517,8 @@ class _Parser:
             tok = self.peek()
             if tok.kind == "end" or (closing is not None and self.is_punct(tok, closing)):
                 return layers
+            if closing is None and self.skip_python():
+                continue
             layers.extend(self.parse_item())
             if len(layers) > MAX_LAYERS:
                 raise self.error(tok, f"the spec expands to more than {MAX_LAYERS} layers; "
@@ -581,6 +595,132 @@ class _Parser:
                              f"than {MAX_LAYERS}")
         return layers * count
 
+    # pasted Keras code ---------------------------------------------------------------------
+    def skip_python(self) -> bool:
+        """Skip a statement of pasted Keras code that adds no layer; ``True`` when one was skipped.
+
+        Only these forms: ``import …`` and ``from … import …`` lines, and the model's
+        :data:`_MODEL_METHODS` calls (``model.summary()``, ``model.compile(…)``,
+        ``history = model.fit(…)``; ``model.build(shape)`` gives the input shape). For
+        ``model = models.Sequential(…)`` it drops ``model =`` (remembering the name) and returns
+        ``False``: :meth:`parse_sequential` reads the call. Anything else is left to the layer
+        parser, so an unknown word is still an error.
+        """
+        tok = self.peek()
+        if tok.kind != "word":
+            return False
+        if (tok.text == "import" and self.peek(1).kind == "word") or (
+                tok.text == "from" and self.peek(1).kind == "word"
+                and self.peek(2).kind == "word" and self.peek(2).text == "import"):
+            self.skip_line()
+            return True
+        n = self.assignment_length()
+        word, paren = self.peek(n), self.peek(n + 1)
+        if word.kind != "word" or not self.is_punct(paren, "(") or paren.pos != word.end:
+            return False
+        if n and _norm(word.text) == "sequential":
+            self.model_names.add(tok.text)
+            self.i += n
+            return False
+        obj, _, method = word.text.rpartition(".")
+        key = _norm(method)
+        if obj not in self.model_names or key == "add" or key in _KIND_OF_WORD or \
+                key in _ACT_OF_WORD:
+            return False
+        if key not in _MODEL_METHODS:
+            close = difflib.get_close_matches(key, ["add", *_MODEL_METHODS], n=1, cutoff=0.6)
+            hint = f" (did you mean {obj}.{close[0]}?)" if close else ""
+            raise self.error(word, f"{word.text}(…) adds no layer archscope can follow{hint}; "
+                             f"it reads {obj}.add(…) and skips {obj}.summary(), "
+                             f"{obj}.compile(…), {obj}.fit(…) and the like")
+        self.i += n + 1
+        if key != "build":
+            self.skip_call(word)
+            return True
+        args, kwargs = self.parse_call_args()  # model.build((None, 28, 28, 1))
+        shape = args[0] if args else kwargs.get("inputshape")
+        if shape is not None:
+            self.build_input(word, shape)
+        return True
+
+    def assignment_length(self) -> int:
+        """Tokens of ``name =`` or ``a, b =`` at the cursor; 0 when there is no assignment."""
+        j = 0
+        while self.peek(j).kind == "word" and "." not in self.peek(j).text:
+            if self.is_punct(self.peek(j + 1), "="):
+                return j + 2
+            if not self.is_punct(self.peek(j + 1), ","):
+                return 0
+            j += 2
+        return 0
+
+    def skip_line(self) -> None:
+        """Skip to the end of the line (or a ``;``), over bracketed continuation lines."""
+        depth = 0
+        while True:
+            tok = self.peek()
+            if tok.kind == "end" or (depth == 0 and (
+                    tok.kind == "nl" or (tok.kind == "sep" and tok.text == ";"))):
+                return
+            self.take()
+            if self.is_punct(tok, "(", "["):
+                depth += 1
+            elif self.is_punct(tok, ")", "]"):
+                depth = max(depth - 1, 0)
+
+    def skip_call(self, word: _Token) -> None:
+        """Skip a call's ``( … )`` (the cursor is on its ``(``), over lines and nested brackets."""
+        depth = 0
+        while True:
+            tok = self.peek()
+            if tok.kind == "end":
+                raise self.error(tok, f"expected ')' to close {word.text}(, got the end of the "
+                                 "spec")
+            self.take()
+            if self.is_punct(tok, "(", "["):
+                depth += 1
+            elif self.is_punct(tok, ")", "]"):
+                depth -= 1
+                if depth == 0:
+                    return
+
+    def build_input(self, word: _Token, shape: _Value) -> None:
+        """``model.build(shape)``: the input shape, unless the same one was given before."""
+        if self.input_dims is None:
+            self.set_input(shape)
+            return
+        raw = shape.value if isinstance(shape.value, tuple) else (shape.value,)
+        dims = tuple(d for d in raw if d is not None)
+        if dims != self.input_dims:
+            raise self.error(shape.tok, f"{word.text}(…) gives the input shape "
+                             f"{'×'.join(map(str, dims))} but "
+                             f"{'×'.join(map(str, self.input_dims))} was given before")
+
+    def parse_sequential(self, word: _Token) -> list[LayerSpec]:
+        """``Sequential([Conv2D(…), …])``: its layers; ``Sequential()``, ``Sequential(name=…)``
+        (before ``model.add(…)`` lines): none."""
+        self.take()  # "("
+        self.skip_newlines()
+        layers: list[LayerSpec] = []
+        if self.is_punct(self.peek(), "["):
+            layers = self.parse_block(1)
+            self.skip_newlines()
+            if not self.is_punct(self.peek(), ","):
+                self.expect_punct(")", f"to close {word.text}(")
+                return layers
+            self.take()
+        args, kwargs = self.parse_call_rest()
+        if args:
+            raise self.error(args[0].tok, "expected a list of layers in [ ], like "
+                             "Sequential([Conv2D(32, (3, 3)), …]), or nothing, got "
+                             f"{args[0].tok.text!r}")
+        for key, value in kwargs.items():
+            if key not in _IGNORED_KEYS:
+                tok = value.key_tok if isinstance(value, _KeyedValue) else value.tok
+                raise self.error(tok, f"{key!r} is not an option of {word.text!r}; it takes a "
+                                 "list of layers and name=")
+        return layers
+
     # layers --------------------------------------------------------------------------------
     def parse_layer(self) -> list[LayerSpec]:
         word = self.take()
@@ -592,12 +732,8 @@ class _Parser:
             layers = self.parse_item()
             self.expect_punct(")", "to close model.add(")
             return layers
-        if name == "sequential" and call:  # Sequential([Conv2D(...), ...])
-            self.take()
-            self.skip_newlines()
-            layers = self.parse_block(1)
-            self.expect_punct(")", "to close Sequential(")
-            return layers
+        if name == "sequential" and call:
+            return self.parse_sequential(word)
         if name in _INPUT_WORDS or name in _LAYOUT_WORDS:
             raise self.error(word, "the input shape must come first, before every layer")
         if name in _ACT_OF_WORD:
@@ -658,6 +794,10 @@ class _Parser:
     def parse_call_args(self) -> tuple[list[_Value], dict[str, _Value]]:
         """``( 32, (3, 3), activation='relu' )`` → positional values and keyword values."""
         self.expect_punct("(", "to open the call")
+        return self.parse_call_rest()
+
+    def parse_call_rest(self) -> tuple[list[_Value], dict[str, _Value]]:
+        """A call's arguments after its ``(``, through its ``)``."""
         args: list[_Value] = []
         kwargs: dict[str, _Value] = {}
         while True:

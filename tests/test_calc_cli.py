@@ -36,6 +36,7 @@ def test_calc_json_keeps_the_users_layout() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["total_params"] == 320 + (13 * 13 * 32 + 1) * 10
+    assert data["layout"] == "hwc"  # says which order the shapes below are in
     assert data["input_shape"] == [28, 28, 1]
     conv = next(layer for layer in data["layers"] if layer["type"] == "Conv2d")
     assert conv["output_shape"] == [1, 26, 26, 32]
@@ -57,7 +58,9 @@ def test_calc_reads_a_file_with_comments(tmp_path) -> None:
         "150x150x3\n"
         "conv32 k3 relu   # (150 − 3)/1 + 1 = 148\n"
         "maxpool2\n"
-        "repeat 3 [\n"
+        "conv64 k3 relu\n"
+        "maxpool2\n"
+        "repeat 2 [\n"
         "  conv128 k3 relu\n"
         "  maxpool2\n"
         "]\n"
@@ -69,6 +72,8 @@ def test_calc_reads_a_file_with_comments(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["model"] == str(path)
+    # 896 + 18,496 + 73,856 + 147,584 + (7·7·128+1)·512 = 3,211,776 + (512+1)·1 = 513
+    assert data["total_params"] == 896 + 18_496 + 73_856 + 147_584 + 3_211_776 + 513 == 3_453_121
     assert [layer["name"] for layer in data["layers"]][:4] == ["conv1", "relu1", "pool1", "conv2"]
     stdin = _run("calc", "-f", "-", "--format", "json", stdin=path.read_text(encoding="utf-8"))
     assert stdin.exit_code == 0, stdin.output
@@ -138,7 +143,9 @@ def test_spec_is_a_model_source_for_summary(tmp_path) -> None:
     assert inline.exit_code == 0, inline.output
     data = json.loads(inline.stdout)
     assert data["model"] == "28x28x1 conv32 k3 → maxpool2 → flatten → dense10"
+    assert data["layout"] == "hwc"
     assert data["input_shape"] == [28, 28, 1]  # shown in the order the spec is written (H×W×C)
+    assert data["layers"][0]["output_shape"] == [1, 26, 26, 32]  # N×H×W×C
     assert data["total_params"] == 320 + (13 * 13 * 32 + 1) * 10
     path = tmp_path / "net.spec"
     path.write_text("28x28x1\nconv32 k3\nmaxpool2\nflatten\ndense10\n", encoding="utf-8")
@@ -146,6 +153,63 @@ def test_spec_is_a_model_source_for_summary(tmp_path) -> None:
     assert from_file.exit_code == 0, from_file.output
     assert json.loads(from_file.stdout)["total_params"] == data["total_params"]
     assert json.loads(from_file.stdout)["model"] == str(path)
+
+
+def test_layout_key_in_json_of_every_source() -> None:
+    table = _run("summary", "spec:28x28x1 conv32 k3 → maxpool2")
+    assert table.exit_code == 0, table.output
+    assert "26×26×32" in table.stdout and "H×W×C (channels last)" in table.stdout
+    chw_spec = _run("summary", "spec:chw:1x28x28 conv32 k3 → maxpool2", "--format", "json")
+    data = json.loads(chw_spec.stdout)
+    assert (data["layout"], data["input_shape"]) == ("chw", [1, 28, 28])
+    assert data["layers"][0]["output_shape"] == [1, 32, 26, 26]
+    chw_flag = _run("calc", "3x32x32 conv8 k3", "--chw", "--format", "json")
+    assert json.loads(chw_flag.stdout)["layout"] == "chw"
+    zoo = _run("summary", "lecture_mnist_cnn", "--format", "json")
+    assert zoo.exit_code == 0, zoo.output
+    data = json.loads(zoo.stdout)
+    assert (data["layout"], data["input_shape"]) == ("chw", [1, 28, 28])
+    assert data["layers"][1]["output_shape"] == [1, 32, 26, 26]  # features.conv1, N×C×H×W
+
+
+def test_pasted_keras_file_as_calc_and_spec_source(tmp_path) -> None:
+    path = tmp_path / "mnist_cnn.py"
+    path.write_text(
+        "import tensorflow as tf\n"
+        "from tensorflow.keras import layers, models\n"
+        "model = models.Sequential()\n"
+        "model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)))\n"
+        "model.add(layers.MaxPooling2D((2, 2)))\n"
+        "model.add(layers.Conv2D(64, (3, 3), activation='relu'))\n"
+        "model.add(layers.MaxPooling2D((2, 2)))\n"
+        "model.add(layers.Conv2D(64, (3, 3), activation='relu'))\n"
+        "model.add(layers.Flatten())\n"
+        "model.add(layers.Dense(64, activation='relu'))\n"
+        "model.add(layers.Dense(10, activation='softmax'))\n"
+        "model.summary()\n", encoding="utf-8")
+    for args in (("calc", "-f", str(path)), ("summary", f"spec:{path}")):
+        result = _run(*args, "--format", "json")
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+        # 320 + 18,496 + 36,928 + 36,928 + 650, as lecture 003's model.summary()
+        assert json.loads(result.stdout)["total_params"] == 93_322
+    unknown = _run("calc", "model = models.Sequential()\nmodel.add(layers.Conv2D(32, (3, 3)))\n"
+                   "model.frobnicate()")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.startswith("Error: line 3, col 1: model.frobnicate(…) adds no layer")
+    assert unknown.stderr.endswith("  model.frobnicate()\n  ^\n")
+
+
+def test_calc_ceil_mode_arithmetic_shows_the_dropped_window() -> None:
+    result = _run("calc", "chw:1x3x3 maxpool2 p1 ceil", "--format", "json")
+    assert result.exit_code == 0, result.output
+    pool = json.loads(result.stdout)["layers"][0]
+    # ⌈(3+2·1−2)/2⌉+1 = 3 windows, but the last would start in the padding: PyTorch gives 2
+    assert pool["output_shape"] == [1, 1, 2, 2]
+    assert pool["output_formula"] == "⌈(3+2·1−2)/2⌉+1−1 = 2"
+    table = _run("calc", "chw:1x3x3 maxpool2 p1 ceil", "--width", "100")
+    assert "⌈(3+2·1−2)/2⌉+1−1 = 2" in table.stdout
+    assert "PyTorch drops it" in " ".join(table.stdout.split())  # the note wraps
 
 
 def test_spec_source_errors() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from archscope.errors import ArchscopeError, SpecShapeError, SpecSyntaxError
+from archscope.formulas import output_size
 from archscope.report import evaluate_formula
 from archscope.spec import build, build_spec, calc_report, parse, read_spec, to_layout
 from archscope.trace import inspect
@@ -35,6 +37,17 @@ def _lecture_form(formula: str) -> str:
 
 def _by_type(report, type_name):
     return [r for r in report.leaves() if r.type == type_name]
+
+
+def _output_values(formula: str) -> list[int]:
+    """Each axis of an output formula (``H: …; W: …`` or one) checked: the arithmetic before
+    `` = `` evaluates to the value after it; returns the values."""
+    values = []
+    for part in formula.split("; "):
+        expr, value = re.sub(r"^[DHW]: ", "", part).rsplit(" = ", 1)
+        assert evaluate_formula(expr) == int(value), formula
+        values.append(int(value))
+    return values
 
 
 # ───────────────────────────────────────────────────────────────── lecture networks
@@ -206,6 +219,107 @@ def test_keras_mlp_forms() -> None:
         assert sum(p.numel() for p in built.model.parameters()) == 45_360
 
 
+# Lecture 003's Keras code as the notes write it (their model.summary() outputs left out).
+LECTURE_KERAS_MNIST = """\
+import tensorflow as tf
+from tensorflow.keras import datasets, layers, models
+model = models.Sequential()
+# 3차원임으로 input_shape=(28,28,1)이다.
+model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)))
+model.add(layers.MaxPooling2D((2, 2)))
+model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+model.add(layers.MaxPooling2D((2, 2)))
+model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+model.summary()
+model.add(layers.Flatten())
+model.add(layers.Dense(64, activation='relu'))
+# layers.kernel_regularizer (l1 (|x|+|y|), l2 (x**2+y**2))
+model.add(layers.Dense(10, activation='softmax'))
+model.summary()
+model.compile(optimizer='adam', loss ='sparse_categorical_crossentropy',
+metrics=['accuracy'])
+model.fit(train_images, train_labels, epochs=5)
+"""
+
+
+def test_pasted_lecture_keras_code_gives_the_lecture_count() -> None:
+    report = calc_report(LECTURE_KERAS_MNIST)
+    assert [r.type for r in report.leaves() if r.params or r.type in ("MaxPool2d", "Flatten")] \
+        == ["Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d", "Conv2d", "Flatten", "Linear", "Linear"]
+    # Lecture 003's model.summary(): (3·3·1+1)·32 = 320, (3·3·32+1)·64 = 18,496,
+    # (3·3·64+1)·64 = 36,928, Dense (3·3·64+1)·64 = (576+1)·64 = 36,928, (64+1)·10 = 650.
+    assert [r.params for r in report.leaves() if r.params] == [320, 18_496, 36_928, 36_928, 650]
+    assert report.total_params == 320 + 18_496 + 36_928 + 36_928 + 650 == 93_322
+    assert report.input_shape == (28, 28, 1)
+    assert [c.output_shape[1] for c in _by_type(report, "Conv2d")] == [26, 11, 3]
+
+
+_MNIST_CNN_ADDS = ("model.add(layers.Conv2D(32, (3, 3), activation='relu'{input}))\n"
+                   "model.add(layers.MaxPooling2D((2, 2)))\n"
+                   "model.add(layers.Conv2D(64, (3, 3), activation='relu'))\n"
+                   "model.add(layers.MaxPooling2D((2, 2)))\n"
+                   "model.add(layers.Conv2D(64, (3, 3), activation='relu'))\n"
+                   "model.add(layers.Flatten())\n"
+                   "model.add(layers.Dense(64, activation='relu'))\n"
+                   "model.add(layers.Dense(10, activation='softmax'))\n")
+_WITH_INPUT = _MNIST_CNN_ADDS.format(input=", input_shape=(28, 28, 1)")
+
+
+@pytest.mark.parametrize("text", [
+    "models.Sequential()\n" + _WITH_INPUT,
+    "model = models.Sequential()\n" + _WITH_INPUT,
+    "model = keras.Sequential(name='mnist_cnn')\n" + _WITH_INPUT + "model.summary()",
+    "model = tf.keras.Sequential()\n" + _WITH_INPUT,
+    "import tensorflow as tf; model = tf.keras.models.Sequential(); " + _WITH_INPUT,
+    "from tensorflow.keras.layers import (Conv2D, MaxPooling2D,\n    Flatten, Dense)\n"
+    "from tensorflow.keras import models as m\n" + _WITH_INPUT,
+    # model.build gives the input shape; other names for the model; assignments of results
+    "net = models.Sequential()\n" + _MNIST_CNN_ADDS.format(input="").replace("model.", "net.")
+    + "net.build((None, 28, 28, 1))\nnet.summary()\nhistory = net.fit(x, y, epochs=5,\n"
+    "    validation_data=(x_val, y_val), callbacks=[stop])\n"
+    "test_loss, test_acc = net.evaluate(x, y, verbose=2)\nnet.save('mnist.h5')",
+    _MNIST_CNN_ADDS.format(input="") + "model.build(input_shape=(None, 28, 28, 1))",
+    "model = models.Sequential([\n  layers.Conv2D(32, (3, 3), activation='relu', "
+    "input_shape=(28, 28, 1)),\n  layers.MaxPooling2D((2, 2)),\n"
+    "  layers.Conv2D(64, (3, 3), activation='relu'),\n  layers.MaxPooling2D((2, 2)),\n"
+    "  layers.Conv2D(64, (3, 3), activation='relu'),\n  layers.Flatten(),\n"
+    "  layers.Dense(64, activation='relu'),\n  layers.Dense(10, activation='softmax'),\n"
+    "], name='mnist_cnn')\nmodel.compile(optimizer='adam', loss='sparse_categorical_crossentropy')",
+])
+def test_keras_lines_that_add_no_layer_are_skipped(text: str) -> None:
+    parsed = parse(text)
+    assert parsed.input_dims == (28, 28, 1)
+    assert [layer.kind for layer in parsed.layers] == [
+        "conv", "maxpool", "conv", "maxpool", "conv", "flatten", "dense", "dense"]
+    assert calc_report(text).total_params == 93_322  # 320 + 18,496 + 36,928 + 36,928 + 650
+
+
+@pytest.mark.parametrize(("text", "line", "col", "fragment"), [
+    # only the listed forms are skipped: everything else is still a one-line error with a caret
+    ("model = models.Sequential()\nfoo(3)", 2, 1, "unknown layer 'foo'"),
+    ("model = foo()", 1, 1, "unknown layer 'model'"),
+    ("x = layers.Conv2D(32, (3, 3))(x)", 1, 1, "unknown layer 'x'"),
+    ("28x28x1 conv8 k3 → import", 1, 20, "unknown layer 'import'"),
+    ("net.summary()", 1, 1, "unknown layer 'net.summary'"),
+    ("model = models.Sequential()\nmodel.add(Dense(3, input_dim=4))\nmodel.pop()", 3, 1,
+     "model.pop(…) adds no layer archscope can follow"),
+    ("model.ad(Dense(3))", 1, 1, "(did you mean model.add?)"),
+    ("model.compile(optimizer='adam'", 1, 31, "expected ')' to close model.compile("),
+    ("models.Sequential(Dense(3))", 1, 19, "expected a list of layers in [ ]"),
+    ("Sequential(foo=1)", 1, 12, "'foo' is not an option of 'Sequential'"),
+    ("Dense(3, input_dim=4)\nmodel.build((None, 5))", 2, 13,
+     "gives the input shape 5 but 4 was given before"),
+])
+def test_pasted_keras_errors_keep_the_caret(text: str, line: int, col: int, fragment: str) -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text)
+    first, shown, caret = str(info.value).split("\n")
+    assert first.startswith(f"line {line}, col {col}: "), first
+    assert fragment in first
+    assert shown == "  " + text.split("\n")[line - 1]
+    assert caret.index("^") - 2 == col - 1
+
+
 def test_repeat_forms_agree() -> None:
     forms = ["32x32x3 repeat 3 [conv8 k3 same relu] maxpool2",
              "32x32x3 3x[conv8 k3 same relu] maxpool2",
@@ -289,6 +403,22 @@ def test_hwc_layout_is_displayed_and_chw_is_not() -> None:
     assert any("H×W×C (channels last)" in note for note in hwc.notes)
     assert not any("H×W×C (channels last)" in note for note in chw.notes)
     assert to_layout(chw, "chw") is chw
+
+
+def test_reports_say_their_layout() -> None:
+    hwc = calc_report("28x28x1 conv32 k3 → maxpool2")
+    assert hwc.layout == "hwc"
+    data = hwc.to_dict()
+    assert data["layout"] == "hwc"
+    assert data["input_shape"] == [28, 28, 1]  # H×W×C
+    assert data["layers"][0]["output_shape"] == [1, 26, 26, 32]  # N×H×W×C: (28 − 3)/1 + 1 = 26
+    assert data["output_shapes"] == [[1, 13, 13, 32]]
+    assert to_layout(hwc, "hwc") is hwc  # already in the user's order: not permuted twice
+    chw = calc_report("chw:1x28x28 conv32 k3 → maxpool2")
+    assert (chw.layout, chw.to_dict()["layout"]) == ("chw", "chw")
+    assert chw.to_dict()["layers"][0]["output_shape"] == [1, 32, 26, 26]
+    assert calc_report("784 dense10").layout == "chw"  # no image shapes to re-order
+    assert calc_report("3x32x32 conv8", layout="chw").layout == "chw"  # calc --chw
 
 
 def test_dense_on_an_image_flattens_and_says_so() -> None:
@@ -380,6 +510,51 @@ def test_shape_errors_name_layer_and_shapes(text: str, fragments: list[str]) -> 
     assert "\n" not in str(info.value)
 
 
+# ──────────────────────────────────────────────────────────────── ceil mode
+
+
+def test_ceil_mode_shows_the_dropped_last_window() -> None:
+    # 3 wide with padding 1: windows would start at −1, 1 and 3 = ⌈(3+2−2)/2⌉+1 = 3, but the
+    # one at 3 starts in the right padding and PyTorch drops it: 2.
+    assert output_size(3, 2, 2, 1, ceil_mode=True) == (2, "⌈(3+2·1−2)/2⌉+1−1 = 2")
+    assert evaluate_formula("⌈(3+2·1−2)/2⌉+1−1") == 2
+    assert output_size(15, 2, 2, ceil_mode=True) == (8, "⌈(15−2)/2⌉+1 = 8")  # nothing dropped
+    report = calc_report("chw:1x3x3 maxpool2 p1 ceil")
+    pool = report.leaves()[0]
+    assert pool.output_shape == (1, 1, 2, 2)
+    assert pool.output_formula == "⌈(3+2·1−2)/2⌉+1−1 = 2"
+    assert any("layer 1 (maxpool2 p1 ceil)" in n and "PyTorch drops it" in n
+               for n in report.notes)
+    assert torch.nn.functional.max_pool2d(torch.zeros(1, 1, 3, 3), 2, 2, 1,
+                                          ceil_mode=True).shape[-1] == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 40), kernel=st.integers(1, 7), stride=st.integers(1, 6),
+       dilation=st.integers(1, 3), data=st.data(), pool=st.sampled_from(["max", "avg"]),
+       ceil=st.booleans())
+def test_pool_output_size_and_its_arithmetic_match_pytorch(
+        n: int, kernel: int, stride: int, dilation: int, data: st.DataObject, pool: str,
+        ceil: bool) -> None:
+    if pool == "avg":
+        dilation = 1  # AvgPool2d has no dilation
+    padding = data.draw(st.integers(0, kernel // 2), label="padding")  # PyTorch: at most half
+    out, formula = output_size(n, kernel, stride, padding, dilation, ceil)
+    x = torch.zeros(1, 1, n, n)
+    try:
+        if pool == "max":
+            y = torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation,
+                                               ceil_mode=ceil)
+        else:
+            y = torch.nn.functional.avg_pool2d(x, kernel, stride, padding, ceil_mode=ceil)
+    except RuntimeError:  # "Output size is too small"
+        assert out < 1, formula
+        return
+    assert out == y.shape[-1] == y.shape[-2], formula
+    expr, value = formula.rsplit(" = ", 1)
+    assert evaluate_formula(expr) == int(value) == out, formula
+
+
 # ────────────────────────────────────────────────────── property test against hand-built models
 
 
@@ -455,8 +630,7 @@ def test_random_stacks_match_hand_built_models(case: tuple[str, nn.Sequential, t
     for r in ours.layers:  # every formula evaluates to its value
         assert evaluate_formula(r.param_formula) == r.params, (r.name, r.param_formula)
         if r.output_formula:
-            value = int(re.split(r"= ", r.output_formula)[-1])
-            assert value in r.output_shape
+            assert all(v in r.output_shape for v in _output_values(r.output_formula))
     # and a real CPU forward pass agrees with the hand-built model's
     x = torch.randn(2, *chw)
     built.model.eval()
@@ -473,6 +647,8 @@ _PIECES = st.sampled_from([
     "dwconv", "sepconv", "gap", "lrn", "bn", "ln", "dropout", "0.5", "model.add(", "Sequential([",
     "input_shape=", "x2", "adaptiveavgpool", "zeropad", "leakyrelu", "activation=", "'relu'",
     "nn.Linear(", "nn.Conv2d(", "input ", "hwc", "1e-4", "g2", "d2", "nobias", "(3,3)",
+    "import ", "from ", "model = ", "models.Sequential(", "model.summary(", "model.fit(",
+    "model.build(", "model.pop(", "None", "history, acc = ",
 ])
 
 
@@ -494,3 +670,38 @@ def test_fuzz_spec_like_text_gives_a_model_or_a_clean_error(text: str) -> None:
 @given(st.text(max_size=40))
 def test_fuzz_any_text_gives_a_model_or_a_clean_error(text: str) -> None:
     _parse_and_build(text)
+
+
+# ──────────────────────────────────────────────────────────────── the docs' examples
+
+SPEC_DOC = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
+
+
+def _counted_doc_examples() -> list[tuple[str, int]]:
+    """Every spec in docs/spec.md that states its parameter count: (spec, count).
+
+    A chunk of a ```text block (chunks are separated by blank lines) whose comment says
+    "N parameters", and a ``$ archscope calc '…'`` console example with its "Total params N".
+    """
+    doc = SPEC_DOC.read_text(encoding="utf-8")
+    examples = []
+    for block in re.findall(r"```text\n(.*?)```", doc, re.S):
+        for chunk in re.split(r"\n\s*\n", block):
+            stated = re.search(r"([0-9][0-9,]*) parameters", chunk)
+            if stated:
+                examples.append((chunk, int(stated.group(1).replace(",", ""))))
+    for block in re.findall(r"```console\n(.*?)```", doc, re.S):
+        command = re.search(r"^\$ archscope calc '([^']*)'$", block, re.M)
+        total = re.search(r"^Total params +([0-9,]+)$", block, re.M)
+        if command and total:
+            examples.append((command.group(1), int(total.group(1).replace(",", ""))))
+    return examples
+
+
+def test_every_counted_example_in_the_docs_gives_its_count() -> None:
+    examples = _counted_doc_examples()
+    # the cats-vs-dogs file and calc example, the pasted Keras code, MNIST CNN and MLP,
+    # AlexNet, VGG16's feature stack
+    assert len(examples) >= 7, examples
+    for text, count in examples:
+        assert calc_report(text).total_params == count, text

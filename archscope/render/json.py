@@ -1,4 +1,8 @@
-"""JSON output: ``Report.to_dict()`` with the stable keys documented in docs/json.md."""
+"""JSON output: ``Report.to_dict()`` with the stable keys documented in docs/summary.md.
+
+Shapes are in the order the top-level ``layout`` key names (``"chw"``, or ``"hwc"`` for a layer spec
+written H×W×C); see docs/spec.md.
+"""
 
 from __future__ import annotations
 
