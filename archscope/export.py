@@ -476,8 +476,16 @@ def _check_file(model_file: Path, label: str) -> None:
     try:
         onnx.checker.check_model(str(model_file), full_check=True)
     except Exception as exc:
+        hint = ""
+        pools = ("op_type:MaxPool", "op_type:AveragePool")
+        if _default_opset(onnx.load(str(model_file), load_external_data=False)) < 22 and any(
+                p in str(exc) for p in pools):
+            # ONNX's pooling shape rule keeps a ceil-mode window that would start in the end
+            # padding until opset 22; PyTorch drops it (measured: opsets 18-21 fail, 22 passes)
+            hint = ("; a ceil-mode pooling whose last window starts in the padding needs "
+                    "--opset 22 or newer")
         raise ExportError(
-            f"{label}: the ONNX checker rejected the export: {_first_line(exc)}"
+            f"{label}: the ONNX checker rejected the export: {_first_line(exc)}{hint}"
         ) from None
 
 

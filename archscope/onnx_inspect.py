@@ -202,7 +202,9 @@ def inspect_onnx(
                 producer[o] = index
 
     if freeze:
-        frozen = _frozen_names(list(counted), freeze, path)
+        from archscope.source import frozen_names
+
+        frozen = frozen_names(list(counted), freeze, str(path))
         records = [
             replace(r, trainable_params=sum(initializers[n].numel for n in names if n not in frozen))
             for r, names in zip(records, row_params, strict=True)
@@ -313,29 +315,6 @@ def _dims_text(dims: Sequence[Any]) -> str:
     return "×".join(
         str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims
     )
-
-
-def _frozen_names(names: Sequence[str], prefixes: Sequence[str],
-                  path: str | os.PathLike[str]) -> set[str]:
-    """The parameter names under ``prefixes``, by :func:`archscope.source.freeze_parameters`'s
-    rule: a prefix matches whole name components; ``""`` or ``"*"`` matches all.
-
-    Raises:
-        ModelSourceError: a prefix that matches no parameter (the top-level names are listed).
-    """
-    frozen: set[str] = set()
-    for prefix in prefixes:
-        clean = prefix.rstrip(".")
-        hits = [n for n in names if n == clean or n.startswith(clean + ".") or clean in {"", "*"}]
-        if not hits:
-            tops = sorted({n.split(".")[0] for n in names})
-            listed = ", ".join(tops) if tops else "none (the file has no parameters)"
-            raise ModelSourceError(
-                f"--freeze {prefix!r} matches no parameter of {path}; top-level names are: "
-                f"{listed}"
-            )
-        frozen.update(hits)
-    return frozen
 
 
 def _check_shapes(nodes: Sequence[Any], alias: dict[str, str], shapes: dict[str, Shape],
@@ -635,9 +614,14 @@ def _output_formula(op: str, attrs: dict[str, Any], in_shapes: tuple[Shape, ...]
         p0, p1 = sp["pads"][i], sp["pads"][i + n]
         pad = f"2·{p0}" if p0 == p1 else f"{p0}+{p1}"
         k_eff = str(k) if d == 1 else f"{d}·({k}−1)+1"
-        text = f"⌊({x[i + 2]} − {k_eff} + {pad})/{s}⌋ + 1 = {y[i + 2]}"
-        if attrs.get("ceil_mode", 0):
-            text = text.replace("⌊", "⌈").replace("⌋", "⌉")
+        ceil = bool(attrs.get("ceil_mode", 0))
+        numerator = x[i + 2] - (d * (k - 1) + 1) + p0 + p1
+        value = (-(-numerator // s) if ceil else numerator // s) + 1
+        # a ceil-mode window that would start in the end padding is dropped (PyTorch's rule, and
+        # ONNX's pooling shape rule from opset 22): the shape is one less than the expression
+        dropped = " − 1" if ceil and value - 1 == y[i + 2] else ""
+        left, right = ("⌈", "⌉") if ceil else ("⌊", "⌋")
+        text = f"{left}({x[i + 2]} − {k_eff} + {pad})/{s}{right} + 1{dropped} = {y[i + 2]}"
         if text not in parts:
             parts.append(text)
     return "; ".join(parts)

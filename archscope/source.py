@@ -221,20 +221,35 @@ def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:
     Raises:
         ModelSourceError: a prefix that matches no parameter.
     """
-    names = [n for n, _ in model.named_parameters()]
+    hits = frozen_names([n for n, _ in model.named_parameters()], prefixes)
     frozen = 0
+    for name, p in model.named_parameters():
+        if name in hits and p.requires_grad:
+            p.requires_grad_(False)
+            frozen += p.numel()
+    return frozen
+
+
+def frozen_names(names: Sequence[str], prefixes: Sequence[str], owner: str = "") -> set[str]:
+    """The parameter names under ``prefixes``: the ``--freeze`` rule for models and ONNX files.
+
+    A prefix matches whole name components; ``""`` or ``"*"`` matches all.
+
+    Raises:
+        ModelSourceError: a prefix that matches no parameter (the top-level names are listed).
+    """
+    frozen: set[str] = set()
     for prefix in prefixes:
         clean = prefix.rstrip(".")
         hits = [n for n in names if n == clean or n.startswith(clean + ".") or clean in {"", "*"}]
         if not hits:
             tops = sorted({n.split(".")[0] for n in names})
+            listed = ", ".join(tops) if tops else "none (there are no parameters)"
+            of = f" of {owner}" if owner else ""
             raise ModelSourceError(
-                f"--freeze {prefix!r} matches no parameter; top-level names are: {', '.join(tops)}"
+                f"--freeze {prefix!r} matches no parameter{of}; top-level names are: {listed}"
             )
-        for name, p in model.named_parameters():
-            if name in hits and p.requires_grad:
-                p.requires_grad_(False)
-                frozen += p.numel()
+        frozen.update(hits)
     return frozen
 
 

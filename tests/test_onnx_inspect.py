@@ -473,3 +473,31 @@ def test_activation_memory_is_said_to_be_unknown(mnist_files: tuple[Path, Path])
     result = CliRunner().invoke(main, ["summary", str(fixed)])
     assert result.exit_code == 0
     assert "Note: ONNX file: training activation memory is unknown" in result.stdout
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride", "padding"), [(3, 2, 2, 1), (7, 3, 2, 1), (8, 3, 3, 0)])
+def test_ceil_mode_pool_arithmetic_evaluates_to_its_shape(
+    tmp_path: Path, size: int, kernel: int, stride: int, padding: int
+) -> None:
+    # PyTorch (and ONNX's pooling shape rule from opset 22) drop a ceil-mode window that would
+    # start in the end padding; the expression must show that −1 and evaluate to the shape.
+    from archscope.export import export_onnx
+    from archscope.report import evaluate_formula
+
+    pool = torch.nn.MaxPool2d(kernel, stride, padding=padding, ceil_mode=True)
+    expected = pool(torch.zeros(1, 1, size, size)).shape[-1]  # PyTorch itself is the oracle
+    export_onnx(torch.nn.Sequential(pool), tmp_path / "pool.onnx", (1, size, size), opset=22)
+    (row,) = [r for r in inspect_onnx(tmp_path / "pool.onnx").layers if r.type == "MaxPool"]
+    assert row.output_shape[-1] == expected
+    expression, _, value = row.output_formula.partition(" = ")
+    assert int(value) == expected and evaluate_formula(expression) == expected
+
+
+def test_ceil_mode_pool_export_below_opset_22_names_the_fix(tmp_path: Path) -> None:
+    from archscope.errors import ExportError
+    from archscope.export import export_onnx
+
+    pool = torch.nn.Sequential(torch.nn.MaxPool2d(2, 2, padding=1, ceil_mode=True))
+    with pytest.raises(ExportError, match=r"checker rejected .* needs --opset 22 or newer$"):
+        export_onnx(pool, tmp_path / "pool.onnx", (1, 3, 3))
+    assert list(tmp_path.iterdir()) == []
