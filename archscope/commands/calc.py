@@ -10,6 +10,7 @@ import sys
 import click
 
 from archscope.commands._common import batch_option, input_option
+from archscope.render import WIDTH_HELP
 
 
 @click.command()
@@ -23,8 +24,7 @@ from archscope.commands._common import batch_option, input_option
 @batch_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
               default="table", show_default=True, help="Output format.")
-@click.option("--width", type=click.IntRange(min=60), default=None,
-              help="Table width (default: the terminal's).")
+@click.option("--width", type=click.IntRange(min=60), default=None, help=WIDTH_HELP)
 def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
          input_shape: tuple[int, ...] | None, batch: int, fmt: str, width: int | None) -> None:
     """Count a network typed as a line of layers: shapes with their arithmetic, parameters
@@ -42,7 +42,7 @@ def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
       archscope calc -f net.spec
     """
     from archscope.errors import SpecSyntaxError
-    from archscope.render import render
+    from archscope.render import output_width, render
     from archscope.spec import calc_report
 
     if spec and spec_file:
@@ -66,6 +66,6 @@ def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
     report = calc_report(text, name=name, layout="chw" if chw else "hwc",
                          input_shape=input_shape, batch=batch)
     tty = sys.stdout.isatty()
-    out = render(report, fmt, explain=True, width=width or (None if tty else 100),
+    out = render(report, fmt, explain=True, width=output_width(width, tty),
                  color=tty and fmt == "table")
     click.echo(out, nl=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import click
@@ -13,6 +12,7 @@ from archscope.commands._common import (
     model_argument,
     num_classes_option,
 )
+from archscope.render import WIDTH_HELP
 
 
 @click.command()
@@ -27,8 +27,7 @@ from archscope.commands._common import (
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
               default="table", show_default=True, help="Output format.")
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
-@click.option("--width", type=click.IntRange(min=60), default=None,
-              help="Table width (default: the terminal's; unlimited when piped).")
+@click.option("--width", type=click.IntRange(min=60), default=None, help=WIDTH_HELP)
 def summary(model: str, input_shape: tuple[int, ...] | None, batch: int, depth: int | None,
             num_classes: int | None, freeze: tuple[str, ...], fmt: str, explain: bool,
             width: int | None) -> None:
@@ -42,14 +41,12 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int, depth: 
       archscope summary vgg16 --freeze features --format json > vgg16.json
       archscope summary my_net.py:Net --input 3x32x32
     """
-    from archscope.render import render
+    from archscope.render import output_width, render
     from archscope.source import load_report
 
     report = load_report(model, input_shape=input_shape, batch=batch, num_classes=num_classes,
                          freeze=freeze)
     tty = sys.stdout.isatty()
-    if width is None and tty:
-        width = shutil.get_terminal_size((100, 24)).columns
-    text = render(report, fmt, explain=explain, width=width, color=tty and fmt == "table",
-                  max_depth=depth)
+    text = render(report, fmt, explain=explain, width=output_width(width, tty),
+                  color=tty and fmt == "table", max_depth=depth)
     click.echo(text, nl=False)

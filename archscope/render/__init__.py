@@ -6,6 +6,26 @@ from archscope.report import Report
 
 FORMATS = ("table", "json", "markdown", "csv")
 
+#: The table width when stdout is not a terminal: fixed, so piped output is deterministic (the
+#: golden files use it).
+PIPED_WIDTH = 100
+
+#: ``--width``'s help, the same for every command that prints a table.
+WIDTH_HELP = ("Table width in columns (default: the terminal's; 100 when piped). Numbers and "
+              "formulas are never cut: text folds to fit, and a table that cannot fit is wider.")
+
+
+def output_width(width: int | None, tty: bool) -> int:
+    """The width a command renders at: ``width`` (``--width``) if given, else the terminal's
+    on a tty, else :data:`PIPED_WIDTH`."""
+    if width is not None:
+        return width
+    if tty:
+        import shutil
+
+        return shutil.get_terminal_size((PIPED_WIDTH, 24)).columns
+    return PIPED_WIDTH
+
 
 def render(report: Report, fmt: str = "table", *, explain: bool = False, width: int | None = 100,
            color: bool = False, max_depth: int | None = None) -> str:

@@ -6,6 +6,16 @@ from archscope.report import LayerRecord, Report
 from archscope.shapes import format_dims, format_shape
 
 
+def header_parts(report: Report) -> list[str]:
+    """The title's parts, ``["lecture_mnist_cnn (LectureCNN)", "input 1×28×28", "batch 1"]``.
+
+    One convention for every text format: the input is one sample's shape and the batch is
+    given on its own.
+    """
+    return [f"{report.model} ({report.model_type})", f"input {format_dims(report.input_shape)}",
+            f"batch {report.batch}"]
+
+
 def visible(report: Report, max_depth: int | None) -> list[LayerRecord]:
     """Records shown at ``max_depth`` (``None``: all)."""
     return [r for r in report.layers if max_depth is None or r.depth <= max_depth]
@@ -26,7 +36,11 @@ def shape_cell(record: LayerRecord, batch: bool = True) -> str:
 
 
 def params_cell(record: LayerRecord, report: Report, max_depth: int | None) -> str:
-    """Own parameters; a folded container (children hidden) shows its subtree's sum."""
+    """Own parameters; a folded container (children hidden) shows its subtree's sum.
+
+    A row whose parameters are all counted by an earlier row (a repeated call, a fully tied
+    module) shows ``(shared)``; :func:`formula_cell` names that row.
+    """
     if not record.is_leaf and max_depth is not None and record.depth == max_depth:
         return f"{subtree_params(report, record.index):,}"
     if record.shared_with and not record.params:
@@ -37,10 +51,17 @@ def params_cell(record: LayerRecord, report: Report, max_depth: int | None) -> s
 
 
 def formula_cell(record: LayerRecord, report: Report, max_depth: int | None) -> str:
+    """The parameter formula, and which earlier row counts the parameters this row shares.
+
+    ``record.params`` counts only what no earlier row counted (see :class:`LayerRecord`), so a
+    module tied to another shows its own remainder and the marker: ``10 + shared with emb``
+    (an output layer whose weight is the embedding's: its bias here, the weight under ``emb``).
+    """
     if not record.is_leaf and max_depth is not None and record.depth == max_depth:
         return ""
-    if record.shared_with and not record.params:
-        return f"= {record.shared_with}"
+    if record.shared_with:
+        shared = f"shared with {record.shared_with}"
+        return f"{record.param_formula} + {shared}" if record.param_formula else shared
     return record.param_formula
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from archscope.render._columns import (
     formula_cell,
+    header_parts,
     macs_cell,
     params_cell,
     shape_cell,
@@ -11,17 +12,21 @@ from archscope.render._columns import (
     visible,
 )
 from archscope.report import Report
-from archscope.shapes import format_dims
 
 
 def render_markdown(report: Report, *, explain: bool = False, max_depth: int | None = None) -> str:
+    """A heading line, one table row per record (shapes with the batch), then the totals.
+
+    The heading follows the terminal table's: ``**lecture_mnist_cnn** (LectureCNN) · input
+    1×28×28 · batch 1``.
+    """
     header = ["Layer", "Type", "Output shape", "Params", "Param formula"]
     if explain:
         header.append("Output size")
     header.append("MACs")
     lines = [
-        f"**{_escape(report.model)}** ({report.model_type}) · input {report.batch}×"
-        f"{format_dims(report.input_shape)}",
+        " · ".join([f"**{_escape(report.model)}** ({report.model_type})",
+                    *header_parts(report)[1:]]),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---:" if h in {"Params", "MACs"} else "---" for h in header) + "|",
