@@ -70,6 +70,8 @@ def estimate_training_memory(
     """
     if optimizer not in OPTIMIZER_STATE:
         raise ValueError(f"unknown optimizer {optimizer!r}")
+    if report.activation_bytes is None:
+        raise ValueError("the estimate needs a traced model's activation bytes; this report has none")
     params = report.param_bytes
     trainable = params if report.total_params == 0 else (
         params * report.trainable_params // report.total_params

@@ -216,8 +216,8 @@ def inspect_onnx(
     out_names = [o.name for o in graph.output]
     notes = [
         "ONNX file: MACs computed from shapes for Conv, ConvTranspose, Gemm and MatMul only",
-        "ONNX file: training activation memory is unknown, not 0 (a graph file records nothing "
-        "that autograd would save); the 0 B shown is a placeholder",
+        "ONNX file: training activation memory is unknown (a graph file records nothing that "
+        "autograd would save)",
     ]
     if len(inputs) > 1:
         notes.append(f"ONNX file has {len(inputs)} inputs; input_shape is the first's")
@@ -234,7 +234,7 @@ def inspect_onnx(
         backward_flops=None,
         param_bytes=sum(initializers[n].nbytes for n in counted),
         buffer_bytes=sum(initializers[n].nbytes for n in buffers if n not in counted),
-        activation_bytes=0,
+        activation_bytes=None,
         output_shapes=tuple(shapes.get(n, ()) for n in out_names),
         outputs=tuple(producer.get(n, MODEL_INPUT) for n in out_names),
         layers=tuple(records),

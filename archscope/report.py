@@ -107,7 +107,8 @@ class Report:
         param_bytes: bytes of all parameters.
         buffer_bytes: bytes of all buffers (BatchNorm running statistics …).
         activation_bytes: bytes of the tensors autograd keeps for backward in one training step
-            (measured with ``torch.autograd.graph.saved_tensors_hooks``; parameters excluded).
+            (measured with ``torch.autograd.graph.saved_tensors_hooks``; parameters excluded);
+            ``None`` when unknown (an ONNX file records nothing autograd would save).
         output_shapes: shapes of the model's outputs.
         outputs: producer record index of each model output (see ``LayerRecord.inputs``).
         layers: every record in call order.
@@ -131,7 +132,7 @@ class Report:
     backward_flops: int | None
     param_bytes: int
     buffer_bytes: int
-    activation_bytes: int
+    activation_bytes: int | None
     output_shapes: tuple[Shape, ...]
     outputs: tuple[int, ...]
     layers: tuple[LayerRecord, ...]

@@ -468,11 +468,15 @@ def test_num_classes_does_not_apply_to_an_onnx_file(mnist_files: tuple[Path, Pat
 def test_activation_memory_is_said_to_be_unknown(mnist_files: tuple[Path, Path]) -> None:
     fixed, _ = mnist_files
     report = inspect_onnx(fixed)
-    assert report.activation_bytes == 0  # a placeholder (Report's field is an int) …
-    assert any("activation memory is unknown, not 0" in n for n in report.notes)  # … said so
+    assert report.activation_bytes is None  # unknown, not 0 …
+    assert any("activation memory is unknown" in n for n in report.notes)  # … and said so
     result = CliRunner().invoke(main, ["summary", str(fixed)])
     assert result.exit_code == 0
     assert "Note: ONNX file: training activation memory is unknown" in result.stdout
+    (line,) = [s for s in result.stdout.splitlines() if s.startswith("Training activation memory")]
+    assert line.split() == ["Training", "activation", "memory", "unknown", "(not", "traced)"]
+    data = json.loads(CliRunner().invoke(main, ["summary", str(fixed), "--format", "json"]).stdout)
+    assert data["activation_bytes"] is None
 
 
 @pytest.mark.parametrize(("size", "kernel", "stride", "padding"), [(3, 2, 2, 1), (7, 3, 2, 1), (8, 3, 3, 0)])

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from archscope.errors import InputShapeError
+from archscope.render import WIDTH_HELP
 from archscope.shapes import parse_shape
 
 
@@ -34,6 +35,9 @@ input_option = click.option(
 num_classes_option = click.option(
     "--num-classes", type=click.IntRange(min=1), default=None,
     help="Number of output classes (zoo models; default: the model's own).",
+)
+width_option = click.option(
+    "--width", type=click.IntRange(min=60), default=None, help=WIDTH_HELP,
 )
 batch_option = click.option(
     "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size traced.",

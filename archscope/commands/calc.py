@@ -9,8 +9,7 @@ import sys
 
 import click
 
-from archscope.commands._common import batch_option, input_option
-from archscope.render import WIDTH_HELP
+from archscope.commands._common import batch_option, input_option, width_option
 
 
 @click.command()
@@ -24,7 +23,7 @@ from archscope.render import WIDTH_HELP
 @batch_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
               default="table", show_default=True, help="Output format.")
-@click.option("--width", type=click.IntRange(min=60), default=None, help=WIDTH_HELP)
+@width_option
 def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
          input_shape: tuple[int, ...] | None, batch: int, fmt: str, width: int | None) -> None:
     """Count a network typed as a line of layers: shapes with their arithmetic, parameters

@@ -11,8 +11,8 @@ from archscope.commands._common import (
     input_option,
     model_argument,
     num_classes_option,
+    width_option,
 )
-from archscope.render import WIDTH_HELP
 
 
 @click.command()
@@ -27,7 +27,7 @@ from archscope.render import WIDTH_HELP
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
               default="table", show_default=True, help="Output format.")
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
-@click.option("--width", type=click.IntRange(min=60), default=None, help=WIDTH_HELP)
+@width_option
 def summary(model: str, input_shape: tuple[int, ...] | None, batch: int, depth: int | None,
             num_classes: int | None, freeze: tuple[str, ...], fmt: str, explain: bool,
             width: int | None) -> None:

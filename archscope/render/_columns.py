@@ -110,7 +110,8 @@ def totals(report: Report) -> list[tuple[str, str]]:
                      f"{report.total_macs:,} ({human_count(report.total_macs)})"))
     rows += [
         ("Parameter memory", human_bytes(report.param_bytes)),
-        ("Training activation memory", f"{human_bytes(report.activation_bytes)} "
-         f"(batch {report.batch}, saved for backward)"),
+        ("Training activation memory",
+         f"{human_bytes(report.activation_bytes)} (batch {report.batch}, saved for backward)"
+         if report.activation_bytes is not None else "unknown (not traced)"),
     ]
     return rows
