@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from archscope._modes import kept_modes
 from archscope.errors import (
     ForwardError,
     InputShapeError,
@@ -331,37 +332,36 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
             )
         return hook
 
-    was_training = model.training
     handles: list[Any] = []
     model_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    try:
-        model.train()
+    with kept_modes(model):
         try:
+            model.train()
+            try:
+                if dev.type == "cuda":
+                    # A warm-up step creates cuBLAS/cuDNN handles and workspaces, so that the measured
+                    # step's peak is the step's own.
+                    _step(model, x, dev)
+                    model.zero_grad(set_to_none=True)
+                    _sync(dev)
+                    before = torch.cuda.memory_allocated(dev)
+                    torch.cuda.reset_peak_memory_stats(dev)
+                handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+                outputs = _step(model, x, dev)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as exc:
+                return _replace(base, engine_params=report.total_params,
+                                error=f"forward/backward failed: {_first_line(exc)}")
+            _sync(dev)
+            peak = None
             if dev.type == "cuda":
-                # A warm-up step creates cuBLAS/cuDNN handles and workspaces, so that the measured
-                # step's peak is the step's own.
-                _step(model, x, dev)
-                model.zero_grad(set_to_none=True)
-                _sync(dev)
-                before = torch.cuda.memory_allocated(dev)
-                torch.cuda.reset_peak_memory_stats(dev)
-            handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
-            outputs = _step(model, x, dev)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as exc:
-            return _replace(base, engine_params=report.total_params,
-                            error=f"forward/backward failed: {_first_line(exc)}")
-        _sync(dev)
-        peak = None
-        if dev.type == "cuda":
-            # what was allocated before the step and is not the model (the input, workspaces kept
-            # from the warm-up) is not part of the estimate either
-            peak = torch.cuda.max_memory_allocated(dev) - (before - model_bytes)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+                # what was allocated before the step and is not the model (the input, workspaces kept
+                # from the warm-up) is not part of the estimate either
+                peak = torch.cuda.max_memory_allocated(dev) - (before - model_bytes)
+        finally:
+            for h in handles:
+                h.remove()
 
     compared, mismatches = _compare_shapes(report, real_shapes)
     out_shapes = tuple(tuple(t.shape) for t in outputs)
@@ -434,20 +434,16 @@ def _time_forward(model: nn.Module, x: torch.Tensor, dev: torch.device, warmup: 
     """Forward passes in eval mode without autograd; milliseconds of each timed run."""
     import torch
 
-    was_training = model.training
-    model.eval()
     times: list[float] = []
-    try:
-        with torch.no_grad():
-            for i in range(warmup + timed):
-                _sync(dev)
-                start = time.perf_counter()
-                model(x)
-                _sync(dev)
-                if i >= warmup:
-                    times.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        model.train(was_training)
+    with kept_modes(model), torch.no_grad():
+        model.eval()
+        for i in range(warmup + timed):
+            _sync(dev)
+            start = time.perf_counter()
+            model(x)
+            _sync(dev)
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1000.0)
     return times
 
 

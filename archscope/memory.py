@@ -81,8 +81,9 @@ def estimate_training_memory(
     state_words = {"none": "no optimizer state", "sgd": "SGD momentum 1× params",
                    "adamw": "AdamW moments 2× params"}[optimizer]
     assumptions = [
-        f"eager-mode estimate: params + grads ({state_words}) + activations saved for backward "
-        "+ inputs + buffers; allocator slack and cuDNN workspaces not included",
+        f"eager-mode estimate: params + grads + optimizer state ({state_words}) + activations "
+        "saved for backward + inputs + buffers; allocator slack and cuDNN workspaces not "
+        "included",
     ]
     if mixed:
         assumptions.append(

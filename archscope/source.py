@@ -161,17 +161,20 @@ def load_report(
     source: str,
     *,
     input_shape: Sequence[int] | None = None,
-    batch: int = 1,
+    batch: int | None = None,
     num_classes: int | None = None,
     freeze: Sequence[str] = (),
     backward: bool = False,
 ) -> Report:
-    """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show."""
+    """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show.
+
+    ``batch`` defaults to 1, except for an ONNX file, which keeps the batch it fixes (an explicit
+    ``batch`` must then agree with it).
+    """
     if is_onnx(source):
         # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N or None,
         # input_shape=, freeze=) -> Report; --input and --batch set symbolic dimensions and must
-        # agree with fixed ones. batch 1 is --batch's default, indistinguishable here from no
-        # --batch, so it leaves a fixed batch as the file has it (the header shows that batch).
+        # agree with fixed ones.
         from archscope.onnx_inspect import inspect_onnx
 
         if num_classes is not None:
@@ -179,10 +182,10 @@ def load_report(
                 f"--num-classes does not apply to an ONNX file: {source} fixes its output layer; "
                 "export the model again with the number of classes you want"
             )
-        return inspect_onnx(source, batch=None if batch == 1 else batch,
-                            input_shape=input_shape, freeze=freeze)
+        return inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
     from archscope.trace import inspect
 
+    batch = 1 if batch is None else batch
     if is_spec(source):
         return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
     loaded = load_model(source, num_classes=num_classes)
@@ -310,7 +313,11 @@ def _import_module(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        raise ModelSourceError(f"cannot import module {name!r}: {exc}") from None
+        parts = name.split(".")
+        if exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:
+            raise ModelSourceError(f"cannot import module {name!r}: {exc}") from None
+        # the module exists, but one of its own imports is missing: the model fails to build
+        raise _build_error(f"importing {name}", "import", exc) from exc
     except ArchscopeError:
         raise
     except Exception as exc:

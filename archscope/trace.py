@@ -43,6 +43,12 @@ _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _NORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
+#: The forwards whose input the pre-checks (channels, window sizes, Linear features) understand.
+#: A subclass that overrides forward (a CoordConv that appends coordinate channels, a conv that
+#: pads first) receives an input its attributes do not describe: it runs unchecked, and PyTorch's
+#: own error, if any, is reported.
+_STOCK_FORWARDS = frozenset(cls.forward for cls in (*_CONV, *_CONV_TRANSPOSE, *_POOL, nn.Linear))
+
 # Functions seen by the function mode that are not data flow (attribute reads, Python protocol).
 _IGNORED_FUNCTIONS = frozenset({
     "__get__", "__set__", "size", "dim", "numel", "__len__", "__format__", "__repr__", "__bool__",
@@ -341,13 +347,16 @@ class _Tracer(TorchFunctionMode):
         if not frame.input_shapes:
             return
         shape = frame.input_shapes[0]
+        stock = type(module).forward in _STOCK_FORWARDS
         if isinstance(module, (*_CONV, *_CONV_TRANSPOSE)):
             # The first conv, seeing the model input as it was given: a channel mismatch there
             # is the input's layout (28x28x1 for 1x28x28), not the network's.
             fed = not self.seen_conv and shape[1:] == self.sample_shape
             self.seen_conv = True
-            _check_channels(frame, module, shape, self.sample_shape if fed else None)
-        frame.output_formula = _check_and_explain(frame, module, shape)
+            if stock:
+                _check_channels(frame, module, shape, self.sample_shape if fed else None)
+        if stock:
+            frame.output_formula = _check_and_explain(frame, module, shape)
 
     def _post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if not self.recording:

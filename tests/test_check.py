@@ -233,8 +233,10 @@ def test_model_state_is_restored() -> None:
 
     model = get_entry("lecture_mlp").build()
     model.train()
+    list(model.modules())[1].eval()  # a per-layer choice that model.train(flag) would overwrite
+    before = [m.training for m in model.modules()]
     _time_forward(model, torch.randn(1, 1, 28, 28), torch.device("cpu"), 0, 1)
-    assert model.training
+    assert [m.training for m in model.modules()] == before and before.count(False) == 1
 
 
 # -- on the GPU ---------------------------------------------------------------------------------

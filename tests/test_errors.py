@@ -286,3 +286,38 @@ def test_notes_on_uncalled_parameters_read_well(runner: CliRunner) -> None:
     result = runner.invoke(main, ["summary", f"{BROKEN}:UnusedLayer", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["notes"] == list(report.notes)
+
+
+def test_a_layer_that_overrides_forward_is_not_prechecked() -> None:
+    # CoordConv appends two channels inside its own forward: its in_channels (10) describe what
+    # its convolution sees, not the 8 channels it receives. The model runs, so it must trace.
+    from fixtures.custom_forward import Net
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = Net()
+    report = inspect(model, (3, 30, 30))
+    with FlopCounterMode(display=False) as counter:
+        real = model(torch.randn(1, 3, 30, 30))
+    coord = next(r for r in report.layers if r.name == "coord")
+    assert coord.output_shape == tuple(real.shape) == (1, 16, 28, 28)
+    assert coord.params == (3 * 3 * 10 + 1) * 16
+    assert report.total_macs * 2 == counter.get_total_flops()
+    # the stock conv before it is still checked
+    with pytest.raises(ForwardError, match=r"stem \(Conv2d\) expects 3 input channels but the "
+                                           r"input has 30; --input is C×H×W \(did you mean "):
+        inspect(Net(), (30, 30, 3))
+
+
+def test_a_module_whose_dependency_is_missing_fails_to_build(runner: CliRunner) -> None:
+    # the module is found, its own import fails: a build failure of that model (check goes on),
+    # not "cannot import module", which is kept for a module that does not exist
+    with pytest.raises(ModelBuildError, match=r"^importing fixtures\.needs_dep\.net failed: "
+                                              r"ModuleNotFoundError: No module named "
+                                              r"'archscope_test_dependency_that_is_not_installed'$"):
+        load_model("fixtures.needs_dep.net:Net")
+    with pytest.raises(ModelSourceError, match=r"^cannot import module 'fixtures\.no_such'"):
+        load_model("fixtures.no_such:Net")
+    result = runner.invoke(main, ["check", "fixtures.needs_dep.net:Net", "lecture_mlp",
+                                  "--device", "cpu", "--repeats", "1"])
+    assert result.exit_code == 1
+    assert "PASS lecture_mlp" in result.stdout and "1 passed, 1 failed" in result.stdout

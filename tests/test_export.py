@@ -182,6 +182,16 @@ def test_without_a_float64_reference_atol_alone_decides(
     assert _leftovers(tmp_path) == []
 
 
+def test_export_keeps_each_layers_own_mode(tmp_path: Path) -> None:
+    # fine-tuning style: the model trains but one BatchNorm is kept in eval mode
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
+    model[1].eval()
+    before = [m.training for m in model.modules()]
+    export_onnx(model, tmp_path / "m.onnx", (3, 8, 8), dynamic_batch=True)
+    assert export_module._float64_outputs(model, torch.randn(1, 3, 8, 8))[1] is None
+    assert [m.training for m in model.modules()] == before == [True, True, False, True]
+
+
 def test_float64_outputs_leave_the_model_as_it_was() -> None:
     model = get_entry("resnet18").build().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

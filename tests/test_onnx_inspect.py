@@ -365,17 +365,19 @@ def test_fixed_batch_refuses_another_batch(mnist_files: tuple[Path, Path]) -> No
 
 
 def test_cli_default_batch_keeps_a_fixed_batch_other_than_1(tmp_path: Path) -> None:
-    # --batch 1 is the option's default: it cannot tell "not given" apart, so it keeps the file's
+    # no --batch keeps the file's batch; an explicit one, 1 included, must agree with it
     path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"], name="relu")], [],
                  [4, 3, 8, 8], ["y"])
     runner = CliRunner()
     result = runner.invoke(main, ["summary", str(path), "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["batch"] == 4
-    assert "fixes the batch at 4" in _one_line_error(
-        runner.invoke(main, ["summary", str(path), "--batch", "2"]), 2)
+    for batch in ("2", "1"):
+        assert "fixes the batch at 4" in _one_line_error(
+            runner.invoke(main, ["summary", str(path), "--batch", batch]), 2)
     with pytest.raises(InputShapeError, match="fixes the batch at 4"):
-        inspect_onnx(path, batch=1)  # the library can tell: an explicit 1 contradicts the file
+        load_report(str(path), batch=1)  # the library API too
+    assert load_report(str(path)).batch == 4
 
 
 def test_dynamic_batch_applies_everywhere(mnist_files: tuple[Path, Path]) -> None:

@@ -42,3 +42,8 @@ width_option = click.option(
 batch_option = click.option(
     "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size traced.",
 )
+#: ``--batch`` for commands whose MODEL may be an ONNX file: no value keeps the file's own batch.
+source_batch_option = click.option(
+    "--batch", type=click.IntRange(min=1), default=None,
+    help="Batch size traced (default: 1; an ONNX file keeps the batch it fixes).",
+)

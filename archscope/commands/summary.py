@@ -7,10 +7,10 @@ import sys
 import click
 
 from archscope.commands._common import (
-    batch_option,
     input_option,
     model_argument,
     num_classes_option,
+    source_batch_option,
     width_option,
 )
 
@@ -18,7 +18,7 @@ from archscope.commands._common import (
 @click.command()
 @model_argument
 @input_option
-@batch_option
+@source_batch_option
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show layers down to this nesting depth (default: all).")
 @num_classes_option
@@ -28,7 +28,7 @@ from archscope.commands._common import (
               default="table", show_default=True, help="Output format.")
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
 @width_option
-def summary(model: str, input_shape: tuple[int, ...] | None, batch: int, depth: int | None,
+def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, depth: int | None,
             num_classes: int | None, freeze: tuple[str, ...], fmt: str, explain: bool,
             width: int | None) -> None:
     """Show every layer of MODEL: output shape, parameters with their formula, MACs, totals.

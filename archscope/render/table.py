@@ -341,13 +341,13 @@ def _formula_breaks(text: str) -> list[Break]:
                 out.append((i, 2 if depth == 0 else 4))
             elif ch in "+−-/" and prev != " ":
                 out.append((i, 3 if depth == 0 else 4))
-            elif prev in "(⌊" or ch in ")⌋":
+            elif prev in "(⌊⌈" or ch in ")⌋⌉":
                 pass  # keep a bracket with its operand
             elif ch != " " and prev != " ":
                 out.append((i, 5))
-        if ch in "(⌊[":
+        if ch in "(⌊⌈[":
             depth += 1
-        elif ch in ")⌋]":
+        elif ch in ")⌋⌉]":
             depth -= 1
     return out
 
@@ -360,7 +360,7 @@ def _camel_breaks(text: str) -> list[Break]:
 
 
 def _name_breaks(text: str) -> list[Break]:
-    """Qualified names fold after a ``.``, then after ``_``, then at a capital."""
+    """Qualified names fold after a ``.``, then after ``_``, then at a capital; never mid-word."""
     out: list[Break] = []
     for i in range(1, len(text)):
         prev, ch = text[i - 1], text[i]
@@ -372,6 +372,4 @@ def _name_breaks(text: str) -> list[Break]:
             out.append((i, 1))
         elif prev.islower() and ch.isupper():
             out.append((i, 2))
-        elif not (prev.isdigit() and ch.isdigit()):
-            out.append((i, 6))
     return out
