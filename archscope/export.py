@@ -25,8 +25,9 @@ copy of its state, through ``torch.func.functional_call``) and ``max|fp32 − fl
 PyTorch's own error. This happens only for an output whose difference exceeds ``atol``, which in
 the zoo means the deep randomly initialised ResNets: with BatchNorm statistics still 0 and 1
 their activations grow block by block, and ResNet-152's fp32 logits (up to 1.3e8) are about
-1e2 away from its float64 ones (1.1e2 in docs/onnx.md's table). Calibrating the statistics on random data does not rescue an absolute 1e-4: the
-calibrated ResNet-152's fp32 error is still 6.6e-4 (measured; see docs/onnx.md).
+1e2 away from its float64 ones (1.1e2 in docs/onnx.md's table). Calibrating the statistics
+on random data does not rescue an absolute 1e-4: the calibrated ResNet-152's fp32 error is
+still 6.6e-4 (measured; see docs/onnx.md).
 """
 
 from __future__ import annotations
