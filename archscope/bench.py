@@ -25,6 +25,7 @@ warm-up), shown beside the engine's estimate (:func:`estimate_training_memory`).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import statistics
@@ -73,6 +74,12 @@ _WARMUP = {"cuda": 20, "cpu": 1}
 # 0.001 brings every zoo model's loss down. The step time does not depend on it. AdamW at 3e-4.
 _LR = {"sgd": 0.001, "adamw": 3e-4}
 _AUTO_BATCH_LIMIT = 1 << 16
+
+#: Many CUDA kernels index a tensor with 32-bit integers. Past 2³¹ elements some raise, and some
+#: make an illegal memory access that breaks the process's CUDA context for good (PyTorch issues
+#: #117736 for convolutions, #165297 for channels-last max-pooling), so no batch search goes
+#: there and a given batch that would is refused before it runs.
+_MAX_ELEMENTS = 2**31 - 1
 
 
 class Clock(Protocol):
@@ -347,18 +354,19 @@ def find_max_batch(fits: Callable[[int], bool], *, start: int = 1,
                    limit: int = _AUTO_BATCH_LIMIT) -> int | None:
     """The largest batch ``b ≤ limit`` with ``fits(b)``: double from ``start``, then bisect.
 
-    Assumes that a batch fits whenever a larger one does. Returns ``None`` if not even batch 1
-    fits (``start`` is halved down to 1 first).
+    Assumes that whenever a batch fits, every smaller one does. The limit itself is a candidate
+    (it need not be a power of two). Returns ``None`` if not even batch 1 fits (``start`` is
+    halved down to 1 first).
     """
-    low = start
+    low = min(start, limit)
     while not fits(low):
         if low == 1:
             return None
         low //= 2
     high: int | None = None
     while high is None:
-        candidate = low * 2
-        if candidate > limit:
+        candidate = min(low * 2, limit)
+        if candidate == low:
             return low
         if fits(candidate):
             low = candidate
@@ -458,29 +466,19 @@ def backend_flags(device: torch.device, precision: str) -> Iterator[None]:
         yield
         return
     tf32 = precision != "fp32"
-    matmul: Any = torch.backends.cuda.matmul
-    conv: Any = torch.backends.cudnn  # ``Any``: ``cudnn.conv`` is torch ≥ 2.9 only
-    new_api = hasattr(matmul, "fp32_precision") and hasattr(conv, "conv")
-    saved_benchmark = conv.benchmark
-    if new_api:  # torch ≥ 2.9: ``fp32_precision`` replaces the ``allow_tf32`` flags
-        saved = (matmul.fp32_precision, conv.conv.fp32_precision)
-    else:
-        saved = (matmul.allow_tf32, conv.allow_tf32)
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    # The ``allow_tf32`` flags, not torch ≥ 2.9's ``fp32_precision``: once the new API is set, the
+    # old getters raise ("mix of the legacy and new APIs", seen on torch 2.13), and
+    # torch.compile's max-autotune and third-party code still read them. The old setters keep
+    # both APIs consistent.
+    saved = (cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32)
     try:
-        conv.benchmark = True  # autotune convolution algorithms (during warm-up)
-        if new_api:
-            matmul.fp32_precision = "tf32" if tf32 else "ieee"
-            conv.conv.fp32_precision = "tf32" if tf32 else "ieee"
-        else:
-            matmul.allow_tf32 = tf32
-            conv.allow_tf32 = tf32
+        cudnn.benchmark = True  # autotune convolution algorithms (during warm-up)
+        matmul.allow_tf32 = tf32
+        cudnn.allow_tf32 = tf32
         yield
     finally:
-        conv.benchmark = saved_benchmark
-        if new_api:
-            matmul.fp32_precision, conv.conv.fp32_precision = saved
-        else:
-            matmul.allow_tf32, conv.allow_tf32 = saved
+        cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
@@ -529,15 +527,24 @@ def _loss(output: Any, targets: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
-def _make_optimizer(name: str, model: nn.Module, lr: float, device: torch.device
-                    ) -> torch.optim.Optimizer:
+def _make_optimizer(name: str, model: nn.Module, lr: float, device: torch.device,
+                    fused: bool | None = None) -> torch.optim.Optimizer:
     """SGD (momentum 0.9) or AdamW; fused kernels on CUDA (one launch, no host sync with fp16)."""
     import torch
 
-    fused = device.type == "cuda" or None
+    if fused is None:
+        fused = device.type == "cuda" or None
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, fused=fused)
+        sgd = torch.optim.SGD(params, lr=lr, momentum=0.9, fused=fused)
+        if fused:
+            # Fused SGD makes its momentum buffers with empty_like on its first step, and its
+            # kernel returns early when GradScaler found inf gradients (fp16): a skipped first
+            # step leaves them uninitialised, and the next step turns the weights into NaN.
+            # Zeros give the same numbers (dampening 0: 0.9·0 + g = g) with no host sync.
+            for p in params:
+                sgd.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        return sgd
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, fused=fused)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -622,6 +629,7 @@ class _Trainer:
 # failures reported by cuDNN/cuBLAS or the CPU allocator, and kernels refusing tensors past 2³¹
 # elements at huge batches.
 _TOO_BIG = ("out of memory", "ALLOC_FAILED", "32-bit index", "canUse32BitIndexMath",
+            "without overflow", "integer out of range",  # kernels' int64 → int32 downcasts
             "CUDNN_STATUS_NOT_SUPPORTED", "can't allocate memory")  # the last: CPU allocator
 
 
@@ -866,7 +874,10 @@ def run_bench(
     if config.batch_size == "auto" and the_plan.device.type != "cuda":
         raise DeviceError("--batch-size auto searches GPU memory; on the CPU pass a number")
     results = []
-    with backend_flags(the_plan.device, the_plan.precision):
+    # the CUDA events of the timed loop are recorded on the current device's stream
+    on_device = (torch.cuda.device(the_plan.device) if the_plan.device.type == "cuda"
+                 else contextlib.nullcontext())
+    with backend_flags(the_plan.device, the_plan.precision), on_device:
         for source in models:
             results.append(_bench_one(source, config, the_plan, clock=clock, progress=progress))
             _free_cuda(the_plan.device)
@@ -878,6 +889,7 @@ def run_bench(
 
 def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: Clock | None,
                progress: Progress | None) -> BenchResult:
+    import torch
 
     device = the_plan.device
 
@@ -892,8 +904,9 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
         return loaded.model, loaded.name, tuple(shape)
 
     model, name, shape = build()
+    cap = _batch_cap(source, config, shape) if device.type == "cuda" else None
     if config.batch_size == "auto":
-        batch = _auto_batch(model, shape, the_plan, config.seed, name)
+        batch = _auto_batch(model, shape, the_plan, config.seed, name, cap)
         batch_source = "auto"
         del model  # the search trained it a few steps: start the benchmark from a fresh one
         _free_cuda(device)
@@ -902,6 +915,12 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
         batch, batch_source = default_batch(name, device.type), "default"
     else:
         batch, batch_source = int(config.batch_size), "given"
+    if cap is not None and batch > cap.batch:
+        raise DeviceError(
+            f"{name}: at batch {batch} {cap.layer}'s output would hold {batch * cap.elements:,} "
+            f"elements, past the 2³¹ that CUDA kernels index with 32-bit integers; pass "
+            f"--batch-size {cap.batch} or less (or --batch-size auto)"
+        )
 
     try:
         report: Report | None = _engine_report(source, num_classes=config.num_classes,
@@ -923,9 +942,11 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
         oom = True  # handled outside the except block, so the failed step's tensors are freed
     if oom:
         del model
+        if the_plan.compile:  # drop the compiled graphs and their buffers before searching
+            torch._dynamo.reset()
         _free_cuda(device)
         model = build()[0]
-        fits = _fits(model, shape, the_plan, config.seed)
+        fits = _fits(model, shape, the_plan, config.seed, cap)
         smaller = halve_until_fits(fits, batch)
         del model, fits
         _free_cuda(device)
@@ -941,16 +962,47 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
     return result
 
 
-def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int
-          ) -> Callable[[int], bool]:
-    """A predicate: do two eager training steps at batch ``b`` fit in memory?"""
+@dataclass(frozen=True)
+class _BatchCap:
+    """The largest batch whose biggest tensor stays under :data:`_MAX_ELEMENTS`, and why."""
+
+    batch: int
+    layer: str
+    elements: int  # of that layer's output, per sample
+
+
+def _batch_cap(source: str, config: BenchConfig, shape: tuple[int, ...]) -> _BatchCap | None:
+    """From the engine's batch-1 trace; ``None`` when the model cannot be traced."""
+    try:
+        report = _engine_report(source, num_classes=config.num_classes, input_shape=shape,
+                                batch=1)
+    except ArchscopeError:
+        return None
+    sizes = [(math.prod(s), r.name) for r in report.layers for s in r.output_shapes if s]
+    if not sizes:
+        return None
+    elements, layer = max(sizes, key=lambda size: size[0])  # the first layer of that size
+    return _BatchCap(max(1, _MAX_ELEMENTS // elements), layer or "the model", elements)
+
+
+def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int,
+          cap: _BatchCap | None = None) -> Callable[[int], bool]:
+    """A predicate: do two eager training steps at batch ``b`` fit in memory?
+
+    Batches above ``cap`` do not fit without being tried. cuDNN does not autotune here: each
+    candidate batch would be tuned afresh, for nothing.
+    """
     import torch
 
     eager = replace(the_plan, compile=False)  # recompiling per batch size would take minutes
 
     def fits(b: int) -> bool:
+        if cap is not None and b > cap.batch:
+            return False
         ok = True
         trainer: _Trainer | None = None
+        autotune = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
         try:
             trainer = _Trainer(model, input_shape=shape, batch=b, device=eager.device,
                                precision=eager.precision, channels_last=eager.channels_last,
@@ -963,6 +1015,8 @@ def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: i
             if not _does_not_fit(exc):
                 raise
             ok = False
+        finally:
+            torch.backends.cudnn.benchmark = autotune
         trainer = None  # drop the batch, activations and optimizer state before the next try
         for p in model.parameters():
             p.grad = None
@@ -973,10 +1027,11 @@ def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: i
 
 
 def _auto_batch(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int,
-                name: str) -> int:
+                name: str, cap: _BatchCap | None = None) -> int:
     """The largest batch that trains in GPU memory (doubling, then bisection)."""
-    fits = _fits(model, shape, the_plan, seed)
-    batch = find_max_batch(fits, start=min(default_batch(name, "cuda"), 64))
+    fits = _fits(model, shape, the_plan, seed, cap)
+    limit = min(_AUTO_BATCH_LIMIT, cap.batch) if cap is not None else _AUTO_BATCH_LIMIT
+    batch = find_max_batch(fits, start=min(default_batch(name, "cuda"), 64, limit), limit=limit)
     if batch is None:
         raise DeviceError(
             f"{name}: not even batch 1 fits in {the_plan.device_name} memory at "

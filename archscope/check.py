@@ -244,10 +244,12 @@ def check_model(
         timed = repeats
     try:
         return _run(model, report, base, dev, shape, batch, seed, warmup, timed)
-    except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return _replace(base, engine_params=report.total_params,
-                        error=f"out of memory on {dev} at batch {batch}; try a smaller --batch")
+    except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch ≥ 2.5 only
+        pass  # freed below, once the exception no longer holds the failed step's tensors
+    del model, loaded
+    torch.cuda.empty_cache()
+    return _replace(base, engine_params=report.total_params,
+                    error=f"out of memory on {dev} at batch {batch}; try a smaller --batch")
 
 
 def load_weights(model: nn.Module, path: str, device: torch.device, name: str) -> None:
@@ -348,7 +350,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
                     torch.cuda.reset_peak_memory_stats(dev)
                 handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
                 outputs = _step(model, x, dev)
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as exc:
                 return _replace(base, engine_params=report.total_params,
@@ -356,9 +358,11 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
             _sync(dev)
             peak = None
             if dev.type == "cuda":
-                # what was allocated before the step and is not the model (the input, workspaces kept
-                # from the warm-up) is not part of the estimate either
-                peak = torch.cuda.max_memory_allocated(dev) - (before - model_bytes)
+                # what was allocated before the step and is neither the model nor the input
+                # (workspaces kept from the warm-up) is not part of the estimate either; the input
+                # is: the first layer saves it for backward
+                input_bytes = x.numel() * x.element_size()
+                peak = torch.cuda.max_memory_allocated(dev) - (before - model_bytes - input_bytes)
         finally:
             for h in handles:
                 h.remove()

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -290,9 +291,62 @@ def test_find_max_batch_doubles_then_bisects(largest: int) -> None:
     assert len(tried) <= 2 * 14  # doubling and bisection, not a linear scan
 
 
+def test_batch_cap_keeps_every_tensor_under_2_to_the_31_elements() -> None:
+    from archscope.bench import _batch_cap
+
+    cap = _batch_cap("vgg16", BenchConfig(), (3, 224, 224))
+    assert cap is not None
+    # VGG16's first conv makes the largest tensor: 64·224·224 = 3,211,264 values per image
+    assert (cap.layer, cap.elements) == ("features.0", 64 * 224 * 224)
+    assert cap.batch == (2**31 - 1) // (64 * 224 * 224) == 668
+
+
+def test_fused_sgd_survives_a_first_step_that_grad_scaler_skips() -> None:
+    # fp16 training: GradScaler skips a step whose gradients overflowed; fused SGD must not
+    # then read momentum buffers it never initialised (CPU fused SGD has the same code path)
+    from archscope.bench import _make_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = _make_optimizer("sgd", model, 0.1, torch.device("cpu"), fused=True)
+    assert all(torch.equal(s["momentum_buffer"], torch.zeros_like(p))
+               for p, s in optimizer.state.items())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    x = torch.randn(8, 4)
+    for overflow in (True, False, False):
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(x).sum() * (float("inf") if overflow else 1.0)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # the same numbers as plain SGD, which starts its momentum at the first gradient
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(4, 3)
+    plain = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, foreach=False)
+    for _ in range(2):
+        plain.zero_grad(set_to_none=True)
+        (reference(x).sum() * scaler.get_scale()).backward()
+        for p in reference.parameters():
+            p.grad /= scaler.get_scale()
+        plain.step()
+    for got, want in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
 def test_find_max_batch_none_and_limit() -> None:
     assert find_max_batch(lambda b: False, start=64) is None
-    assert find_max_batch(lambda b: True, start=64, limit=1000) == 512
+    # the limit is a candidate itself, not just the powers of two below it
+    assert find_max_batch(lambda b: True, start=64, limit=1000) == 1000
+    tried: list[int] = []
+
+    def up_to_700(b: int) -> bool:
+        tried.append(b)
+        return b <= 700
+
+    assert find_max_batch(up_to_700, start=64, limit=1000) == 700
+    assert max(tried) == 1000 and tried[:5] == [64, 128, 256, 512, 1000]
+    assert find_max_batch(lambda b: True, start=64, limit=40) == 40
 
 
 def test_halve_until_fits() -> None:
@@ -525,10 +579,50 @@ def test_gpu_fp16_with_grad_scaler_and_compile_learn() -> None:
 
 @pytest.mark.gpu
 def test_gpu_auto_batch_and_oom_message() -> None:
+    # 64×64 keeps the search short; it stops below 2³¹ elements in any tensor
     (r,) = run_bench(["resnet18"], BenchConfig(device="cuda", batch_size="auto", steps=3,
-                                               warmup=1)).results
+                                               warmup=1, input_shape=(3, 64, 64))).results
     assert r.batch_source == "auto" and r.batch >= 64 and r.ok
+    assert r.batch * 64 * 32 * 32 <= 2**31 - 1  # conv1's output, 64×32×32 per image
+    # resnet50 in fp32 needs about 89 MiB per image: 1.3× the GPU's memory cannot fit, while
+    # its largest tensor (64×112×112 per image) stays under 2³¹ elements up to batch 2675
+    total = torch.cuda.get_device_properties(0).total_memory
+    batch = int(1.3 * total / (89 * 2**20))
+    assert batch * 64 * 112 * 112 < 2**31
     with pytest.raises(DeviceError, match=r"ran out of memory .* fits: pass --batch-size"):
-        # 4096 × ~70 MiB of fp32 activations per image: more than any GPU in the table holds.
-        run_bench(["vgg16"], BenchConfig(device="cuda", batch_size=4096, steps=1, warmup=1,
-                                         precision="fp32"))
+        run_bench(["resnet50"], BenchConfig(device="cuda", batch_size=batch, steps=1, warmup=1,
+                                            precision="fp32", channels_last=False))
+
+
+@pytest.mark.gpu
+def test_gpu_batch_past_32_bit_indexing_is_refused_before_it_runs() -> None:
+    with pytest.raises(DeviceError, match=r"vgg16: at batch 4096 features\.0's output would "
+                                          r"hold 13,153,337,344 elements, past the 2³¹ .* "
+                                          r"--batch-size 668 or less"):
+        run_bench(["vgg16"], BenchConfig(device="cuda", batch_size=4096, steps=1, warmup=1))
+
+
+def test_compare_handwritten_script_runs_both_sides_alternately(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the GPU comparison's own logic, on the CPU: two alternating runs per side, medians compared
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / "compare_handwritten.py"
+    spec = importlib.util.spec_from_file_location("compare_handwritten", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "compare_handwritten", script)  # for its dataclasses
+    spec.loader.exec_module(script)
+    out = tmp_path / "compare.json"
+    code = script.main(["--device", "cpu", "--batch", "2", "--steps", "2", "--warmup", "1",
+                        "--rows", "alexnet-bf16", "--repeats", "2", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert report["repeats"] == 2 and row["row"]["zoo_name"] == "alexnet_torchvision"
+    hand, ours = row["handwritten"], row["archscope"]
+    assert len(hand["images_per_s_runs"]) == len(ours["images_per_s_overall_runs"]) == 2
+    assert hand["images_per_s"] == pytest.approx(sum(hand["images_per_s_runs"]) / 2)
+    assert ours["images_per_s_overall"] == pytest.approx(sum(ours["images_per_s_overall_runs"]) / 2)
+    assert row["pass"] == (ours["images_per_s_overall"] >= hand["images_per_s"] and ours["loss_fell"])
