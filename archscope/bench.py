@@ -933,9 +933,13 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
 
     oom = False
     try:
-        result = bench_model(model, name=name, input_shape=shape, batch=batch, settings=the_plan,
-                             report=report, batch_source=batch_source, clock=clock,
-                             progress=progress, seed=config.seed)
+        # dropout draws from the global generator: seeded (and the caller's state kept), the same
+        # command gives the same losses
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            result = bench_model(model, name=name, input_shape=shape, batch=batch,
+                                 settings=the_plan, report=report, batch_source=batch_source,
+                                 clock=clock, progress=progress, seed=config.seed)
     except RuntimeError as exc:
         if not _does_not_fit(exc):
             raise

@@ -626,3 +626,17 @@ def test_compare_handwritten_script_runs_both_sides_alternately(
     assert hand["images_per_s"] == pytest.approx(sum(hand["images_per_s_runs"]) / 2)
     assert ours["images_per_s_overall"] == pytest.approx(sum(ours["images_per_s_overall_runs"]) / 2)
     assert row["pass"] == (ours["images_per_s_overall"] >= hand["images_per_s"] and ours["loss_fell"])
+
+
+def test_losses_are_reproducible_with_dropout() -> None:
+    # AlexNet trains with dropout, which draws from the global generator: seeded per benchmark
+    config = _cpu_config(batch_size=2, steps=2, input_shape=(3, 227, 227))
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = run_bench(["alexnet"], config).results[0].losses
+    torch.manual_seed(999)  # whatever the caller's generator holds
+    second = run_bench(["alexnet"], config).results[0].losses
+    assert first == second and len(first) == 2
+    torch.manual_seed(123)
+    run_bench(["alexnet"], config)
+    assert torch.equal(torch.random.get_rng_state(), state)  # left as the caller had it
