@@ -70,26 +70,34 @@ def shapes_params(shapes: Sequence[Sequence[int]]) -> tuple[int, str]:
     return sum(prod(s) for s in shapes), " + ".join(terms)
 
 
-def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+Padding = int | tuple[int, int]
+
+
+def output_size(n: int, kernel: int, stride: int = 1, padding: Padding = 0, dilation: int = 1,
                 ceil_mode: bool = False) -> tuple[int, str]:
     """One spatial dimension after a conv or pool, with the arithmetic.
 
     ``output_size(150, 3)`` → ``(148, "(150−3)/1+1 = 148")``; ``output_size(15, 2, 2)`` →
     ``(7, "⌊(15−2)/2⌋+1 = 7")``. A result below 1 means the input is too small for the layer.
+    ``padding`` is one number for both ends (``+2·1``) or ``(begin, end)`` (``+0+1``, ONNX's
+    asymmetric pads).
 
     In ceil mode PyTorch drops a last window that would start in the right padding; the
     expression then ends in ``−1``: ``output_size(3, 2, 2, 1, ceil_mode=True)`` →
     ``(2, "⌈(3+2·1−2)/2⌉+1−1 = 2")``. The part before `` = `` always evaluates to the value
     (:func:`archscope.report.evaluate_formula`).
     """
+    begin, end = (padding, padding) if isinstance(padding, int) else padding
     span = dilation * (kernel - 1) + 1
-    numerator = n + 2 * padding - span
+    numerator = n + begin + end - span
     dropped = ceil_mode and ceil_drops_last_window(n, kernel, stride, padding, dilation)
     steps = -(-numerator // stride) if ceil_mode else numerator // stride
     out = steps + 1 - (1 if dropped else 0)
     terms = f"{n}"
-    if padding:
-        terms += f"+2·{padding}"
+    if begin == end and begin:
+        terms += f"+2·{begin}"
+    elif begin != end:
+        terms += f"+{begin}+{end}"
     terms += f"−{kernel}" if dilation == 1 else f"−{dilation}·({kernel}−1)−1"
     exact = numerator % stride == 0
     if stride == 1 or exact:
@@ -101,7 +109,7 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
     return out, f"{body}+1{'−1' if dropped else ''} = {out}"
 
 
-def ceil_drops_last_window(n: int, kernel: int, stride: int = 1, padding: int = 0,
+def ceil_drops_last_window(n: int, kernel: int, stride: int = 1, padding: Padding = 0,
                            dilation: int = 1) -> bool:
     """Whether ceil mode's last window would start in the right padding, so PyTorch drops it.
 
@@ -109,6 +117,25 @@ def ceil_drops_last_window(n: int, kernel: int, stride: int = 1, padding: int = 
     padding. ``ceil_drops_last_window(3, 2, 2, 1)`` → ``True`` (⌈3/2⌉+1 = 3 windows would start
     at −1, 1 and 3; the one at 3 starts in the padding).
     """
-    numerator = n + 2 * padding - (dilation * (kernel - 1) + 1)
+    begin, end = (padding, padding) if isinstance(padding, int) else padding
+    numerator = n + begin + end - (dilation * (kernel - 1) + 1)
     out = -(-numerator // stride) + 1
-    return (out - 1) * stride >= n + padding
+    return (out - 1) * stride >= n + begin
+
+
+def output_sizes(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                 padding: Sequence[Padding], dilation: Sequence[int], ceil_mode: bool = False
+                 ) -> tuple[tuple[int, ...], str]:
+    """Every spatial dimension after a conv or pool: the sizes and one arithmetic text.
+
+    One expression where all dimensions are alike (a square input and kernel), else one per
+    axis: ``H: (32−3)/1+1 = 30; W: (20−3)/1+1 = 18``.
+    """
+    parts = [output_size(n, k, s, p, d, ceil_mode)
+             for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation, strict=True)]
+    outs = tuple(out for out, _ in parts)
+    exprs = [expr for _, expr in parts]
+    if len(set(zip(spatial, kernel, stride, padding, dilation, strict=True))) <= 1:
+        return outs, exprs[0] if exprs else ""
+    axes = "DHW"[-len(exprs):] if len(exprs) <= 3 else [str(i) for i in range(len(exprs))]
+    return outs, "; ".join(f"{axis}: {e}" for axis, e in zip(axes, exprs, strict=True))

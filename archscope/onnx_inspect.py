@@ -42,6 +42,7 @@ from archscope.errors import (
     InputTooSmallError,
     ModelSourceError,
 )
+from archscope.formulas import output_sizes
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
 
 if TYPE_CHECKING:
@@ -597,7 +598,11 @@ def _kernel(op: str, attrs: dict[str, Any], node_inputs: Sequence[str],
 
 def _output_formula(op: str, attrs: dict[str, Any], in_shapes: tuple[Shape, ...],
                     out_shapes: tuple[Shape, ...]) -> str:
-    """``⌊(150 − 3 + 2·0)/1⌋ + 1 = 148`` for Conv and pools (one per distinct spatial dim)."""
+    """``(150−3)/1+1 = 148`` for Conv and pools, as for PyTorch layers (:mod:`archscope.formulas`).
+
+    Empty where the arithmetic does not give the inferred shape (an ``auto_pad``, or an operator
+    version whose rounding differs): better no arithmetic than wrong arithmetic.
+    """
     if op not in ("Conv", *_POOL_OPS) or not in_shapes or not out_shapes:
         return ""
     x, y = in_shapes[0], out_shapes[0]
@@ -608,23 +613,12 @@ def _output_formula(op: str, attrs: dict[str, Any], in_shapes: tuple[Shape, ...]
     if kernel is None or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         return ""
     sp = _spatial_attrs(attrs, n, kernel)
-    parts: list[str] = []
-    for i in range(n):
-        k, s, d = sp["kernel"][i], sp["stride"][i], sp["dilation"][i]
-        p0, p1 = sp["pads"][i], sp["pads"][i + n]
-        pad = f"2·{p0}" if p0 == p1 else f"{p0}+{p1}"
-        k_eff = str(k) if d == 1 else f"{d}·({k}−1)+1"
-        ceil = bool(attrs.get("ceil_mode", 0))
-        numerator = x[i + 2] - (d * (k - 1) + 1) + p0 + p1
-        value = (-(-numerator // s) if ceil else numerator // s) + 1
-        # a ceil-mode window that would start in the end padding is dropped (PyTorch's rule, and
-        # ONNX's pooling shape rule from opset 22): the shape is one less than the expression
-        dropped = " − 1" if ceil and value - 1 == y[i + 2] else ""
-        left, right = ("⌈", "⌉") if ceil else ("⌊", "⌋")
-        text = f"{left}({x[i + 2]} − {k_eff} + {pad})/{s}{right} + 1{dropped} = {y[i + 2]}"
-        if text not in parts:
-            parts.append(text)
-    return "; ".join(parts)
+    pads = [(sp["pads"][i], sp["pads"][i + n]) for i in range(n)]
+    # ceil mode drops a window that would start in the end padding: PyTorch's rule, and ONNX
+    # pooling's shape rule from opset 22
+    outs, text = output_sizes(x[2:], sp["kernel"], sp["stride"], pads, sp["dilation"],
+                              bool(attrs.get("ceil_mode", 0)))
+    return text if outs == tuple(y[2:]) else ""
 
 
 def _macs(op: str, attrs: dict[str, Any], node_inputs: Sequence[str], shapes: dict[str, Shape],

@@ -831,19 +831,15 @@ def _check_and_explain(frame: _Frame, module: nn.Module, shape: Shape) -> str:
     if len(shape) < nd + 1:
         return ""
     spatial = shape[-nd:]
-    parts = [formulas.output_size(n, k, s, p, d, ceil)
-             for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation, strict=True)]
-    if any(out < 1 for out, _ in parts):
+    outs, text = formulas.output_sizes(spatial, kernel, stride, padding, dilation, ceil)
+    if any(out < 1 for out in outs):
         dims = "×".join(str(n) for n in spatial)
         ks = "×".join(str(k) for k in kernel)
         pad = f" even with padding {max(padding)}" if any(padding) else ""
         raise InputTooSmallError(
             f"{frame.name} ({frame.type}): input is {dims}, smaller than its {ks} kernel{pad}"
         )
-    exprs = [expr for _, expr in parts]
-    if len(set(zip(spatial, kernel, stride, padding, dilation, strict=True))) == 1:
-        return exprs[0]
-    return "; ".join(f"{axis}: {e}" for axis, e in zip("DHW"[-nd:], exprs, strict=True))
+    return text
 
 
 def _ntuple(value: Any, n: int) -> tuple[int, ...]:

@@ -109,8 +109,9 @@ def test_handmade_graph_rows(small_cnn: Path) -> None:
     assert report.input_shape == (3, 32, 32) and report.batch == 2
     assert rows["conv1"].output_shapes == ((2, 8, 32, 32),)
     assert rows["conv2"].output_shapes == ((2, 8, 15, 15),)
-    assert rows["conv2"].output_formula == "⌊(32 − 3 + 2·0)/2⌋ + 1 = 15"
-    assert rows["conv1"].output_formula == "⌊(32 − 3 + 2·1)/1⌋ + 1 = 32"
+    # the lecture's arithmetic, as for a PyTorch layer: (32 + 2·1 − 3)/1 + 1 = 32, ⌊29/2⌋ + 1 = 15
+    assert rows["conv1"].output_formula == "(32+2·1−3)/1+1 = 32"
+    assert rows["conv2"].output_formula == "⌊(32−3)/2⌋+1 = 15"
     assert report.output_shapes == ((2, 4),)
     # MACs from shapes: output elements × (c_in/groups · kh · kw), and M·N·K for dense layers
     assert rows["conv1"].macs == 2 * 8 * 32 * 32 * (3 * 3 * 3)
@@ -507,3 +508,30 @@ def test_ceil_mode_pool_export_below_opset_22_names_the_fix(tmp_path: Path) -> N
     with pytest.raises(ExportError, match=r"checker rejected .* needs --opset 22 or newer$"):
         export_onnx(pool, tmp_path / "pool.onnx", (1, 3, 3))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_arithmetic_is_the_same_as_for_the_pytorch_model(tmp_path: Path) -> None:
+    # one rule for both sources: every conv/pool of the exported ResNet-18 explains its output
+    # size exactly as the trace of the PyTorch model does (stride 2, padding 3, ⌊⌋ …)
+    from archscope.export import export_onnx
+    from archscope.registry import get_entry
+    from archscope.trace import inspect
+
+    model = get_entry("resnet18").build()
+    export_onnx(model, tmp_path / "r18.onnx", (3, 64, 64), verify=False)
+    with torch.device("meta"):
+        meta = get_entry("resnet18").build()
+    traced = [r.output_formula for r in inspect(meta, (3, 64, 64)).layers if r.output_formula]
+    read = [r.output_formula for r in inspect_onnx(tmp_path / "r18.onnx").layers
+            if r.output_formula]
+    assert read == traced and len(read) == 20 + 1  # 20 convs and the max-pool
+    assert read[0] == "⌊(64+2·3−7)/2⌋+1 = 32"
+
+
+def test_asymmetric_pads_are_written_begin_plus_end() -> None:
+    from archscope.formulas import output_size
+
+    # ONNX pads (0, 1): PyTorch pads the end by one and then pools
+    padded = torch.nn.functional.pad(torch.zeros(1, 1, 1, 5), (0, 1))
+    expected = torch.nn.functional.max_pool2d(padded, (1, 2), (1, 2)).shape[-1]
+    assert output_size(5, 2, 2, (0, 1)) == (expected, "(5+0+1−2)/2+1 = 3") and expected == 3
