@@ -36,7 +36,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, lookup
-from archscope.errors import ArchscopeError, DeviceError, ForwardError, InputShapeError
+from archscope.errors import (
+    ArchscopeError,
+    DeviceError,
+    ForwardError,
+    InputShapeError,
+    InputTooSmallError,
+)
 from archscope.memory import MemoryEstimate, estimate_training_memory
 
 if TYPE_CHECKING:
@@ -922,11 +928,12 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
             f"--batch-size {cap.batch} or less (or --batch-size auto)"
         )
 
+    engine_error: ArchscopeError | None = None
     try:
         report: Report | None = _engine_report(source, num_classes=config.num_classes,
                                                input_shape=shape, batch=batch)
     except ArchscopeError as exc:  # the benchmark still runs; FLOPs and estimate are unknown
-        report = None
+        report, engine_error = None, exc
         engine_note = f"engine could not trace the model ({exc}); FLOPs and estimate unknown"
     else:
         engine_note = ""
@@ -940,6 +947,12 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
             result = bench_model(model, name=name, input_shape=shape, batch=batch,
                                  settings=the_plan, report=report, batch_source=batch_source,
                                  clock=clock, progress=progress, seed=config.seed)
+    except ForwardError:
+        if engine_error is not None:  # it names the layer and the likely cause (the layout …)
+            kind = (type(engine_error) if isinstance(
+                engine_error, (ForwardError, InputShapeError, InputTooSmallError)) else ForwardError)
+            raise kind(f"{name}: {engine_error}") from None
+        raise
     except RuntimeError as exc:
         if not _does_not_fit(exc):
             raise

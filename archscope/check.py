@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, Any
 from archscope._modes import kept_modes
 from archscope.errors import (
     ForwardError,
-    InputShapeError,
     InputTooSmallError,
-    ModelBuildError,
     ModelSourceError,
+    UnknownModelError,
 )
 from archscope.memory import estimate_training_memory
 
@@ -193,12 +192,14 @@ def check_model(
         repeats: timed forward passes (default: 10 on CUDA, 3 on the CPU).
         seed: seed of the weights' initialisation and of the random input.
 
+    A model that cannot be checked (an ONNX file, a file or module that cannot be found,
+    imported or built, no input size) is a failed result, so a run over several models goes on.
+
     Raises:
         DeviceError: ``cuda`` requested without CUDA.
-        ModelSourceError: the source cannot be found or imported, or ``weights`` does not load
-            with ``strict=True`` (the message lists missing and unexpected keys). A model whose
-            own code fails to build (:class:`ModelBuildError`) is a failed result instead.
-        InputShapeError / InputTooSmallError / ForwardError: from the meta trace, as in ``summary``.
+        UnknownModelError: ``source`` looks like a zoo name and is none.
+        ModelSourceError: ``weights`` does not load with ``strict=True`` (the message lists
+            missing and unexpected keys).
     """
     import torch
 
@@ -206,29 +207,30 @@ def check_model(
     from archscope.source import is_onnx, load_model
     from archscope.trace import inspect
 
-    if is_onnx(source):
-        raise ModelSourceError(
-            f"{source}: check runs PyTorch models; an ONNX file is checked when it is exported "
-            "(archscope export compares it with onnxruntime)"
-        )
     dev = resolve_device(device)
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+    def failed(message: str) -> CheckResult:
+        return CheckResult(model=source, device=str(dev), device_name=device_name,
+                           input_shape=tuple(input_shape or ()), batch=batch, weights=weights,
+                           error=message)
+
+    if is_onnx(source):
+        return failed(f"{source}: check runs PyTorch models; an ONNX file is checked when it is "
+                      "exported (archscope export compares it with onnxruntime)")
     try:
         loaded = load_model(source, num_classes=num_classes, device=str(dev), seed=seed)
-    except ModelBuildError as exc:  # the model's own code failed: a FAIL, and the others go on
-        return CheckResult(
-            model=source, device=str(dev),
-            device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-            input_shape=tuple(input_shape or ()), batch=batch, weights=weights, error=str(exc),
-        )
+    except UnknownModelError:
+        raise
+    except ModelSourceError as exc:  # not found, not importable, or its own code failed
+        return failed(str(exc))
     model = loaded.model
     shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
     if shape is None:
-        raise InputShapeError(
-            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
-        )
+        return failed(f"{loaded.name} has no default input size; pass one with --input "
+                      "(e.g. 3x224x224)")
     if weights is not None:
         load_weights(model, weights, dev, loaded.name)
-    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     base = CheckResult(
         model=loaded.name, device=str(dev), device_name=device_name, input_shape=tuple(shape),
         batch=batch, weights=weights, params=sum(p.numel() for p in model.parameters()),

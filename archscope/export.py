@@ -174,7 +174,9 @@ def export_onnx(
         )
     example_batch = max(batch, 2) if dynamic_batch else batch
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(example_batch, *input_shape, generator=generator)
+    floats = [t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    x = torch.randn(example_batch, *input_shape, generator=generator,
+                    dtype=floats[0] if floats else torch.float32)  # the model's own dtype
 
     with kept_modes(model):
         model.eval()
@@ -182,10 +184,7 @@ def export_onnx(
             try:
                 reference = model(x)
             except Exception as exc:
-                raise ExportError(
-                    f"{label}: forward pass on a {_dims(x.shape)} input failed before export: "
-                    f"{_first_line(exc)}"
-                ) from None
+                raise _forward_failure(model, input_shape, x, label, exc) from None
         output_names, ref_outputs = _flatten_outputs(reference)
         state_names = set(model.state_dict().keys())
         started = time.perf_counter()
@@ -292,6 +291,23 @@ class _Agreement:
 
     def merge(self, other: _Agreement) -> _Agreement:
         return _Agreement(self.outputs + other.outputs, self.notes + other.notes)
+
+
+def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tensor, label: str,
+                     exc: Exception) -> ExportError:
+    """The error for a failed forward: the meta trace's, which names the layer and the likely
+    cause (an input in the wrong layout, too small), where it has one; else PyTorch's."""
+    from archscope.errors import ArchscopeError
+    from archscope.trace import inspect
+
+    try:
+        inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False)
+    except ArchscopeError as traced:
+        return ExportError(f"{label}: {traced}")
+    except Exception:  # the trace fails in its own way: PyTorch's message says more
+        pass
+    return ExportError(f"{label}: forward pass on a {_dims(x.shape)} input failed before export: "
+                       f"{_first_line(exc)}")
 
 
 def _constants_to_nodes(proto: onnx.ModelProto, state_names: set[str]) -> None:
@@ -568,8 +584,12 @@ def _run_onnxruntime(path: Path, x: torch.Tensor, label: str) -> tuple[list[Any]
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     except Exception as exc:
+        hint = ""
+        if "NOT_IMPLEMENTED" in str(exc):  # e.g. no float64 Conv kernel on the CPU provider
+            hint = (f"; onnxruntime has no kernel for this operator in {x.dtype} (the file passed "
+                    "onnx.checker): export a float32 model, or skip the comparison (--no-verify)")
         raise ExportError(
-            f"{label}: onnxruntime cannot run the export: {_first_line(exc)}"
+            f"{label}: onnxruntime cannot run the export: {_first_line(exc)}{hint}"
         ) from None
     return list(outputs), str(onnxruntime.__version__)
 

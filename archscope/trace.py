@@ -22,7 +22,7 @@ import re
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -411,7 +411,7 @@ def inspect(
     name: str | None = None,
     backward: bool = False,
     count_flops: bool = True,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> Report:
     """Trace ``model`` on the meta device and return its :class:`~archscope.report.Report`.
 
@@ -423,7 +423,8 @@ def inspect(
         backward: also run the backward pass (on meta) to count training FLOPs.
         count_flops: count FLOPs/MACs with ``FlopCounterMode`` (turn off for a faster shape-only
             trace).
-        dtype: dtype of the traced input.
+        dtype: dtype of the traced input (default: the dtype of the model's first
+            floating-point parameter or buffer; float32 for a model without any).
 
     Raises:
         InputTooSmallError: a conv/pool window does not fit its input (names the layer and the
@@ -435,14 +436,26 @@ def inspect(
     shape = tuple(int(d) for d in input_shape)
     if batch < 1 or any(d < 1 for d in shape):
         raise InputShapeError(f"input shape {shape} and batch {batch} must be positive")
+    if dtype is None:
+        floats = [t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+        dtype = floats[0] if floats else torch.float32
+
+    def trace(train: bool) -> Report:
+        assert dtype is not None
+        try:
+            return _inspect(model, shape, batch, name, backward, count_flops, dtype, train=train)
+        except _DeferredImportFailed:  # see _Deferred: trace again with the real modules
+            return _inspect(model, shape, batch, name, backward, count_flops, dtype, train=train,
+                            defer=False)
+
     try:
         try:
-            return _inspect(model, shape, batch, name, backward, count_flops, dtype, train=True)
+            return trace(train=True)
         except _BatchNormNeedsEval:
             pass
         # Outside the except clause above, so that the InputTooSmallError handler below also
         # sees what the eval-mode trace raises (vgg16_bn at 3×16×16).
-        report = _inspect(model, shape, batch, name, backward, count_flops, dtype, train=False)
+        report = trace(train=False)
         note = ("traced in eval mode: BatchNorm in training mode needs more than one value per "
                 "channel (use a larger --batch or input); activation memory is the eval-mode figure")
         return _with_note(report, note)
@@ -457,8 +470,17 @@ class _BatchNormNeedsEval(Exception):
     pass
 
 
+class _DeferredImportFailed(Exception):
+    """A module's import failed while :func:`_deferred_imports`' stand-ins were installed.
+
+    The stand-ins import the real module on first non-trivial use, which can land in the middle
+    of another torch module's import (seen: a float16 backward pass in a fresh process importing
+    ``torch.utils._sympy.functions`` half-way); the trace is then run again without them.
+    """
+
+
 def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backward: bool,
-             count_flops: bool, dtype: torch.dtype, *, train: bool) -> Report:
+             count_flops: bool, dtype: torch.dtype, *, train: bool, defer: bool = True) -> Report:
     modes = {m: m.training for m in model.modules()}
     tracer = _Tracer(model, count_flops)
     swaps, param_keys = _meta_state(model)
@@ -478,7 +500,7 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
     try:
         model.train(train)
         tracer.attach()
-        with torch.enable_grad(), _deferred_imports():
+        with torch.enable_grad(), (_deferred_imports() if defer else nullcontext()):
             counter = tracer.flop_counter
             if counter is not None:
                 counter.__enter__()
@@ -504,6 +526,8 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
             raise _BatchNormNeedsEval() from exc
         raise _forward_error(tracer, exc) from None
     except Exception as exc:
+        if defer and isinstance(exc, ImportError):
+            raise _DeferredImportFailed() from exc
         raise _forward_error(tracer, exc) from None
     finally:
         tracer.detach()

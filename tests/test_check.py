@@ -263,3 +263,31 @@ def test_cuda_cli_exit_code() -> None:
                                        "--device", "cuda"])
     assert result.exit_code == 0, result.output
     assert "measured peak" in result.stdout
+
+
+def test_models_that_cannot_be_checked_fail_and_the_run_goes_on(tmp_path: Path) -> None:
+    # no input size, an ONNX file, a missing file: each a FAIL with its reason; the rest is checked
+    (tmp_path / "net.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class NoInput(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+            def forward(self, x):
+                return self.fc(x)
+    """))
+    (tmp_path / "m.onnx").write_bytes(b"")
+    sources = [f"{tmp_path}/net.py:NoInput", "lecture_mlp", f"{tmp_path}/m.onnx",
+               f"{tmp_path}/missing.py:Net"]
+    result = CliRunner().invoke(main, ["check", *sources, "--device", "cpu", "--repeats", "1"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert lines == [
+        f"FAIL {sources[0]}: {sources[0]} has no default input size; pass one with --input "
+        "(e.g. 3x224x224)",
+        "PASS lecture_mlp",
+        f"FAIL {sources[2]}: {sources[2]}: check runs PyTorch models; an ONNX file is checked "
+        "when it is exported (archscope export compares it with onnxruntime)",
+        f"FAIL {sources[3]}: no such file: {tmp_path}/missing.py",
+    ]
+    assert result.stdout.rstrip().endswith(f"1 passed, 3 failed: {', '.join(sources[i] for i in (0, 2, 3))}")

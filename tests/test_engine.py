@@ -6,6 +6,10 @@ leaf shapes, a real CPU forward, and ``torch.utils.flop_counter.FlopCounterMode`
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 import torchinfo
@@ -254,3 +258,27 @@ def test_input_too_small_names_the_layer_and_the_smallest_input() -> None:
 def test_a_failing_forward_names_the_layer_reached() -> None:
     with pytest.raises(ForwardError, match=r"classifier.fc1 \(Linear\) expects 576 input features"):
         load_report("lecture_mnist_cnn", input_shape=(1, 32, 32))
+
+
+def test_a_float64_model_is_traced_in_its_own_dtype() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).double()
+    report = inspect(model, (3, 8, 8))
+    assert report.total_params == (3 * 3 * 3 + 1) * 4 == 112
+    assert report.param_bytes == 112 * 8  # float64: 8 bytes a parameter
+    assert next(model.parameters()).dtype == torch.float64  # untouched
+
+
+def test_half_precision_backward_in_a_fresh_process() -> None:
+    # the lazy-import stand-ins once collided with torch's own imports here: a fresh process,
+    # where nothing heavy is imported yet, is the case that matters
+    code = textwrap.dedent("""
+        import torch
+        from torch import nn
+        import archscope
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).half()
+        report = archscope.inspect(model, (3, 8, 8), backward=True)
+        print(report.total_params, report.param_bytes, report.backward_flops > 0)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # conv (3·3·3+1)·4 = 112, BatchNorm 2·4 = 8; float16: 2 bytes each
+    assert out.stdout.split() == ["120", "240", "True"]

@@ -321,3 +321,18 @@ def test_a_module_whose_dependency_is_missing_fails_to_build(runner: CliRunner) 
                                   "--device", "cpu", "--repeats", "1"])
     assert result.exit_code == 1
     assert "PASS lecture_mlp" in result.stdout and "1 passed, 1 failed" in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["export", "lecture_mnist_cnn", "--input", "28x28x1", "-o", "{tmp}/m.onnx"],
+    ["bench", "lecture_mnist_cnn", "--input", "28x28x1", "--device", "cpu", "--steps", "1"],
+])
+def test_export_and_bench_name_a_wrong_layout_too(
+        runner: CliRunner, tmp_path: Path, args: list[str]) -> None:
+    # they run the model for real; when that fails, the meta trace's diagnosis is reported
+    result = runner.invoke(main, [a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code != 0
+    assert one_line_error(result) == (
+        "lecture_mnist_cnn: features.conv1 (Conv2d) expects 1 input channel but the input has 28; "
+        "--input is C×H×W (did you mean 1x28x28?)")
+    assert not list(tmp_path.iterdir())

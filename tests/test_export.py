@@ -442,3 +442,16 @@ def test_cli_export_requires_output() -> None:
     result = CliRunner().invoke(main, ["export", "lecture_mlp"])
     assert result.exit_code == 2
     assert "--output" in result.stderr
+
+
+def test_a_float64_model_exports_in_float64(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).double()
+    # onnxruntime's CPU provider has no float64 Conv: the comparison says so and what to do
+    with pytest.raises(ExportError, match=r"no kernel for this operator in torch\.float64 .* "
+                                          r"\(--no-verify\)$"):
+        export_onnx(model, tmp_path / "d.onnx", (3, 8, 8))
+    assert _leftovers(tmp_path) == []
+    result = export_onnx(model, tmp_path / "d.onnx", (3, 8, 8), verify=False)
+    graph = onnx.load(str(result.path)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    assert next(model.parameters()).dtype == torch.float64
