@@ -21,6 +21,7 @@ from archscope.errors import RenderError
 from archscope.render.dot import (
     Diagram,
     build_diagram,
+    choose_depth,
     default_depth,
     describe_hparams,
     kind_of,
@@ -300,6 +301,29 @@ def test_default_drawings_fit_one_page(reports: dict[str, Report], name: str, de
     assert d.total_params == report.total_params
 
 
+def _dot_nodes(dot: str) -> list[str]:
+    """The node ids a DOT source declares (``  r3 [label=…];``; not a frame's ``graph [``)."""
+    return re.findall(r"^\s+(?!graph )(\w+) \[label=", dot, re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50"])
+def test_no_fold_without_depth_draws_every_layer(reports: dict[str, Report], name: str) -> None:
+    # --no-fold asks for every record: full depth, one node per leaf layer or op of the report,
+    # plus the input node and one node per model output.
+    report = reports[name]
+    leaves = [r for r in report.leaves() if r.output_shapes]
+    result = CliRunner().invoke(main, ["diagram", name, "--no-fold", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    deepest = max(r.depth for r in report.layers)
+    assert f"{name}: depth {deepest} of {deepest}, {len(leaves)} nodes\n" == result.stderr
+    assert len(_dot_nodes(result.stdout)) == len(leaves) + 1 + len(report.output_shapes)
+    assert render_dot(report, fold=False) == result.stdout
+    # An explicit depth still wins; folding keeps the one-page default.
+    assert len(build_diagram(report, depth=1, fold=False).layer_nodes) < len(leaves)
+    assert choose_depth(report, 1, fold=False) == 1
+    assert choose_depth(report, None, fold=True) == default_depth(report) == 2
+
+
 def test_vgg16_folds_repeated_convs(reports: dict[str, Report]) -> None:
     d = build_diagram(reports["vgg16"], depth=2)
     counts = [(n.title, n.count) for n in d.layer_nodes if n.count > 1]
@@ -537,3 +561,101 @@ def test_parallel_branches_and_dense_chains() -> None:
     for depth in (1, 2, 3):
         for fold in (True, False):
             assert build_diagram(report, depth=depth, fold=fold).total_params == report.total_params
+
+
+def test_title_says_param_or_params() -> None:
+    x = (1, 8, 16, 16)
+    layers = [
+        _rec(0, "conv", "Conv2d", 1, None, (MODEL_INPUT,), x, 584),
+        LayerRecord(index=1, name="(Toy)", type="Toy", kind="module", depth=1, parent=None,
+                    is_leaf=True, input_shapes=(), output_shapes=(), params=1,
+                    trainable_params=1, param_formula="1", output_formula="", macs=0),
+    ]
+    dot = render_dot(_report(layers, (0,)))
+    assert "1 param outside the data flow: (Toy)" in dot
+    assert "1 params" not in dot
+    assert "585 params · input" in dot
+
+
+def test_shared_weights_are_marked_on_the_later_node() -> None:
+    import torch
+    from torch import nn
+
+    from archscope.trace import inspect
+
+    class TiedLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.out = nn.Linear(4, 10)
+            self.out.weight = self.emb.weight
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.emb(x))
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.conv(x))
+
+    tied = inspect(TiedLM(), (3,), dtype=torch.long)
+    d = build_diagram(tied, fold=False)
+    assert [(n.name, n.params, n.shared) for n in d.layer_nodes] == [
+        ("emb", 40, ""), ("out", 10, "shared with emb")]
+    assert "out · 10 params · shared with emb" in render_dot(tied)
+    twice = inspect(Twice(), (4, 8, 8))
+    d = build_diagram(twice, fold=False)
+    assert [(n.name, n.params, n.shared) for n in d.layer_nodes] == [
+        ("conv", 148, ""), ("conv", 0, "same weights as call 1")]
+    assert d.total_params == twice.total_params == 148
+    # A node drawing both the weights and their second use says nothing.
+    collapsed = _report([
+        _rec(0, "block", "Block", 1, None, (), (1, 4, 8, 8), leaf=False),
+        *(LayerRecord(index=i, name="block.conv", type="Conv2d", kind="module", depth=2,
+                      parent=0, is_leaf=True, input_shapes=((1, 4, 8, 8),),
+                      output_shapes=((1, 4, 8, 8),), params=148 if i == 1 else 0,
+                      trainable_params=148 if i == 1 else 0, param_formula="", output_formula="",
+                      macs=0, call=i - 1, shared_with=None if i == 1 else "block.conv",
+                      inputs=(i - 1 if i == 2 else MODEL_INPUT,)) for i in (1, 2)),
+    ], (2,))
+    (node,) = build_diagram(collapsed, depth=1).layer_nodes
+    assert (node.params, node.shared) == (148, "")
+
+
+def test_edges_drop_only_a_batch_dimension(tmp_path: Path) -> None:
+    """ONNX shape arithmetic ([1], [2]) keeps its dimension; a (N,) output is one value per
+    sample: the table's rule."""
+    import torch
+    from torch import nn
+
+    from archscope.render._columns import shape_cell
+    from archscope.source import load_report
+    from archscope.trace import inspect
+
+    path = tmp_path / "mnistd.onnx"
+    result = CliRunner().invoke(main, ["export", "lecture_mnist_cnn", "-o", str(path),
+                                       "--dynamic-batch"])
+    assert result.exit_code == 0, result.output
+    report = load_report(str(path))
+    d = build_diagram(report, fold=False)
+    for e in d.edges:  # every edge reads like its producer's Output shape cell in the table
+        if e.src != "input":
+            (producer,) = d.node(e.src).records
+            label = "×".join(map(str, e.shape)) or "scalar"
+            assert label == shape_cell(report.layers[producer], batch=False), e
+    concat = next(r.index for r in report.layers if r.type == "Concat")
+    assert [e.shape for e in d.out_edges(f"r{concat}")] == [(2,)]
+
+    class PerSample(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)[:, 0]
+
+    dot = render_dot(inspect(PerSample(), (8,)))
+    assert '<b>output</b><br/>scalar>' in dot and 'label=" scalar"' in dot

@@ -6,13 +6,17 @@ arithmetic and MACs are read back out of the rendered table and compared with ``
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
+import json
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +26,8 @@ from torch import nn
 from archscope import inspect
 from archscope.cli import main
 from archscope.render import PIPED_WIDTH, output_width, render
-from archscope.report import Report
+from archscope.render._columns import formula_cell, params_cell, shape_cell
+from archscope.report import LayerRecord, Report
 from archscope.source import load_report
 
 CATSDOGS = ("150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → conv128 k3 → maxpool2 → "
@@ -331,13 +336,154 @@ def test_tied_weights_are_marked_and_counts_add_up() -> None:
     assert re.search(r"Total params\s+50$", table, re.MULTILINE)
 
 
-def test_a_repeated_call_is_marked_shared() -> None:
+def test_a_repeated_call_is_marked_as_one() -> None:
+    # A module called twice: its second row is the same weights, not a tie to another layer.
     report = inspect(Twice(), (4, 8, 8))
+    second = report.layers[1]
+    assert (second.name, second.call, second.shared_with, second.params) == ("conv", 1, "conv", 0)
     table = render(report, "table")
-    second = [line for line in table.splitlines() if line.startswith("conv ")][1]
-    assert re.search(r"\(shared\)\s+shared with conv\s", second)
-    assert "| (shared) | shared with conv |" in render(report, "markdown")
+    row = [line for line in table.splitlines() if line.startswith("conv ")][1]
+    assert re.search(r"\(call 2\)\s+same weights as call 1\s", row)
+    assert "shared with conv" not in table
+    assert "| (call 2) | same weights as call 1 |" in render(report, "markdown")
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    assert [(r["params"], r["param_formula"]) for r in rows] == [
+        ("148", "(3·3·4+1)·4"), ("0", "same weights as call 1")]
     assert report.total_params == (3 * 3 * 4 + 1) * 4
+
+
+def test_csv_marks_shared_weights_as_the_table_does() -> None:
+    report = inspect(TiedLM(), (3,), dtype=torch.long)
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
+    assert rows["out"]["param_formula"] == "10 + shared with emb"  # as in the table's cell
+    assert (rows["out"]["shared_with"], rows["emb"]["shared_with"]) == ("emb", "")
+    assert sum(int(r["params"]) for r in rows.values()) == report.total_params == 50
+    table_formulas = {r.name: formula_cell(r, report, None) for r in report.layers}
+    assert {name: r["param_formula"] for name, r in rows.items()} == table_formulas
+
+
+# --- --depth: every format shows the same rows, and they add up --------------------------
+
+@cache
+def _meta_total(name: str) -> int:
+    """The oracle: the zoo model's own parameter count, built on meta (no weights)."""
+    from archscope.registry import get_entry
+
+    with torch.device("meta"):
+        model = get_entry(name).build()
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("model", ["resnet50", "vgg16"])
+def test_every_format_adds_up_at_every_depth(model: str, depth: int) -> None:
+    report = _report(model)
+    total = _meta_total(model)
+    shown = [r.name for r in report.layers if r.depth <= depth]
+    csv_rows = list(csv.DictReader(io.StringIO(render(report, "csv", max_depth=depth))))
+    assert [r["name"] for r in csv_rows] == shown
+    assert sum(int(r["params"]) for r in csv_rows) == total
+    assert sum(int(r["trainable"]) for r in csv_rows) == total
+    layers = json.loads(render(report, "json", max_depth=depth))["layers"]
+    assert [r["name"] for r in layers] == shown
+    assert sum(r["params"] for r in layers) == total
+    assert all(r["collapsed"] == (not r["is_leaf"] and r["depth"] == depth) for r in layers)
+    # The table and markdown show the same counts.
+    markdown = render(report, "markdown", max_depth=depth).split("\n\n")[1].splitlines()[2:]
+    assert len(markdown) == len(csv_rows)
+    for line, r in zip(markdown, csv_rows, strict=True):
+        name, _, _, params, *_ = line.strip("| ").split(" | ")
+        assert name.replace("&nbsp;", "") == f"`{r['name']}`"
+        assert params == params_cell(report.layers[int(r["index"])], report, depth)
+        assert (params, r["params"]) == ("—", "0") or int(params.replace(",", "")) == int(
+            r["params"])
+
+
+def test_a_collapsed_container_carries_its_childrens_parameters() -> None:
+    report = _report("resnet50")
+    full = {r["name"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
+    children = sum(int(r["params"]) for name, r in full.items() if name.startswith("layer1."))
+    # layer1: 3 bottlenecks 64→256 on 256 channels, the first with a 1×1 downsample from 64.
+    block = 256 * 64 + 2 * 64 + 9 * 64 * 64 + 2 * 64 + 64 * 256 + 2 * 256
+    assert children == block + (64 * 256 + 2 * 256) - (256 - 64) * 64 + 2 * block == 215_808
+    at_1 = {r["name"]: r for r in csv.DictReader(io.StringIO(render(report, "csv", max_depth=1)))}
+    assert int(at_1["layer1"]["params"]) == children
+    assert at_1["layer1"]["param_formula"] == ""
+    layer1 = next(r for r in json.loads(render(report, "json", max_depth=1))["layers"]
+                  if r["name"] == "layer1")
+    assert (layer1["params"], layer1["trainable"], layer1["collapsed"]) == (children, children, True)
+    assert layer1["macs"] == report.find("layer1").macs  # a container's MACs cover its calls
+    # Without --depth the JSON keeps every row, its own parameters only.
+    rows = json.loads(render(report, "json"))["layers"]
+    assert len(rows) == len(report.layers) and not any(r["collapsed"] for r in rows)
+    assert next(r for r in rows if r["name"] == "layer1")["params"] == 0
+
+
+class Unused(nn.Module):
+    """A module never called, inside a container: its row has no parent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(4, 4))
+        self.f.add_module("unused", nn.Linear(4, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f[0](x)
+
+
+def test_rows_of_uncalled_modules_count_at_any_depth() -> None:
+    report = inspect(Unused(), (4,))
+    assert report.total_params == 20 + 10
+    for fmt in ("csv", "json"):
+        text = render(report, fmt, max_depth=1)
+        params = ([int(r["params"]) for r in csv.DictReader(io.StringIO(text))] if fmt == "csv"
+                  else [r["params"] for r in json.loads(text)["layers"]])
+        assert sum(params) == 30, fmt
+    assert re.search(r"^ f\.unused\s+Linear\s+—\s+10\s", render(report, "table", max_depth=1),
+                     re.MULTILINE)
+
+
+# --- the batch dimension -------------------------------------------------------------------
+
+class PerSample(nn.Module):
+    """One value per sample: a (N,) output, batch included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc(x.flatten(1))[:, 0])
+
+
+def test_only_a_batch_dimension_is_dropped() -> None:
+    # PyTorch: (1, 1) → [:, 0] → (1,) is one value per sample; flatten of everything is not.
+    report = inspect(PerSample(), (2, 4))
+    cells = {r.name: shape_cell(r, batch=False) for r in report.layers}
+    assert cells == {"flatten": "8", "fc": "1", "getitem": "scalar", "sigmoid": "scalar"}
+    flat = LayerRecord(index=0, name="view", type="view", kind="function", depth=1, parent=None,
+                       is_leaf=True, input_shapes=((1, 64, 3, 3),), output_shapes=((576,),),
+                       params=0, trainable_params=0, param_formula="", output_formula="", macs=0)
+    assert shape_cell(flat, batch=False) == "576"  # x.view(-1): the batch is folded in
+
+
+def test_onnx_shape_arithmetic_keeps_its_dimension(tmp_path: Path) -> None:
+    # lecture_mnist_cnn exported with a symbolic batch computes its reshape target at run time:
+    # Shape → [1], Squeeze → [], Reshape → [1], Concat → [2]. None of them carries the batch.
+    pytest.importorskip("onnx")
+    path = tmp_path / "mnistd.onnx"
+    result = CliRunner().invoke(main, ["export", "lecture_mnist_cnn", "-o", str(path),
+                                       "--dynamic-batch"])
+    assert result.exit_code == 0, result.output
+    report = load_report(str(path))
+    by_type: dict[str, list[str]] = {}
+    for r in report.layers:
+        by_type.setdefault(r.type, []).append(shape_cell(r, batch=False))
+    assert by_type["Shape"] == ["1"] and by_type["Squeeze"] == ["scalar"]
+    assert by_type["Concat"] == ["2"] and by_type["Reshape"] == ["1", "576"]
+    assert by_type["Conv"][0] == "32×26×26" and by_type["Gemm"] == ["64", "10"]
+    text = render(report, "table", explain=True)
+    assert re.search(r"^node_Concat_4\s+Concat\s+2\s", text, re.MULTILINE)
 
 
 def test_markdown_header_matches_the_table() -> None:

@@ -16,11 +16,11 @@ from archscope.commands._common import input_option, model_argument, num_classes
               help="Where to write: .svg, .png, .pdf, or .dot/.gv for DOT source; '-' writes DOT "
                    "to stdout. [default: MODEL.svg in the current directory]")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
-              help="Collapse containers deeper than this into one node "
-                   "(default: the deepest that keeps the drawing to about 40 nodes).")
+              help="Collapse containers deeper than this into one node (default: the deepest "
+                   "that keeps the drawing to about 40 nodes; with --no-fold, every layer).")
 @click.option("--fold/--no-fold", default=True, show_default=True,
               help="Draw norm/activation/dropout inside the layer before them and fold runs of "
-                   "identical layers or blocks into one ×N node.")
+                   "identical layers or blocks into one ×N node; --no-fold draws every record.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
               metavar="[TB|LR]",
               show_default=True, help="Flow top-to-bottom or left-to-right.")
@@ -51,11 +51,11 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
 
     from archscope._io import atomic_path
     from archscope.diagram import PNG_DPI
-    from archscope.render.dot import build_diagram, default_depth, max_depth, write_dot
+    from archscope.render.dot import build_diagram, choose_depth, max_depth, write_dot
     from archscope.source import load_report
 
     report = load_report(model, input_shape=input_shape, num_classes=num_classes)
-    chosen = depth if depth is not None else default_depth(report, fold=fold)
+    chosen = choose_depth(report, depth, fold=fold)
     drawing = build_diagram(report, depth=chosen, fold=fold)
     dot_source = write_dot(drawing, rankdir=rankdir, dpi=PNG_DPI if fmt == "png" else None)
     status = (f"{report.model}: depth {min(chosen, max_depth(report))} of {max_depth(report)}, "

@@ -37,7 +37,7 @@ def render(report: Report, fmt: str = "table", *, explain: bool = False, width: 
     if fmt == "json":
         from archscope.render.json import render_json
 
-        return render_json(report)
+        return render_json(report, max_depth=max_depth)
     if fmt == "markdown":
         from archscope.render.markdown import render_markdown
 

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from archscope.render._columns import sample_shape, shared_note
 from archscope.report import MODEL_INPUT, LayerRecord, Report
 
 #: Layer kinds in legend order: kind → (legend label, fill colour, border colour).
@@ -162,6 +163,8 @@ class Node:
         group: the fold unit this node belongs to (a split block's nodes share one group).
         order: sort key (first record index; input first, outputs last).
         signature: what must be equal for two nodes to fold.
+        shared: where weights this node uses are counted when that is another node
+            (``shared with emb``, ``same weights as call 1``), else ``""``.
     """
 
     id: str
@@ -179,6 +182,7 @@ class Node:
     signature: tuple[Any, ...] = ()
     names: list[str] = field(default_factory=list)
     last_names: list[str] = field(default_factory=list)
+    shared: str = ""
 
 
 @dataclass
@@ -269,6 +273,14 @@ def default_depth(report: Report, *, fold: bool = True, max_nodes: int = DEFAULT
     return 1
 
 
+def choose_depth(report: Report, depth: int | None, *, fold: bool = True) -> int:
+    """The depth to draw: ``depth`` if given; else, folded, :func:`default_depth` (one page);
+    unfolded, the full depth: ``--no-fold`` asks to see every layer."""
+    if depth is not None:
+        return depth
+    return default_depth(report) if fold else max_depth(report)
+
+
 def render_dot(
     report: Report,
     *,
@@ -281,7 +293,8 @@ def render_dot(
 
     Args:
         report: the traced model.
-        depth: collapse containers deeper than this (``None``: :func:`default_depth`).
+        depth: collapse containers deeper than this (``None``: :func:`choose_depth`, the
+            default depth folded, every layer unfolded).
         fold: fuse norm/activation/dropout into the layer before them and fold runs of identical
             nodes into one ``×N`` node.
         rankdir: ``"TB"`` (top to bottom) or ``"LR"`` (left to right).
@@ -289,9 +302,7 @@ def render_dot(
     """
     if rankdir not in ("TB", "LR"):
         raise ValueError(f"rankdir must be TB or LR, not {rankdir!r}")
-    if depth is None:
-        depth = default_depth(report, fold=fold)
-    diagram = build_diagram(report, depth=depth, fold=fold)
+    diagram = build_diagram(report, depth=choose_depth(report, depth, fold=fold), fold=fold)
     return write_dot(diagram, rankdir=rankdir, dpi=dpi)
 
 
@@ -588,7 +599,8 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
                 kind="io", records=[], params=0,
                 title=(f"output {keys[i]}" if len(keys) == len(report.output_shapes)
                        else "output" if len(report.output_shapes) == 1 else f"output {i}"),
-                detail=_dims(shape[1:] if len(shape) > 1 else shape), order=float(len(layers) + i),
+                detail=_dims(_drop_batch(report, shape, _producer(report, i))) or "scalar",
+                order=float(len(layers) + i),
             )
         )
     edges: list[Edge] = []
@@ -609,7 +621,7 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         src = "input" if p == MODEL_INPUT else key_of.get(p)
         if src is not None:
             out_shape = report.output_shapes[i] if i < len(report.output_shapes) else None
-            edges.append(Edge(src, outputs[i].id, _drop_batch(out_shape)))
+            edges.append(Edge(src, outputs[i].id, _drop_batch(report, out_shape, p)))
     edges = _dedup(edges)
 
     node_list = sorted(nodes.values(), key=lambda n: n.order)
@@ -618,8 +630,28 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         node_list, edges = _fold_runs(node_list, edges)
     for n in node_list:
         n.name = _display_name(n)
+        n.shared = _shared(report, n)
     all_nodes = [input_node, *node_list, *outputs]
     return Diagram(report, depth, fold, all_nodes, edges, clusters, outside)
+
+
+def _shared(report: Report, node: Node) -> str:
+    """Where this node's shared weights are counted, when that is outside the node: ``shared with
+    emb`` (tied weights), ``same weights as call 1`` (a module's second call)."""
+    layers = report.layers
+    inside = set(node.records)
+    notes: list[str] = []
+    for i in node.records:
+        rec = layers[i]
+        note = shared_note(rec)
+        if not note or note in notes:
+            continue
+        # The row counting the weights: the same module's first call, or the tied module.
+        owner = rec.name if rec.call > 0 else rec.shared_with
+        first = next((r.index for r in layers if r.name == owner), None)
+        if first not in inside:
+            notes.append(note)
+    return notes[0] if len(notes) == 1 else f"{notes[0]} +{len(notes) - 1}" if notes else ""
 
 
 def _outside_flow(rec: LayerRecord) -> bool:
@@ -631,20 +663,28 @@ def _dims(shape: Sequence[int] | None) -> str:
     return "×".join(str(d) for d in shape) if shape else ""
 
 
-def _drop_batch(shape: Sequence[int] | None) -> tuple[int, ...] | None:
+def _producer(report: Report, output: int) -> int:
+    return report.outputs[output] if output < len(report.outputs) else MODEL_INPUT
+
+
+def _drop_batch(report: Report, shape: Sequence[int] | None,
+                producer: int) -> tuple[int, ...] | None:
+    """``shape`` without the batch dimension where it carries one, by the table's rule
+    (:func:`archscope.render._columns.sample_shape`)."""
     if shape is None:
         return None
-    return tuple(shape[1:]) if len(shape) > 1 else tuple(shape)
+    record = None if producer == MODEL_INPUT else report.layers[producer]
+    return tuple(sample_shape(tuple(shape), record))
 
 
 def _edge_shape(report: Report, consumer: LayerRecord, pos: int,
                 producer: int) -> tuple[int, ...] | None:
     """The shape of the tensor flowing from ``producer`` into ``consumer``'s input ``pos``."""
     if len(consumer.input_shapes) == len(consumer.inputs):
-        return _drop_batch(consumer.input_shapes[pos])
+        return _drop_batch(report, consumer.input_shapes[pos], producer)
     if producer == MODEL_INPUT:
         return tuple(report.input_shape)
-    return _drop_batch(report.layers[producer].output_shape)
+    return _drop_batch(report, report.layers[producer].output_shape, producer)
 
 
 def _skip_edges(report: Report) -> set[tuple[int, int]]:
@@ -1089,12 +1129,17 @@ def _node_label(n: Node) -> str:
     if n.detail:
         lines.append(_html(n.detail))
     meta = _html(n.name)
-    if n.params:
-        params = f"{n.params:,} params"
-        meta = f"{meta} · {params}" if meta else params
+    for part in (_plural(n.params, "param") if n.params else "", _html(n.shared)):
+        if part:
+            meta = f"{meta} · {part}" if meta else part
     if meta:
         lines.append(f'<font point-size="8" color="#555555">{meta}</font>')
     return "<" + "<br/>".join(lines) + ">"
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 param``, ``1,024 params``."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def _legend(diagram: Diagram) -> str:
@@ -1109,7 +1154,7 @@ def _legend(diagram: Diagram) -> str:
     if diagram.outside:
         names = ", ".join(r.name for r in diagram.outside)
         count = sum(r.params for r in diagram.outside)
-        rows.append(f"{count:,} params outside the data flow: {_html(names)}")
+        rows.append(f"{_plural(count, 'param')} outside the data flow: {_html(names)}")
     # Fixed-size cells (about 6.6 pt per character): Graphviz would otherwise stretch them to
     # the title's width.
     cells = "".join(
@@ -1187,7 +1232,7 @@ def write_dot(diagram: Diagram, *, rankdir: str = "TB", dpi: int | None = None) 
     for e in diagram.edges:
         attrs = []
         if e.shape is not None:
-            attrs.append(f'label=" {_dims(e.shape)}"')
+            attrs.append(f'label=" {_dims(e.shape) or "scalar"}"')
         if e.skip:
             attrs += ["style=dashed", f'color="{_SKIP_COLOR}"', f'fontcolor="{_SKIP_COLOR}"',
                       "weight=0"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from archscope.render._columns import (
-    formula_cell,
+    formula_text,
     header_parts,
     macs_cell,
-    params_cell,
+    params_text,
+    rows,
     shape_cell,
     totals,
-    visible,
 )
 from archscope.report import Report
 
@@ -31,10 +31,10 @@ def render_markdown(report: Report, *, explain: bool = False, max_depth: int | N
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---:" if h in {"Params", "MACs"} else "---" for h in header) + "|",
     ]
-    for record in visible(report, max_depth):
+    for row in rows(report, max_depth):
+        record = row.record
         name = "&nbsp;&nbsp;" * (record.depth - 1) + f"`{record.name}`"
-        cells = [name, record.type, shape_cell(record), params_cell(record, report, max_depth),
-                 formula_cell(record, report, max_depth)]
+        cells = [name, record.type, shape_cell(record), params_text(row), formula_text(row)]
         if explain:
             cells.append(record.output_formula)
         cells.append(macs_cell(record))
