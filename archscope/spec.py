@@ -38,13 +38,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BuiltSpec:
-    """A built spec: the model, the engine's input shape (C×H×W), and notes for the user."""
+    """A built spec: the model, the engine's input shape (C×H×W), and notes for the user.
+
+    ``keras_bn_channels`` is the channels (C) summed over the spec's batchnorm layers when one of
+    them is written Keras' way (``BatchNormalization``, ``bn``): Keras' ``model.summary()``
+    counts each one's moving mean and variance, 2·C, as non-trainable parameters, where PyTorch
+    keeps them as buffers. 0 otherwise.
+    """
 
     model: nn.Module
     input_shape: tuple[int, ...]
     layout: str
     name: str
     notes: tuple[str, ...] = ()
+    keras_bn_channels: int = 0
 
 
 # ──────────────────────────────────────────────────────────────────────────────── build
@@ -72,6 +79,9 @@ class _Build:
         self.counters: dict[str, int] = {}
         self.notes: list[str] = []
         self.layer = LayerSpec("input")
+        #: channels of every batchnorm layer, and whether one is written Keras' way (not nn.…)
+        self.bn_channels = 0
+        self.keras_bn = False
 
     # helpers -------------------------------------------------------------------------------
     def where(self) -> str:
@@ -84,6 +94,19 @@ class _Build:
 
     def fail(self, message: str) -> SpecShapeError:
         return SpecShapeError(f"{self.where()}: {message}")
+
+    def axes(self, axis: int | tuple[int, ...]) -> tuple[str, set[str]]:
+        """Keras' ``axis`` of a batch in the spec's order (N×H×W×C or N×C×H×W; N×F flat) →
+        (as written, the axes it names: ``{"C"}``)."""
+        names = (("N", "H", "W", "C") if self.layout == "hwc" else ("N", "C", "H", "W")) \
+            if len(self.shape) == 3 else ("N", "F")
+        given = axis if isinstance(axis, tuple) else (axis,)
+        written = f"axis={axis if not isinstance(axis, tuple) else list(axis)}"
+        for a in given:
+            if not -len(names) <= a < len(names):
+                raise self.fail(f"{written} is out of range for its {self.shown()} input "
+                                f"({len(names)} axes with the batch: {'×'.join(names)})")
+        return written, {names[a % len(names)] for a in given}
 
     def add(self, prefix: str, module: nn.Module) -> None:
         n = self.counters.get(prefix, 0) + 1
@@ -246,17 +269,21 @@ class _Build:
     def _avgpool(self, o: dict[str, Any]) -> None:
         self._pool(o, "avgpool")
 
-    def _global(self, cls_name: str) -> None:
+    def _global(self, cls_name: str, keepdims: bool) -> None:
+        """Keras' global pooling: C values, or 1×1×C with ``keepdims=True``."""
         c = self.need_image("global pooling")[0]
         self.add("pool", getattr(self.nn, cls_name)(1))
+        if keepdims:
+            self.shape = (c, 1, 1)
+            return
         self.add("flatten", self.nn.Flatten())
         self.shape = (c,)
 
     def _gap(self, o: dict[str, Any]) -> None:
-        self._global("AdaptiveAvgPool2d")
+        self._global("AdaptiveAvgPool2d", o.get("keepdims", False))
 
     def _gmp(self, o: dict[str, Any]) -> None:
-        self._global("AdaptiveMaxPool2d")
+        self._global("AdaptiveMaxPool2d", o.get("keepdims", False))
 
     def _adaptive(self, o: dict[str, Any], cls_name: str) -> None:
         c = self.need_image("adaptive pooling")[0]
@@ -271,6 +298,13 @@ class _Build:
         self._adaptive(o, "AdaptiveMaxPool2d")
 
     def _flatten(self, o: dict[str, Any]) -> None:
+        ndim = len(self.shape) + 1  # with the batch
+        start, end = o.get("start", 1), o.get("end", -1)
+        if not (-ndim <= start < ndim and -ndim <= end < ndim) or (
+                start % ndim, end % ndim) != (1, ndim - 1):
+            raise self.fail(f"start_dim={start}, end_dim={end} does not flatten its "
+                            f"{self.shown()} input to one row per sample (dims 1 to {ndim - 1}); "
+                            "archscope's flatten does only that: start_dim=1, end_dim=-1")
         self.add("flatten", self.nn.Flatten())
         self.shape = (_prod(self.shape),)
 
@@ -303,12 +337,31 @@ class _Build:
     def _batchnorm(self, o: dict[str, Any]) -> None:
         c = self.shape[0]
         self._check_features(o, (c,), "batchnorm")
+        if "axis" in o:  # Keras' axis: only the channels' (−1 on H×W×C) is what BatchNorm2d does
+            written, axes = self.axes(o["axis"])
+            if axes != {"C" if len(self.shape) == 3 else "F"}:
+                raise self.fail(f"{written} normalises its {self.shown()} input over "
+                                f"{'×'.join(sorted(axes))}, not its channels; archscope's "
+                                "batchnorm normalises the channels (axis=-1 on H×W×C, axis=1 on "
+                                "C×H×W): drop axis")
         cls = self.nn.BatchNorm2d if len(self.shape) == 3 else self.nn.BatchNorm1d
         self.add("bn", cls(c, affine=o.get("affine", True)))
+        self.bn_channels += c
+        word = self.layer.text.split("(")[0].split()[0] if self.layer.text else ""
+        if not (word.startswith(("nn.", "torch.")) or word.lower().endswith(("1d", "2d"))):
+            self.keras_bn = True
 
     def _layernorm(self, o: dict[str, Any]) -> None:
         """LayerNorm over a sample's whole C×H×W (PyTorch's usual use), or its features."""
         self._check_features(o, self.shape, "layernorm")
+        if "axis" in o:  # Keras' default, axis=-1, is C alone on an image: not this layer
+            written, axes = self.axes(o["axis"])
+            every = {"C", "H", "W"} if len(self.shape) == 3 else {"F"}
+            if axes != every:
+                raise self.fail(f"{written} normalises its {self.shown()} input over "
+                                f"{'×'.join(sorted(axes))} alone; archscope's layernorm "
+                                "normalises a sample's whole C×H×W (PyTorch's LayerNorm over its "
+                                "last dimensions): drop axis, or write axis=[1, 2, 3]")
         self.add("ln", self.nn.LayerNorm(list(self.shape),
                                          elementwise_affine=o.get("affine", True)))
 
@@ -385,16 +438,21 @@ def build(parsed: ParsedSpec, *, input_shape: tuple[int, ...] | None = None,
                          f"write chw:{h}x{w}x{c} if you meant {h} channels")
     with torch.device(device) if device is not None else contextlib.nullcontext():
         for layer in parsed.layers:
+            before = len(state.modules)
             try:
                 state.apply(layer)
             except (RuntimeError, ValueError, OverflowError) as exc:  # torch refusing a size
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise state.fail(f"PyTorch cannot build it: {first}") from None
+            if layer.options.get("trainable") is False:  # Keras' trainable=False
+                for _, module in state.modules[before:]:
+                    module.requires_grad_(False)
     model = nn.Sequential()
     for module_name, module in state.modules:
         model.add_module(module_name, module)
     label = name if name is not None else " ".join(parsed.source.split())
-    return BuiltSpec(model, shape, parsed.layout, label, tuple(notes + state.notes))
+    return BuiltSpec(model, shape, parsed.layout, label, tuple(notes + state.notes),
+                     state.bn_channels if state.keras_bn else 0)
 
 
 def read_spec(source: str) -> tuple[str, str]:
@@ -451,8 +509,25 @@ def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
         freeze_parameters(built.model, freeze)
     report = inspect(built.model, built.input_shape, batch=batch, name=built.name,
                      backward=backward)
-    report = replace(report, notes=(*report.notes, *built.notes))
+    notes = [*report.notes, *built.notes]
+    if built.keras_bn_channels:
+        notes.append(keras_batchnorm_note(report.total_params, report.non_trainable_params,
+                                          built.keras_bn_channels))
+    report = replace(report, notes=tuple(notes))
     return to_layout(report, built.layout if len(built.input_shape) == 3 else "chw")
+
+
+def keras_batchnorm_note(total: int, non_trainable: int, bn_channels: int) -> str:
+    """What Keras' ``model.summary()`` would count: each BatchNormalization's moving mean and
+    variance (2·C) as non-trainable parameters, where PyTorch keeps them as buffers.
+
+    ``keras_batchnorm_note(1_640_106, 0, 96)`` says 1,640,298 parameters, 192 non-trainable.
+    """
+    stats = 2 * bn_channels
+    return (f"Keras' model.summary() would show {total + stats:,} parameters ({total:,} + "
+            f"2·{bn_channels:,}), {non_trainable + stats:,} of them non-trainable: it counts "
+            "each BatchNormalization's moving mean and variance (2·C) as parameters; PyTorch "
+            "keeps them as buffers (not counted)")
 
 
 def to_layout(report: Report, layout: str) -> Report:
@@ -482,4 +557,5 @@ def to_layout(report: Report, layout: str) -> Report:
 
 
 __all__ = ["BuiltSpec", "LayerSpec", "ParsedSpec", "build", "build_spec", "calc_report",
-           "load_spec_source", "parse", "read_spec", "show_shape", "to_layout"]
+           "keras_batchnorm_note", "load_spec_source", "parse", "read_spec", "show_shape",
+           "to_layout"]

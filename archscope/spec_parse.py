@@ -106,20 +106,32 @@ _OPTION_ALIASES: dict[str, str] = {
     "affine": "affine", "elementwiseaffine": "affine",
     "inputshape": "input_shape", "inputdim": "input_shape",
     "x": "repeat", "times": "repeat",
+    "axis": "axis", "dim": "dim", "startdim": "start", "enddim": "end",
+    "keepdims": "keepdims", "trainable": "trainable",
 }
 _KIND_OPTION_ALIASES: dict[str, dict[str, str]] = {
     "dropout": {"p": "rate"},
     "dropout2d": {"p": "rate"},
     "lrn": {"k": "kconst", "n": "size"},
     "leakyrelu": {"alpha": "slope"},
+    "softmax": {"axis": "dim"},
+    "logsoftmax": {"axis": "dim"},
 }
-#: keyword arguments of Keras/PyTorch calls that change no shape or count: accepted and ignored.
+#: keyword arguments of Keras/PyTorch calls that change no shape or count: accepted and ignored
+#: (tests/test_spec.py builds every one of them and compares the counts). Keywords that would
+#: change a count are options, checked or refused: ``data_format`` (the spec's layout), ``axis``
+#: of batchnorm/layernorm, ``start_dim``/``end_dim`` of flatten, ``keepdims`` of global pooling,
+#: ``trainable``.
 _IGNORED_KEYS = frozenset({
-    "name", "momentum", "epsilon", "eps", "inplace", "dataformat", "seed", "trainable", "dtype",
-    "noiseshape", "dim", "axis", "startdim", "enddim", "keepdims", "device", "paddingmode",
-    "trackrunningstats", "countincludepad", "returnindices", "divisoroverride", "approximate",
-    "beta1", "threshold",
+    "name", "momentum", "epsilon", "eps", "inplace", "seed", "dtype", "noiseshape", "device",
+    "paddingmode", "trackrunningstats", "countincludepad", "returnindices", "divisoroverride",
+    "approximate", "threshold",
 })
+#: keywords of some calls (by kind or activation) that change no count there: a softmax's axis
+#: (its output has its input's shape whichever axis sums to 1), Softplus' β.
+_IGNORED_KIND_KEYS = {"act": frozenset({"dim", "axis"}), "softplus": frozenset({"beta"})}
+#: Keras' ``data_format`` values → the spec's layout.
+_DATA_FORMATS = {"channelslast": "hwc", "channelsfirst": "chw"}
 _IGNORED_SUFFIXES = ("initializer", "regularizer", "constraint")
 #: methods of a Keras model that pasted code calls around its ``model.add(…)`` lines and that add
 #: no layer (``model.summary()``, ``model.compile(…)``, ``history = model.fit(…)`` …): skipped.
@@ -141,16 +153,16 @@ _KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "sepconv": (*_CONV_OPTS, "multiplier"),
     "maxpool": ("kernel", "stride", "padding", "dilation", "ceil"),
     "avgpool": ("kernel", "stride", "padding", "ceil"),
-    "gap": (),
-    "gmp": (),
+    "gap": ("keepdims",),
+    "gmp": ("keepdims",),
     "adaptiveavgpool": ("output",),
     "adaptivemaxpool": ("output",),
-    "flatten": (),
+    "flatten": ("start", "end"),
     "dense": ("out", "in", "bias", "activation"),
     "dropout": ("rate",),
     "dropout2d": ("rate",),
-    "batchnorm": ("features", "affine"),
-    "layernorm": ("features", "affine"),
+    "batchnorm": ("features", "affine", "axis"),
+    "layernorm": ("features", "affine", "axis"),
     "lrn": ("size", "alpha", "beta", "kconst"),
     "zeropad": ("padding",),
     "act": ("slope", "alpha"),
@@ -172,12 +184,19 @@ _POSITIONAL: dict[str, tuple[str, ...]] = {
     "lrn": ("size", "alpha", "beta", "kconst"),
     "zeropad": ("padding",),
 }
+#: Keras' normalization layers, whose first positional value is the axis (PyTorch's BatchNorm2d
+#: takes the features).
+_KERAS_AXIS_FIRST = frozenset({"batchnormalization", "batchnormalisation", "layernormalization",
+                               "layernormalisation"})
 #: PyTorch's positional order, used when a call has more positional values than Keras takes
 #: (``nn.Conv2d(3, 32, 3)``, ``nn.Linear(6272, 512)``).
 _TORCH_POSITIONAL: dict[str, tuple[str, ...]] = {
     "conv": ("in", "out", "kernel", "stride", "padding", "dilation", "groups", "bias"),
     "dense": ("in", "out", "bias"),
+    "flatten": ("start", "end"),  # nn.Flatten(1, -1)
 }
+#: positional values Keras' call takes before PyTorch's order is assumed.
+_KERAS_POSITIONAL_COUNT = {"conv": 2, "dense": 1, "flatten": 0}
 #: what a bare number after the layer word means, for messages and docs.
 _MAIN_MEANING = {"out": "filters/units", "kernel": "pool size", "rate": "rate",
                  "size": "size", "output": "output size", "features": "features",
@@ -188,13 +207,16 @@ _PLAIN_POSITIONAL: dict[str, tuple[str, ...]] = {
     "dwconv": ("out", "kernel", "stride", "padding"),
 }
 _ACT_POSITIONAL = {"leakyrelu": ("slope",), "elu": ("alpha",)}
+#: an activation call's positional values (``nn.Softmax(1)``): the dim changes no count.
+_ACT_CALL_POSITIONAL = {**_ACT_POSITIONAL, "softmax": ("dim",), "logsoftmax": ("dim",)}
 #: how each option is written, for "it takes …" hints.
 _OPTION_SHOWN = {
     "kernel": "k3", "stride": "s2", "padding": "p1/same/valid", "dilation": "d2", "groups": "g2",
     "bias": "nobias", "activation": "an activation (relu …)", "multiplier": "m2", "ceil": "ceil",
     "rate": "a rate (0.5)", "size": "size=5", "alpha": "alpha=…", "beta": "beta=…",
     "kconst": "k=2", "slope": "a slope (0.2)", "output": "an output size (7x7)",
-    "affine": "affine=false", "in": "in=N",
+    "affine": "affine=false", "in": "in=N", "keepdims": "keepdims=True",
+    "axis": "axis=-1", "start": "start_dim=1", "end": "end_dim=-1", "dim": "dim=-1",
 }
 #: kinds that need an output size: (what it is called, an example).
 _NEEDS_OUT = {"conv": ("number of filters", "conv32 k3"), "sepconv": ("number of filters",
@@ -291,6 +313,9 @@ def _tokenize(src: str) -> list[_Token]:
                                 "a layer looks like conv32 k3, maxpool2 or dense10")
         kind = m.lastgroup or ""
         text = m.group()
+        if kind in ("num", "dims") and len(text) > 40:  # int() refuses over 4,300 digits
+            raise _syntax_error(src, pos, f"a number of {len(text)} characters; numbers in a "
+                                f"spec go up to {MAX_INT:,}")
         if kind == "num":
             value: Any = float(text) if any(c in text for c in ".eE") else int(text)
             tokens.append(_Token("num", text, pos, value))
@@ -375,6 +400,14 @@ class _Parser:
         self.input_dims: tuple[int, ...] | None = None
         self.input_tok: _Token | None = None
         self.layout = layout
+        #: the layout the user stated (``chw:``, ``hwc``, ``--chw``, an input typed as dims such
+        #: as ``3x64x64``), which a Keras ``data_format`` may not contradict; ``None`` while the
+        #: order is only Keras' default (an input from ``Input(…)``, ``input_shape=`` …).
+        self.fixed_layout: str | None = "chw" if layout == "chw" else None
+        #: the first ``data_format=`` met: (layout, its value's token).
+        self.data_format: tuple[str, _Token] | None = None
+        #: layers parsed so far, so that ``Input(…)`` is accepted only before the first.
+        self.layer_count = 0
         #: names pasted Keras code gives its model (``model = models.Sequential()``)
         self.model_names = {"model"}
 
@@ -436,7 +469,7 @@ class _Parser:
         start = tok
         said_input = False
         if tok.kind == "word" and _norm(tok.text) in _LAYOUT_WORDS:
-            self.layout = _LAYOUT_WORDS[_norm(tok.text)]
+            self.set_layout(_LAYOUT_WORDS[_norm(tok.text)])
             self.take()
             if self.is_punct(self.peek(), ":", "="):
                 self.take()
@@ -451,7 +484,7 @@ class _Parser:
             said_input = True
             nxt = self.peek()
             if nxt.kind == "word" and _norm(nxt.text) in _LAYOUT_WORDS:
-                self.layout = _LAYOUT_WORDS[_norm(nxt.text)]
+                self.set_layout(_LAYOUT_WORDS[_norm(nxt.text)])
                 self.take()
                 if self.is_punct(self.peek(), ":", "="):
                     self.take()
@@ -464,12 +497,14 @@ class _Parser:
             self.set_input(value)
             nxt = self.peek()
             if nxt.kind == "word" and _norm(nxt.text) in _LAYOUT_WORDS:
-                self.layout = _LAYOUT_WORDS[_norm(nxt.text)]
+                self.set_layout(_LAYOUT_WORDS[_norm(nxt.text)])
                 self.take()
             elif self.is_punct(nxt, "(") and self.peek(1).kind == "word" and \
                     _norm(self.peek(1).text) in _LAYOUT_WORDS and self.is_punct(self.peek(2), ")"):
-                self.layout = _LAYOUT_WORDS[_norm(self.peek(1).text)]
+                self.set_layout(_LAYOUT_WORDS[_norm(self.peek(1).text)])
                 self.i += 3
+            else:  # typed as dims (150x150x3): H×W×C as the docs say, whatever Keras code follows
+                self.fixed_layout = self.fixed_layout or self.layout
         elif said_input:
             raise self.error(tok, "expected the input shape after "
                              f"{start.text!r}, like 150x150x3, got {_describe(tok)}")
@@ -478,24 +513,33 @@ class _Parser:
         return self.peek(1).kind == "num" and self.is_punct(self.peek(2), ",")
 
     def parse_keras_input(self, word: _Token) -> None:
+        """``Input(shape=(28, 28, 1))``, ``InputLayer(input_shape=…)``, ``Input((28, 28, 1))``:
+        the input shape, H×W×C in Keras' order (the cursor is on the ``(``)."""
         args, kwargs = self.parse_call_args()
         shape: _Value | None = None
+        batch = False
         for key, value in kwargs.items():
-            if key in ("shape", "inputshape", "batchshape"):
-                shape = value
-            elif key not in _IGNORED_KEYS:
-                raise self.error(value.tok, f"unknown keyword {key!r} for Input; "
+            if key in ("shape", "inputshape", "batchshape", "batchinputshape"):
+                shape, batch = value, key.startswith("batch")
+            elif key not in _IGNORED_KEYS and key not in ("batchsize", "sparse", "ragged"):
+                raise self.error(value.tok, f"unknown keyword {key!r} for {word.text}; "
                                  "use shape=(H, W, C)")
         if args:
-            shape = args[0]
+            shape, batch = args[0], False
         if shape is None:
-            raise self.error(word, "Input(...) needs shape=(H, W, C)")
-        self.set_input(shape)
+            raise self.error(word, f"{word.text}(…) needs shape=(H, W, C)")
+        self.set_input(shape, f"{word.text}(…)", batch=batch)
 
-    def set_input(self, value: _Value) -> None:
+    def set_input(self, value: _Value, what: str = "", *, batch: bool = False) -> None:
+        """Record the input shape; ``what`` (``input_shape``, ``Input(…)``) may repeat it, not
+        change it. ``batch``: the first number is the batch size (``batch_shape=(None, …)``)."""
         raw = value.value
         dims = raw if isinstance(raw, tuple) else (raw,)
-        dims = tuple(d for d in dims if d is not None)  # Keras batch_shape=(None, 28, 28, 1)
+        if dims and (dims[0] is None or (batch and len(dims) == 4)):
+            dims = dims[1:]  # Keras' batch size: batch_shape=(None, 28, 28, 1)
+        if None in dims:
+            raise self.error(value.tok, "the input shape must be whole numbers like 150x150x3; "
+                             "archscope needs a fixed size where Keras allows None")
         if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
             raise self.error(value.tok, "the input shape must be whole numbers like 150x150x3")
         if len(dims) > 3:
@@ -505,9 +549,49 @@ class _Parser:
             if d < 1 or d > MAX_INT:
                 raise self.error(value.tok, f"input size {d} is out of range (1 to {MAX_INT:,})")
         if self.input_dims is not None:
-            raise self.error(value.tok, "the input shape is given twice")
+            if dims == self.input_dims and what:
+                return  # Keras code may say it twice (Input(…), then input_shape=)
+            raise self.error(value.tok, f"{what or 'this'} gives the input shape "
+                             f"{'×'.join(map(str, dims))} but "
+                             f"{'×'.join(map(str, self.input_dims))} was given before")
         self.input_dims = dims
         self.input_tok = value.tok
+
+    def set_layout(self, layout: str) -> None:
+        """An input's stated layout (``chw:``, ``3x150x150 chw``)."""
+        self.layout = layout
+        self.fixed_layout = layout
+
+    def set_data_format(self, value: _Value) -> None:
+        """Keras' ``data_format=``: the spec's layout, the same for every layer.
+
+        ``channels_first`` reads the input as C×H×W (as ``chw:`` does) unless the input was
+        written H×W×C (``64x64x3``, ``hwc``) or another layer says ``channels_last``: those are
+        errors, since archscope builds every layer in one layout.
+        """
+        raw = value.value
+        if raw is None:  # data_format=None: Keras' image_data_format(), channels_last by default
+            return
+        fmt = _DATA_FORMATS.get(_norm(raw)) if isinstance(raw, str) else None
+        if fmt is None:
+            raise self.error(value.tok, f"data_format must be 'channels_last' or "
+                             f"'channels_first', got {value.tok.text}")
+        written = f"data_format={value.tok.text}"
+        if self.data_format is not None and self.data_format[0] != fmt:
+            line, col, _ = _location(self.src, self.data_format[1].pos)
+            raise self.error(value.tok, f"{written} contradicts data_format="
+                             f"{self.data_format[1].text} at line {line}, col {col}; archscope "
+                             "builds every layer in one layout")
+        if self.fixed_layout is not None and self.fixed_layout != fmt:
+            dims = "x".join(map(str, self.input_dims or ()))
+            if fmt == "chw":
+                raise self.error(value.tok, f"{written} contradicts the input {dims}, written "
+                                 f"H×W×C; write it as chw:{dims} to read it channels first")
+            said = f"the input {dims}, written C×H×W" if dims else "the spec's C×H×W order"
+            raise self.error(value.tok, f"{written} contradicts {said} (chw, --chw); write the "
+                             "input H×W×C without chw, or drop data_format")
+        self.data_format = (fmt, value.tok)
+        self.layout = fmt
 
     # items ---------------------------------------------------------------------------------
     def parse_items(self, closing: str | None) -> list[LayerSpec]:
@@ -685,16 +769,9 @@ class _Parser:
                     return
 
     def build_input(self, word: _Token, shape: _Value) -> None:
-        """``model.build(shape)``: the input shape, unless the same one was given before."""
-        if self.input_dims is None:
-            self.set_input(shape)
-            return
-        raw = shape.value if isinstance(shape.value, tuple) else (shape.value,)
-        dims = tuple(d for d in raw if d is not None)
-        if dims != self.input_dims:
-            raise self.error(shape.tok, f"{word.text}(…) gives the input shape "
-                             f"{'×'.join(map(str, dims))} but "
-                             f"{'×'.join(map(str, self.input_dims))} was given before")
+        """``model.build((None, 28, 28, 1))``: the input shape, unless the same one was given
+        before."""
+        self.set_input(shape, f"{word.text}(…)", batch=True)
 
     def parse_sequential(self, word: _Token) -> list[LayerSpec]:
         """``Sequential([Conv2D(…), …])``: its layers; ``Sequential()``, ``Sequential(name=…)``
@@ -734,6 +811,10 @@ class _Parser:
             return layers
         if name == "sequential" and call:
             return self.parse_sequential(word)
+        if name in _INPUT_WORDS and call and self.layer_count == 0:
+            # keras.Input(shape=…) / InputLayer(…) first in Sequential([…]) or model.add(…)
+            self.parse_keras_input(word)
+            return []
         if name in _INPUT_WORDS or name in _LAYOUT_WORDS:
             raise self.error(word, "the input shape must come first, before every layer")
         if name in _ACT_OF_WORD:
@@ -759,6 +840,10 @@ class _Parser:
         if tok.kind in ("num", "dims", "str"):
             self.take()
             return _Value(tok.value, tok)
+        nxt = self.peek(1)
+        if tok.kind == "sep" and tok.text == "-" and nxt.kind == "num" and nxt.pos == tok.end:
+            self.i += 2  # a negative number: axis=-1, nn.Flatten(1, -1)
+            return _Value(-nxt.value, _Token("num", tok.text + nxt.text, tok.pos, -nxt.value))
         if tok.kind == "word":
             self.take()
             if self.is_punct(self.peek(), "(") and self.peek().pos == tok.end:
@@ -862,7 +947,8 @@ class _LayerBuilder:
 
     def accepted(self) -> tuple[str, ...]:
         if self.kind == "act":
-            return {"leakyrelu": ("slope",), "elu": ("alpha",)}.get(self.act, ())
+            return {"leakyrelu": ("slope",), "elu": ("alpha",), "softmax": ("dim",),
+                    "logsoftmax": ("dim",)}.get(self.act, ())
         if self.kind == "activation":
             return ("activation",)
         return _KIND_OPTIONS[self.kind]
@@ -873,17 +959,18 @@ class _LayerBuilder:
 
     def positional_names(self, count: int, call: bool) -> tuple[str, ...]:
         if self.kind == "act":
-            return _ACT_POSITIONAL.get(self.act, ())
+            return (_ACT_CALL_POSITIONAL if call else _ACT_POSITIONAL).get(self.act, ())
         if self.kind == "activation":
             return ("activation",)
         if not call:
             return _PLAIN_POSITIONAL.get(self.kind, ())
+        if _norm(self.word.text) in _KERAS_AXIS_FIRST:  # BatchNormalization(-1): the axis
+            return ("axis",)
         # Keras' Conv2D takes (filters, kernel) and Dense (units); PyTorch's Conv2d (in, out,
         # kernel) and Linear (in, out). PyTorch's spelling (nn.…, Conv2d with a small d) or more
         # values than Keras takes mean PyTorch's order.
-        keras_values = {"conv": 2, "dense": 1}
         torch_word = self.word.text.startswith(("nn.", "torch.")) or self.word.text.endswith("2d")
-        if self.kind in _TORCH_POSITIONAL and (count > keras_values[self.kind] or (
+        if self.kind in _TORCH_POSITIONAL and (count > _KERAS_POSITIONAL_COUNT[self.kind] or (
                 torch_word and count > 1)):
             return _TORCH_POSITIONAL[self.kind]
         return _POSITIONAL.get(self.kind, ())
@@ -900,11 +987,21 @@ class _LayerBuilder:
             self.set(name, value)
         for key, value in kwargs.items():
             tok = value.key_tok if isinstance(value, _KeyedValue) else value.tok
-            if key in _IGNORED_KEYS or key.endswith(_IGNORED_SUFFIXES):
+            if key in _IGNORED_KEYS or key.endswith(_IGNORED_SUFFIXES) or \
+                    key in _IGNORED_KIND_KEYS.get(self.kind, ()) or \
+                    key in _IGNORED_KIND_KEYS.get(self.act, ()):
+                continue
+            if key == "dataformat":
+                self.p.set_data_format(value)
                 continue
             canon = self.canonical(key)
             if canon == "input_shape":
-                self.p.set_input(value)
+                self.p.set_input(value, tok.text)
+                continue
+            if canon == "trainable":  # Keras' trainable=False: its weights are frozen
+                self.set("trainable", value)
+                continue
+            if canon == "stride" and value.value is None:  # Keras' strides=None: the window
                 continue
             if canon is None or canon not in self.accepted():
                 raise self.p.error(tok, f"{key!r} is not an option of {self.word.text!r}"
@@ -971,7 +1068,9 @@ class _LayerBuilder:
                 self.set(canon, self.p.parse_value())
                 self.maybe_stride(canon)
             elif key in _ACT_OF_WORD and "activation" in self.accepted() and \
-                    "activation" not in self.opts and self.p.peek(1).kind != "num":
+                    "activation" not in self.opts and self.p.peek(1).kind != "num" and not (
+                        self.p.is_punct(self.p.peek(1), "(") and self.p.peek(1).pos == tok.end):
+                # (nn.Linear(…) nn.ReLU(): a call is a layer of its own)
                 self.p.take()
                 self.set("activation", _Value(tok.text, tok))
             elif key in _KIND_OF_WORD or key in _ACT_OF_WORD or key in _REPEAT_WORDS:
@@ -1021,6 +1120,7 @@ class _LayerBuilder:
         if kind in _NEEDS_OUT and "out" not in opts:
             meaning, example = _NEEDS_OUT[kind]
             raise p.error(self.word, f"{self.word.text!r} needs its {meaning}, like {example}")
+        p.layer_count += 1
         end = p.toks[max(p.i - 1, 0)].end
         text = " ".join(p.src[self.word.pos:end].split())
         line, col, _ = _location(p.src, self.word.pos)
@@ -1044,7 +1144,8 @@ def _coerce(p: _Parser, name: str, value: _Value, label: str) -> Any:
     raw, tok = value.value, value.tok
 
     shown = {"out": "units" if label == "dense" else "filters", "in": "input size",
-             "kconst": "k", "multiplier": "depth multiplier"}.get(name, name)
+             "kconst": "k", "multiplier": "depth multiplier", "start": "start_dim",
+             "end": "end_dim"}.get(name, name)
 
     def fail(expected: str) -> SpecSyntaxError:
         return p.error(tok, f"{shown} of {label} must be {expected}, got {tok.text!r}")
@@ -1079,7 +1180,13 @@ def _coerce(p: _Parser, name: str, value: _Value, label: str) -> Any:
         if pair is None or not all(0 <= v <= MAX_INT for v in pair):
             raise fail("a whole number, a pair like 1x1, same or valid")
         return pair
-    if name in ("bias", "ceil", "affine"):
+    if name in ("axis", "start", "end", "dim"):  # checked against the shapes when built
+        values = raw if name == "axis" and isinstance(raw, tuple) and raw else (raw,)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and -8 <= v <= 8
+                   for v in values):
+            raise fail("a whole number such as -1" + (" or a list" if name == "axis" else ""))
+        return raw
+    if name in ("bias", "ceil", "affine", "keepdims", "trainable"):
         if isinstance(raw, bool):
             return raw
         if isinstance(raw, int) and raw in (0, 1):

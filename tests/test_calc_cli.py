@@ -200,6 +200,57 @@ def test_pasted_keras_file_as_calc_and_spec_source(tmp_path) -> None:
     assert unknown.stderr.endswith("  model.frobnicate()\n  ^\n")
 
 
+def test_calc_keras_input_first_and_negative_values() -> None:
+    # the reported repro: refused before with "the input shape must come first"
+    text = ("model = keras.Sequential([keras.Input(shape=(28, 28, 1)), layers.Conv2D(32, 3), "
+            "layers.Flatten(), layers.Dense(10)])")
+    result = _run("calc", text, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    data = json.loads(result.stdout)
+    assert data["input_shape"] == [28, 28, 1]
+    # (3·3·1+1)·32 = 320; 26·26·32 = 21,632 features; (21,632+1)·10 = 216,330
+    assert data["total_params"] == 320 + 216_330 == 216_650
+    bn = _run("calc", "28x28x1 Conv2D(8, 3)\n"
+              "model.add(BatchNormalization(axis=-1, momentum=0.99, epsilon=0.001))\n"
+              "nn.Flatten(1, -1)\nnn.Linear(5408, 10)\nnn.Softmax(dim=-1)", "--format", "json")
+    assert bn.exit_code == 0, bn.output
+    # (3·3·1+1)·8 = 80, BN 2·8 = 16, 26·26·8 = 5,408 → (5,408+1)·10 = 54,090
+    assert json.loads(bn.stdout)["total_params"] == 80 + 16 + 54_090 == 54_186
+
+
+def test_calc_keras_batchnorm_note() -> None:
+    result = _run("calc", "32x32x3 Conv2D(16, 3) BatchNormalization() Conv2D(32, 3) "
+                  "BatchNormalization() GlobalAveragePooling2D() Dense(10)", "--width", "100")
+    assert result.exit_code == 0, result.output
+    # 448 + 32 + 4,640 + 64 + 330 = 5,514; Keras adds 2·(16 + 32) = 96 moving statistics
+    assert "5,514" in result.stdout
+    assert ("Note: Keras' model.summary() would show 5,610 parameters (5,514 + 2·48), 96 of them "
+            "non-trainable") in " ".join(result.stdout.split())  # the note wraps
+
+
+def test_calc_keras_data_format() -> None:
+    text = 'Conv2D(32, (3, 3), input_shape=(3, 64, 64), data_format="channels_first"), ' \
+           "Flatten(), Dense(10)"
+    result = _run("calc", text, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["layout"], data["input_shape"]) == ("chw", [3, 64, 64])
+    conv = data["layers"][0]
+    assert (conv["param_formula"], conv["output_shape"]) == ("(3·3·3+1)·32", [1, 32, 62, 62])
+    # 896 + (32·62·62 + 1)·10 = 896 + (123,008 + 1)·10 = 896 + 1,230,090
+    assert data["total_params"] == 896 + 1_230_090 == 1_230_986
+    wrong = _run("calc", "3x64x64 " + text.replace("input_shape=(3, 64, 64), ", ""))
+    assert wrong.exit_code == 2
+    assert wrong.stdout == ""
+    lines = wrong.stderr.splitlines()
+    assert lines[0] == ("Error: line 1, col 40: data_format=\"channels_first\" contradicts the "
+                        "input 3x64x64, written H×W×C; write it as chw:3x64x64 to read it "
+                        "channels first")
+    assert len(lines) == 3 and lines[2].endswith("^")
+    assert "Traceback" not in wrong.output
+
+
 def test_calc_ceil_mode_arithmetic_shows_the_dropped_window() -> None:
     result = _run("calc", "chw:1x3x3 maxpool2 p1 ceil", "--format", "json")
     assert result.exit_code == 0, result.output

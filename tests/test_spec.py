@@ -320,6 +320,286 @@ def test_pasted_keras_errors_keep_the_caret(text: str, line: int, col: int, frag
     assert caret.index("^") - 2 == col - 1
 
 
+# The keras.io "Simple MNIST convnet" example (Keras 3), its variables written out.
+KERAS_IO_MNIST = """\
+import keras
+from keras import layers
+model = keras.Sequential(
+    [
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ]
+)
+model.summary()
+"""
+
+
+def test_keras_io_mnist_convnet_with_input_first() -> None:
+    report = calc_report(KERAS_IO_MNIST)
+    assert report.input_shape == (28, 28, 1)
+    # 28 − 3 + 1 = 26 → 13 → 13 − 3 + 1 = 11 → ⌊11/2⌋ = 5; flatten 5·5·64 = 1600.
+    # (3·3·1+1)·32 = 320, (3·3·32+1)·64 = 18,496, (1600+1)·10 = 16,010: keras.io's 34,826.
+    assert [r.params for r in report.leaves() if r.params] == [320, 18_496, 16_010]
+    assert _by_type(report, "Flatten")[0].output_shape == (1, 5 * 5 * 64)
+    assert report.total_params == 320 + 18_496 + 16_010 == 34_826
+
+
+@pytest.mark.parametrize("first", [
+    "model = keras.Sequential()\nmodel.add(keras.Input(shape=(28, 28, 1)))\n",
+    "model = keras.Sequential()\nmodel.add(layers.Input((28, 28, 1)))\n",
+    "model = Sequential()\nmodel.add(InputLayer(input_shape=(28, 28, 1)))\n",
+    "model = Sequential()\nmodel.add(layers.InputLayer(batch_input_shape=(None, 28, 28, 1)))\n",
+    "model = Sequential()\nmodel.add(keras.layers.InputLayer(shape=(28, 28, 1), name='img'))\n",
+    "model = Sequential()\nmodel.add(keras.Input(batch_shape=(None, 28, 28, 1)))\n",
+    # the same shape once more on the first layer is allowed, as Keras allows it
+    "model = Sequential()\nmodel.add(keras.Input(shape=(28, 28, 1)))  # and again below\n",
+])
+def test_keras_input_as_the_first_add_sets_the_input(first: str) -> None:
+    adds = _MNIST_CNN_ADDS.format(input=", input_shape=(28, 28, 1)" if "again" in first else "")
+    parsed = parse(first + adds)
+    assert parsed.input_dims == (28, 28, 1) and parsed.layout == "hwc"
+    assert parsed.layers[0].kind == "conv"  # Input adds no layer
+    assert calc_report(first + adds).total_params == 93_322  # 320 + 18,496 + 36,928·2 + 650
+
+
+@pytest.mark.parametrize(("text", "line", "col", "fragment"), [
+    # a second input shape that contradicts the first
+    ("keras.Sequential([keras.Input(shape=(28, 28, 1)), layers.Conv2D(8, 3, "
+     "input_shape=(32, 32, 3))])", 1, 83,
+     "input_shape gives the input shape 32×32×3 but 28×28×1 was given before"),
+    ("28x28x1\nmodel.add(keras.Input(shape=(28, 28, 3)))", 2, 29,
+     "keras.Input(…) gives the input shape 28×28×3 but 28×28×1 was given before"),
+    ("model.add(keras.Input(shape=(28, 28, 1)))\nmodel.build((None, 14, 14, 1))", 2, 13,
+     "model.build(…) gives the input shape 14×14×1 but 28×28×1 was given before"),
+    # an Input after a layer is not an input
+    ("keras.Sequential([layers.Conv2D(8, 3), keras.Input(shape=(28, 28, 1))])", 1, 40,
+     "the input shape must come first, before every layer"),
+    ("keras.Input(shape=(None, None, 3))", 1, 19, "archscope needs a fixed size"),
+])
+def test_keras_input_errors_keep_the_caret(text: str, line: int, col: int, fragment: str) -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text)
+    first, shown, caret = str(info.value).split("\n")
+    assert first.startswith(f"line {line}, col {col}: "), first
+    assert fragment in first
+    # the caret is under the column it names (long lines are shown in a window around it)
+    assert shown[caret.index("^")] == text.split("\n")[line - 1][col - 1]
+
+
+def test_negative_numbers_are_values() -> None:
+    report = calc_report("32x32x3 conv8 k3\n"
+                         "model.add(BatchNormalization(axis=-1, momentum=0.99, epsilon=0.001))")
+    # (3·3·3+1)·8 = 224; BatchNorm2d(8): γ and β, 2·8 = 16
+    assert [r.params for r in report.leaves()] == [224, 16]
+    assert report.total_params == 224 + 16 == 240
+    torch_calls = calc_report("chw:3x8x8 nn.Conv2d(3, 4, 3) nn.Flatten(1, -1) nn.Linear(144, 10) "
+                              "nn.Softmax(dim=-1)")
+    # (8 − 3)/1 + 1 = 6: 4·6·6 = 144 features; (3·3·3+1)·4 = 112, (144+1)·10 = 1,450
+    assert [r.type for r in torch_calls.leaves()] == ["Conv2d", "Flatten", "Linear", "Softmax"]
+    assert torch_calls.total_params == 112 + 1_450 == 1_562
+    for text in ("784 nn.Linear(784, 10) nn.LogSoftmax(-1)", "784 Dense(10) Softmax(axis=-1)",
+                 "784 dense10 → softmax dim=-1", "784 dense10 nn.Softmax(1)"):
+        report = calc_report(text)
+        assert report.total_params == (784 + 1) * 10 == 7_850, text
+        assert len(report.leaves()) == 2, text  # a call after a layer is a layer of its own
+    assert parse("8x8x3 bn axis=-1").layers[0].options == {"axis": -1}
+    with pytest.raises(SpecSyntaxError, match="stride of conv must be a positive whole number"):
+        parse("8x8x3 Conv2D(8, 3, strides=-1)")
+    with pytest.raises(SpecSyntaxError, match="col 20: rate of dropout must be a number from 0"):
+        parse("8x8x3 Dropout(rate=-0.5)")
+
+
+def test_keras_conv_keywords_match_a_hand_built_model() -> None:
+    text = ("Conv2D(16, (3, 3), strides=2, padding='valid', use_bias=False, "
+            "input_shape=(32, 32, 4))\n"
+            "Conv2D(32, 3, padding='same', dilation_rate=2, groups=4)\n"
+            "MaxPooling2D(pool_size=3, strides=2, padding='same')\n"
+            "DepthwiseConv2D(3, depth_multiplier=2)\n"
+            "MaxPooling2D((2, 2), strides=None)\n"
+            "Flatten()\n"
+            "Dense(10, use_bias=False)")
+    expected = nn.Sequential(
+        nn.Conv2d(4, 16, 3, 2, bias=False),            # (32 − 3)/2 + 1 = 15
+        nn.Conv2d(16, 32, 3, padding=2, dilation=2, groups=4),  # same: 2·(3 − 1) = 4 split 2 + 2
+        nn.MaxPool2d(3, 2, 1),                         # ⌈15/2⌉ = 8; (8−1)·2 + 3 − 15 = 2: 1 + 1
+        nn.Conv2d(32, 64, 3, groups=32),               # 8 − 3 + 1 = 6
+        nn.MaxPool2d(2),                               # strides=None: the window, 6/2 = 3
+        nn.Flatten(),                                  # 3·3·64 = 576
+        nn.Linear(576, 10, bias=False))
+    built = build_spec(text)
+    assert built.input_shape == (4, 32, 32)
+    ours, theirs = inspect(built.model, (4, 32, 32)), inspect(expected, (4, 32, 32))
+    assert [(r.type, r.output_shape, r.params) for r in ours.leaves()] == \
+        [(r.type, r.output_shape, r.params) for r in theirs.leaves()]
+    # 3·3·4·16 = 576 (no bias); (3·3·16/4)·32 + 32 = 1,184; 3·3·32·2 + 64 = 640; 576·10 = 5,760
+    assert [r.params for r in ours.leaves() if r.params] == [576, 1_184, 640, 5_760]
+    assert ours.total_params == theirs.total_params == 576 + 1_184 + 640 + 5_760 == 8_160
+    x = torch.randn(2, 4, 32, 32)
+    assert [tuple(m(x).shape) for m in (built.model[:3], expected[:3])] == [(2, 32, 8, 8)] * 2
+    assert built.model(x).shape == expected(x).shape == (2, 10)
+
+
+def _counts(text: str) -> tuple:
+    report = calc_report(text)
+    return (report.total_params, report.trainable_params,
+            [(r.type, r.output_shape, r.params) for r in report.leaves()])
+
+
+#: (keywords, a spec using them, the same spec without them): each changes no count.
+_IGNORED_KEYWORD_CASES = [
+    ({"name", "dtype", "kernelinitializer", "kernelregularizer", "biasconstraint"},
+     "Conv2D(8, 3, name='c1', dtype='float32', kernel_initializer='he_normal', "
+     "kernel_regularizer=regularizers.l2(0.001), bias_constraint=max_norm(3))", "Conv2D(8, 3)"),
+    ({"momentum", "epsilon", "axis"}, "BatchNormalization(axis=-1, momentum=0.99, epsilon=0.001)",
+     "BatchNormalization()"),
+    ({"eps", "trackrunningstats"}, "nn.BatchNorm2d(8, eps=1e-3, momentum=0.1, "
+     "track_running_stats=False)", "nn.BatchNorm2d(8)"),
+    ({"inplace"}, "nn.ReLU(inplace=True)", "nn.ReLU()"),
+    ({"seed", "noiseshape"}, "Dropout(0.5, noise_shape=None, seed=7)", "Dropout(0.5)"),
+    ({"device", "paddingmode"}, "nn.Conv2d(8, 8, 3, padding=1, padding_mode='reflect', "
+     "device='cpu')", "nn.Conv2d(8, 8, 3, padding=1)"),
+    ({"countincludepad", "divisoroverride"}, "nn.AvgPool2d(2, count_include_pad=False, "
+     "divisor_override=None)", "nn.AvgPool2d(2)"),
+    ({"returnindices"}, "nn.MaxPool2d(2, return_indices=False)", "nn.MaxPool2d(2)"),
+    ({"approximate"}, "nn.GELU(approximate='tanh')", "nn.GELU()"),
+    ({"threshold", "beta"}, "nn.Softplus(beta=2, threshold=10)", "nn.Softplus()"),
+    ({"dim"}, "nn.Softmax(dim=-1)", "nn.Softmax()"),
+    ({"axis"}, "Softmax(axis=-1)", "Softmax()"),
+    ({"dataformat"}, "MaxPooling2D(2, data_format='channels_last')", "MaxPooling2D(2)"),
+    ({"startdim", "enddim"}, "nn.Flatten(start_dim=1, end_dim=-1) Dense(4)", "Flatten() Dense(4)"),
+]
+
+
+@pytest.mark.parametrize(("keys", "with_keys", "without"), _IGNORED_KEYWORD_CASES)
+def test_ignored_keywords_change_no_count(keys: set[str], with_keys: str, without: str) -> None:
+    # 16×16×8 → the layer; (params, trainable, each row's type, shape and params) agree
+    assert _counts(f"16x16x8 {with_keys}") == _counts(f"16x16x8 {without}")
+
+
+def test_every_ignored_keyword_is_tested() -> None:
+    # the docs promise that ignored keywords change no count: each one has a case above
+    from archscope.spec_parse import _IGNORED_KEYS, _IGNORED_KIND_KEYS
+
+    covered = set().union(*(keys for keys, _, _ in _IGNORED_KEYWORD_CASES))
+    ignored = set(_IGNORED_KEYS).union(*_IGNORED_KIND_KEYS.values())
+    assert not ignored - covered, ignored - covered
+
+
+def test_keras_data_format_channels_first_is_honoured() -> None:
+    text = ('Conv2D(32, (3, 3), input_shape=(3, 64, 64), data_format="channels_first")\n'
+            "MaxPooling2D((2, 2), data_format='channels_first')\nFlatten()\nDense(10)")
+    parsed = parse(text)
+    assert (parsed.layout, parsed.input_shape) == ("chw", (3, 64, 64))  # read as C×H×W
+    report = calc_report(text)
+    conv, pool, flatten, dense = report.leaves()
+    # (3·3·3+1)·32 = 896, not (3·3·64+1)·32; (64 − 3)/1 + 1 = 62, ⌊62/2⌋ = 31
+    assert (conv.params, conv.param_formula, conv.output_shape) == (896, "(3·3·3+1)·32",
+                                                                    (1, 32, 62, 62))
+    assert pool.output_shape == (1, 32, 31, 31)
+    assert flatten.output_shape == (1, 32 * 31 * 31)  # 30,752
+    assert dense.params == (30_752 + 1) * 10 == 307_530
+    assert report.total_params == 896 + 307_530 == 308_426
+    expected = nn.Sequential(nn.Conv2d(3, 32, 3), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(30_752, 10))
+    assert report.total_params == sum(p.numel() for p in expected.parameters())
+    assert build_spec(text).model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+    # Keras 3: an Input first, then layers that say channels_first; chw: agrees with it too
+    for same in ("keras.Input(shape=(3, 64, 64))\nConv2D(32, 3, data_format='channels_first')",
+                 "chw:3x64x64 Conv2D(32, 3, data_format='channels_first')",
+                 "Conv2D(32, 3, data_format='channels_first')\nmodel.build((None, 3, 64, 64))"):
+        assert calc_report(same).leaves()[0].output_shape == (1, 32, 62, 62), same
+
+
+@pytest.mark.parametrize(("text", "col", "fragment"), [
+    ("3x64x64 Conv2D(32, 3, data_format='channels_first')", 35,
+     "data_format='channels_first' contradicts the input 3x64x64, written H×W×C; write it as "
+     "chw:3x64x64"),
+    ("Conv2D(8, 3, input_shape=(3, 8, 8), data_format='channels_first'), "
+     "MaxPooling2D(data_format='channels_last')", 93,
+     "data_format='channels_last' contradicts data_format='channels_first' at line 1, col 49"),
+    ("chw:3x8x8 Conv2D(8, 3, data_format='channels_last')", 36,
+     "contradicts the input 3x8x8, written C×H×W"),
+    ("8x8x3 Conv2D(8, 3, data_format='nhwc')", 32, "data_format must be 'channels_last' or"),
+])
+def test_contradicting_data_formats_are_caret_errors(text: str, col: int, fragment: str) -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text)
+    first, shown, caret = str(info.value).split("\n")
+    assert first.startswith(f"line 1, col {col}: "), first
+    assert fragment in first
+    assert shown[caret.index("^")] == text[col - 1] == "'"  # under the data_format value
+
+
+def test_count_changing_keywords_are_honoured() -> None:
+    # Keras' trainable=False freezes the layer: (3·3·3+1)·8 = 224 non-trainable, (8+1)·2 = 18 not
+    frozen = calc_report("8x8x3 Conv2D(8, 3, trainable=False) GlobalAveragePooling2D() Dense(2)")
+    assert (frozen.total_params, frozen.trainable_params, frozen.non_trainable_params) == \
+        (224 + 18, 18, 224)
+    # keepdims=True keeps 1×1×C, so a 1×1 conv can follow: (1·1·8+1)·2 = 18
+    kept = calc_report("8x8x3 Conv2D(8, 3) GlobalAveragePooling2D(keepdims=True) Conv2D(2, 1)")
+    assert [r.output_shape for r in kept.leaves()] == [(1, 6, 6, 8), (1, 1, 1, 8), (1, 1, 1, 2)]
+    assert kept.total_params == 224 + 18
+    # the channels' axis for batchnorm, every axis of a sample for layernorm
+    assert calc_report("chw:8x4x4 BatchNormalization(axis=1)").total_params == 2 * 8
+    assert calc_report("4x4x8 BatchNormalization(axis=3)").total_params == 2 * 8
+    assert calc_report("4x4x8 BatchNormalization(-1)").total_params == 2 * 8  # Keras: the axis
+    assert calc_report("16 Dense(8) BatchNormalization(axis=-1)").total_params == 17 * 8 + 2 * 8
+    assert calc_report("4x4x8 LayerNormalization(axis=[1, 2, 3])").total_params == 2 * 4 * 4 * 8
+    assert calc_report("chw:8x4x4 nn.Flatten(1, 3) nn.Linear(128, 2)").total_params == 129 * 2
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("4x4x8 BatchNormalization(axis=1)",
+     ["layer 1 (BatchNormalization(axis=1))", "axis=1 normalises its 4×4×8 (H×W×C) input over H",
+      "not its channels", "drop axis"]),
+    ("chw:8x4x4 BatchNormalization(axis=-1)", ["over W, not its channels"]),
+    ("4x4x8 BatchNormalization(axis=4)", ["axis=4 is out of range", "N×H×W×C"]),
+    ("4x4x8 LayerNormalization(axis=-1)", ["axis=-1 normalises", "over C alone",
+                                           "drop axis, or write axis=[1, 2, 3]"]),
+    ("chw:8x4x4 nn.Flatten(2) nn.Linear(16, 2)",
+     ["layer 1 (nn.Flatten(2))", "start_dim=2, end_dim=-1 does not flatten its 8×4×4 (C×H×W) "
+      "input to one row per sample (dims 1 to 3)", "start_dim=1, end_dim=-1"]),
+])
+def test_count_changing_keywords_not_honoured_are_refused(text: str,
+                                                          fragments: list[str]) -> None:
+    with pytest.raises(SpecShapeError) as info:
+        build_spec(text, device="meta")
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_keras_batchnorm_note_gives_keras_count() -> None:
+    text = ("32x32x3 Conv2D(16, 3) BatchNormalization() Conv2D(32, 3) BatchNormalization() "
+            "GlobalAveragePooling2D() Dense(10)")
+    report = calc_report(text)
+    # (3·3·3+1)·16 = 448, BN 2·16 = 32, (3·3·16+1)·32 = 4,640, BN 2·32 = 64, (32+1)·10 = 330
+    assert [r.params for r in report.leaves() if r.params] == [448, 32, 4_640, 64, 330]
+    assert report.total_params == 448 + 32 + 4_640 + 64 + 330 == 5_514  # PyTorch's count
+    assert report.non_trainable_params == 0
+    # Keras adds each BN's moving mean and variance: 2·(16 + 32) = 96 non-trainable
+    note = ("Keras' model.summary() would show 5,610 parameters (5,514 + 2·48), 96 of them "
+            "non-trainable: it counts each BatchNormalization's moving mean and variance (2·C) "
+            "as parameters; PyTorch keeps them as buffers (not counted)")
+    assert 5_514 + 2 * (16 + 32) == 5_610
+    assert note in report.notes
+    # frozen layers are non-trainable in Keras too: + (3·3·3+1)·16 = 448
+    frozen = calc_report(text.replace("Conv2D(16, 3)", "Conv2D(16, 3, trainable=False)"))
+    assert any("5,610 parameters (5,514 + 2·48), 544 of them non-trainable" in n
+               for n in frozen.notes)
+    assert 448 + 96 == 544
+    # written PyTorch's way, the spec says nothing about Keras
+    torch_bn = calc_report("chw:3x32x32 nn.Conv2d(3, 16, 3) nn.BatchNorm2d(16)")
+    assert not any("Keras" in n for n in torch_bn.notes)
+    assert any("2·8" in n for n in calc_report("8x8x3 conv8 k3 bn").notes)  # bn: Keras' word
+
+
 def test_repeat_forms_agree() -> None:
     forms = ["32x32x3 repeat 3 [conv8 k3 same relu] maxpool2",
              "32x32x3 3x[conv8 k3 same relu] maxpool2",
@@ -481,6 +761,13 @@ def test_syntax_errors(text: str, col: int, fragment: str) -> None:
     assert first.startswith(f"line 1, col {col}: "), message
     assert fragment in first
     assert caret.index("^") - 2 == col - 1  # the caret sits under the column it names
+
+
+def test_a_huge_number_is_a_caret_error() -> None:
+    # Python's int() refuses strings over 4,300 digits: that must not become a traceback
+    with pytest.raises(SpecSyntaxError, match=r"^line 1, col 13: a number of 5000 characters; "
+                       r"numbers in a spec go up to 1,000,000\n"):
+        parse("28x28x1 conv" + "9" * 5000)
 
 
 def test_syntax_error_on_a_later_line() -> None:
@@ -649,6 +936,9 @@ _PIECES = st.sampled_from([
     "nn.Linear(", "nn.Conv2d(", "input ", "hwc", "1e-4", "g2", "d2", "nobias", "(3,3)",
     "import ", "from ", "model = ", "models.Sequential(", "model.summary(", "model.fit(",
     "model.build(", "model.pop(", "None", "history, acc = ",
+    "keras.Input(shape=", "InputLayer(", "-1", "axis=-1", "dim=", "data_format='channels_first'",
+    "data_format='channels_last'", "trainable=False", "keepdims=True", "nn.Flatten(",
+    "BatchNormalization(", "LayerNormalization(axis=", "strides=None", "nn.Softmax(",
 ])
 
 
