@@ -1,4 +1,4 @@
-"""Keep a model's train/eval flags: the library never leaves the user's model changed."""
+"""A user's model, handled alike everywhere: its train/eval flags kept, its dtype read."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 
@@ -23,3 +24,33 @@ def kept_modes(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block with the CPU generator, and on CUDA ``device``'s, seeded with ``seed``.
+
+    Exactly those generators are forked and restored afterwards (``torch.manual_seed`` would
+    reseed every CUDA device, and ``fork_rng`` restore only the ones named), so the caller's
+    random state is left as it was.
+    """
+    import torch
+
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter or buffer (float32 if none): the
+    dtype its input should have."""
+    import torch
+
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from archscope._modes import seeded
 from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, lookup
 from archscope.errors import (
     ArchscopeError,
@@ -42,6 +43,7 @@ from archscope.errors import (
     ForwardError,
     InputShapeError,
     InputTooSmallError,
+    LayerInputError,
 )
 from archscope.memory import MemoryEstimate, estimate_training_memory
 
@@ -437,10 +439,15 @@ class _CudaEventTimer:
         self._next = 0
 
     def start(self) -> None:
-        self._pairs[self._next][0].record()
+        import torch
+
+        # on the benchmark's device's stream, whichever device is current (cuda:1 …)
+        self._pairs[self._next][0].record(torch.cuda.current_stream(self._device))
 
     def stop(self) -> None:
-        self._pairs[self._next][1].record()
+        import torch
+
+        self._pairs[self._next][1].record(torch.cuda.current_stream(self._device))
         self._next += 1
 
     def elapsed_ms(self) -> list[float]:
@@ -471,20 +478,48 @@ def backend_flags(device: torch.device, precision: str) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    tf32 = precision != "fp32"
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    # The ``allow_tf32`` flags, not torch ≥ 2.9's ``fp32_precision``: once the new API is set, the
-    # old getters raise ("mix of the legacy and new APIs", seen on torch 2.13), and
-    # torch.compile's max-autotune and third-party code still read them. The old setters keep
-    # both APIs consistent.
-    saved = (cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32)
+    saved = torch.backends.cudnn.benchmark
     try:
-        cudnn.benchmark = True  # autotune convolution algorithms (during warm-up)
-        matmul.allow_tf32 = tf32
-        cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True  # autotune convolution algorithms (during warm-up)
+        with tf32_flags(precision != "fp32"):
+            yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+@contextmanager
+def tf32_flags(enabled: bool) -> Iterator[None]:
+    """TF32 on or off for matmuls and cuDNN convolutions, in the API the process already uses.
+
+    PyTorch ≥ 2.9 has two APIs for this, and mixing them makes the other's getters raise ("mix of
+    the legacy and new APIs", seen on torch 2.13): once anything set ``fp32_precision``, reading
+    ``allow_tf32`` raises, and once ``allow_tf32`` is set, torch.compile's max-autotune and
+    third-party code read it. So this uses the legacy flags (``allow_tf32``,
+    ``float32_matmul_precision``) unless their getters already raise, and restores the same ones.
+    """
+    import torch
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    try:
+        legacy = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    except RuntimeError:  # the caller set the new API: stay with it
+        conv: Any = cudnn.conv  # type: ignore[attr-defined]  # torch ≥ 2.9 only, as is this path
+        new = (matmul.fp32_precision, conv.fp32_precision)
+        try:
+            matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = new
+        return
+    try:
+        # "high" is TF32 for fp32 matmuls, "highest" IEEE; this setter, unlike allow_tf32, keeps
+        # get_float32_matmul_precision() readable whatever the caller had set ("medium" …)
+        torch.set_float32_matmul_precision("high" if enabled else "highest")
+        cudnn.allow_tf32 = enabled
         yield
     finally:
-        cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32 = saved
+        torch.set_float32_matmul_precision(legacy[2])
+        cudnn.allow_tf32 = legacy[1]
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
@@ -912,7 +947,8 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
     model, name, shape = build()
     cap = _batch_cap(source, config, shape) if device.type == "cuda" else None
     if config.batch_size == "auto":
-        batch = _auto_batch(model, shape, the_plan, config.seed, name, cap)
+        with seeded(config.seed, device):  # the search trains, with dropout
+            batch = _auto_batch(model, shape, the_plan, config.seed, name, cap)
         batch_source = "auto"
         del model  # the search trained it a few steps: start the benchmark from a fresh one
         _free_cuda(device)
@@ -942,16 +978,15 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
     try:
         # dropout draws from the global generator: seeded (and the caller's state kept), the same
         # command gives the same losses
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed)
+        with seeded(config.seed, device):
             result = bench_model(model, name=name, input_shape=shape, batch=batch,
                                  settings=the_plan, report=report, batch_source=batch_source,
                                  clock=clock, progress=progress, seed=config.seed)
     except ForwardError:
-        if engine_error is not None:  # it names the layer and the likely cause (the layout …)
-            kind = (type(engine_error) if isinstance(
-                engine_error, (ForwardError, InputShapeError, InputTooSmallError)) else ForwardError)
-            raise kind(f"{name}: {engine_error}") from None
+        # the trace's diagnosis, where it is one that holds on any device (an input that does
+        # not fit a layer); a failure of the meta trace alone says nothing about the real one
+        if isinstance(engine_error, (InputShapeError, InputTooSmallError, LayerInputError)):
+            raise type(engine_error)(f"{name}: {engine_error}") from None
         raise
     except RuntimeError as exc:
         if not _does_not_fit(exc):
@@ -964,7 +999,8 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
         _free_cuda(device)
         model = build()[0]
         fits = _fits(model, shape, the_plan, config.seed, cap)
-        smaller = halve_until_fits(fits, batch)
+        with seeded(config.seed, device):
+            smaller = halve_until_fits(fits, batch)
         del model, fits
         _free_cuda(device)
         auto = " or --batch-size auto" if device.type == "cuda" else ""
@@ -989,17 +1025,20 @@ class _BatchCap:
 
 
 def _batch_cap(source: str, config: BenchConfig, shape: tuple[int, ...]) -> _BatchCap | None:
-    """From the engine's batch-1 trace; ``None`` when the model cannot be traced."""
+    """From the engine's trace at batch 2; ``None`` when the model cannot be traced.
+
+    Only tensors that grow with the batch count (first dimension 2 here), and the input.
+    """
     try:
         report = _engine_report(source, num_classes=config.num_classes, input_shape=shape,
-                                batch=1)
+                                batch=2)
     except ArchscopeError:
         return None
-    sizes = [(math.prod(s), r.name) for r in report.layers for s in r.output_shapes if s]
-    if not sizes:
-        return None
-    elements, layer = max(sizes, key=lambda size: size[0])  # the first layer of that size
-    return _BatchCap(max(1, _MAX_ELEMENTS // elements), layer or "the model", elements)
+    sizes = [(math.prod(shape), "the input")]
+    sizes += [(math.prod(s) // 2, r.name or "the model") for r in report.layers
+              for s in r.output_shapes if s and s[0] == 2]
+    elements, layer = max(sizes, key=lambda size: size[0])  # the first one of that size
+    return _BatchCap(max(1, _MAX_ELEMENTS // max(1, elements)), layer, elements)
 
 
 def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int,

@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from archscope._modes import kept_modes
+from archscope._modes import kept_modes, model_dtype
 from archscope.errors import (
+    ArchscopeError,
+    DeviceError,
     ForwardError,
     InputTooSmallError,
     ModelSourceError,
@@ -220,9 +222,9 @@ def check_model(
                       "exported (archscope export compares it with onnxruntime)")
     try:
         loaded = load_model(source, num_classes=num_classes, device=str(dev), seed=seed)
-    except UnknownModelError:
+    except (UnknownModelError, DeviceError):
         raise
-    except ModelSourceError as exc:  # not found, not importable, or its own code failed
+    except ArchscopeError as exc:  # not found, not importable, its own code or spec failed
         return failed(str(exc))
     model = loaded.model
     shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
@@ -322,7 +324,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
     from torch.utils._pytree import tree_flatten
 
     generator = torch.Generator(device=dev).manual_seed(seed)
-    x = torch.randn(batch, *shape, device=dev, generator=generator)
+    x = torch.randn(batch, *shape, device=dev, generator=generator, dtype=model_dtype(model))
     real_shapes: dict[tuple[str, int], tuple[tuple[int, ...], ...]] = {}
     calls: dict[str, int] = {}
 

@@ -50,6 +50,14 @@ class ForwardError(ArchscopeError):
     """The model's forward pass failed; the message names the layer reached."""
 
 
+class LayerInputError(ForwardError):
+    """A layer's input does not fit it: channels, features or dimensions (often the --input).
+
+    Found before the layer runs, from its attributes, so it holds wherever the model runs: a
+    real forward that fails there fails for this reason.
+    """
+
+
 class SpecSyntaxError(ArchscopeError):
     """A layer spec that does not parse (syntax)."""
 

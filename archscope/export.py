@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archscope._io import atomic_path
-from archscope._modes import kept_modes
+from archscope._modes import kept_modes, model_dtype
 from archscope.errors import ExportError
 
 if TYPE_CHECKING:
@@ -174,9 +174,7 @@ def export_onnx(
         )
     example_batch = max(batch, 2) if dynamic_batch else batch
     generator = torch.Generator().manual_seed(seed)
-    floats = [t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-    x = torch.randn(example_batch, *input_shape, generator=generator,
-                    dtype=floats[0] if floats else torch.float32)  # the model's own dtype
+    x = torch.randn(example_batch, *input_shape, generator=generator, dtype=model_dtype(model))
 
     with kept_modes(model):
         model.eval()
@@ -297,14 +295,14 @@ def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tens
                      exc: Exception) -> ExportError:
     """The error for a failed forward: the meta trace's, which names the layer and the likely
     cause (an input in the wrong layout, too small), where it has one; else PyTorch's."""
-    from archscope.errors import ArchscopeError
+    from archscope.errors import InputShapeError, InputTooSmallError, LayerInputError
     from archscope.trace import inspect
 
     try:
         inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False)
-    except ArchscopeError as traced:
-        return ExportError(f"{label}: {traced}")
-    except Exception:  # the trace fails in its own way: PyTorch's message says more
+    except (InputShapeError, InputTooSmallError, LayerInputError) as traced:
+        return ExportError(f"{label}: {traced}")  # holds on any device: the input does not fit
+    except Exception:  # the meta trace failing in its own way says nothing of the real forward
         pass
     return ExportError(f"{label}: forward pass on a {_dims(x.shape)} input failed before export: "
                        f"{_first_line(exc)}")

@@ -106,12 +106,12 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
 
 
 def _seeded_build(source: str, num_classes: int | None, device: str, seed: int) -> LoadedModel:
-    """Build with real weights initialised under ``torch.manual_seed(seed)`` in a forked state."""
+    """Build with real weights initialised from ``seed``, the caller's random state kept."""
     import torch
 
-    cuda = torch.device(device).type == "cuda"
-    with torch.random.fork_rng(devices=[torch.device(device)] if cuda else []):
-        torch.manual_seed(seed)
+    from archscope._modes import seeded
+
+    with seeded(seed, torch.device(device)):
         return _build(source, num_classes, device)
 
 

@@ -535,8 +535,10 @@ class _Parser:
         change it. ``batch``: the first number is the batch size (``batch_shape=(None, …)``)."""
         raw = value.value
         dims = raw if isinstance(raw, tuple) else (raw,)
-        if dims and (dims[0] is None or (batch and len(dims) == 4)):
-            dims = dims[1:]  # Keras' batch size: batch_shape=(None, 28, 28, 1)
+        if dims and (dims[0] is None or batch):
+            # Keras' batch size comes first in batch_shape=, batch_input_shape= and
+            # model.build(), whatever the rank: (None, 28, 28, 1), (32, 784)
+            dims = dims[1:]
         if None in dims:
             raise self.error(value.tok, "the input shape must be whole numbers like 150x150x3; "
                              "archscope needs a fixed size where Keras allows None")

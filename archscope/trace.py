@@ -35,7 +35,14 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 from archscope import formulas
-from archscope.errors import ArchscopeError, ForwardError, InputShapeError, InputTooSmallError
+from archscope._modes import model_dtype
+from archscope.errors import (
+    ArchscopeError,
+    ForwardError,
+    InputShapeError,
+    InputTooSmallError,
+    LayerInputError,
+)
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -48,6 +55,17 @@ _NORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm.
 #: pads first) receives an input its attributes do not describe: it runs unchecked, and PyTorch's
 #: own error, if any, is reported.
 _STOCK_FORWARDS = frozenset(cls.forward for cls in (*_CONV, *_CONV_TRANSPOSE, *_POOL, nn.Linear))
+#: ... and for convolutions, the ``_conv_forward`` they call (a TF-style "same" conv pads there)
+_STOCK_CONV_FORWARDS = frozenset(cls._conv_forward for cls in _CONV)
+
+
+def _stock(module: nn.Module) -> bool:
+    """Does ``module`` run PyTorch's own forward for its class (see :data:`_STOCK_FORWARDS`)?"""
+    cls = type(module)
+    if cls.forward not in _STOCK_FORWARDS:
+        return False
+    conv_forward = getattr(cls, "_conv_forward", None)
+    return conv_forward is None or conv_forward in _STOCK_CONV_FORWARDS
 
 # Functions seen by the function mode that are not data flow (attribute reads, Python protocol).
 _IGNORED_FUNCTIONS = frozenset({
@@ -347,7 +365,7 @@ class _Tracer(TorchFunctionMode):
         if not frame.input_shapes:
             return
         shape = frame.input_shapes[0]
-        stock = type(module).forward in _STOCK_FORWARDS
+        stock = _stock(module)
         if isinstance(module, (*_CONV, *_CONV_TRANSPOSE)):
             # The first conv, seeing the model input as it was given: a channel mismatch there
             # is the input's layout (28x28x1 for 1x28x28), not the network's.
@@ -437,8 +455,7 @@ def inspect(
     if batch < 1 or any(d < 1 for d in shape):
         raise InputShapeError(f"input shape {shape} and batch {batch} must be positive")
     if dtype is None:
-        floats = [t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-        dtype = floats[0] if floats else torch.float32
+        dtype = model_dtype(model)
 
     def trace(train: bool) -> Report:
         assert dtype is not None
@@ -792,7 +809,7 @@ def _check_channels(frame: _Frame, module: nn.modules.conv._ConvNd, shape: Shape
     where = f"{frame.name} ({frame.type})"
     if sample is not None and len(sample) != nd + 1:
         dims = "×".join(str(d) for d in sample)
-        raise ForwardError(
+        raise LayerInputError(
             f"{where} needs a {layout} input with {_plural(expected, 'channel')} but the input is "
             f"{dims} ({_plural(len(sample), 'dimension')}); --input is {layout}"
         )
@@ -805,27 +822,27 @@ def _check_channels(frame: _Frame, module: nn.modules.conv._ConvNd, shape: Shape
     if channels == expected:
         return
     if len(shape) != nd + 2:
-        raise ForwardError(
+        raise LayerInputError(
             f"{where} needs a batch×{layout} input with {_plural(expected, 'channel')} but "
             f"receives {list(shape)}"
         )
     have = f"{where} expects {_plural(expected, 'input channel')} but the input has {channels}"
     if sample is None:
-        raise ForwardError(
+        raise LayerInputError(
             f"{have} (input {list(shape)}); its in_channels do not match the channels the layer "
             "before it produces"
         )
     if sample[-1] == expected:
         guess = "x".join(str(d) for d in (sample[-1], *sample[:-1]))
-        raise ForwardError(f"{have}; --input is {layout} (did you mean {guess}?)")
-    raise ForwardError(f"{have}; --input is {layout} and this model needs C = {expected}")
+        raise LayerInputError(f"{have}; --input is {layout} (did you mean {guess}?)")
+    raise LayerInputError(f"{have}; --input is {layout} and this model needs C = {expected}")
 
 
 def _check_and_explain(frame: _Frame, module: nn.Module, shape: Shape) -> str:
     """Output-size arithmetic for conv/pool; raise InputTooSmallError where a window cannot fit."""
     if isinstance(module, nn.Linear):
         if shape and shape[-1] != module.in_features:
-            raise ForwardError(
+            raise LayerInputError(
                 f"{frame.name} (Linear) expects {module.in_features} input features but receives "
                 f"{shape[-1]} (input {list(shape)}); the input size does not match the one this "
                 "network was built for"

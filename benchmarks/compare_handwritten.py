@@ -184,8 +184,9 @@ def compare(rows: list[Row], *, steps: int, warmup: int, device: torch.device,
             batch: int | None = None, repeats: int = 1) -> dict[str, Any]:
     """Run every row: the hand-written loop, then archscope, ``repeats`` times alternately.
 
-    Each side's figure is the median over its runs; alternating spreads clock and thermal drift
-    over both sides. ``batch`` overrides the rows'.
+    Each side's figure is its median run (the lower middle one for an even count, so that it
+    is a run's own figure); alternating spreads clock and thermal drift over both sides.
+    ``batch`` overrides the rows'.
     """
     build, source = _model_builder()
     out: list[dict[str, Any]] = []
@@ -208,13 +209,13 @@ def compare(rows: list[Row], *, steps: int, warmup: int, device: torch.device,
             _clean()
         hand_runs = [h["images_per_s"] or 0.0 for h in hands]
         hand: dict[str, Any] = {
-            "images_per_s": statistics.median(hand_runs), "images_per_s_runs": hand_runs,
+            "images_per_s": statistics.median_low(hand_runs), "images_per_s_runs": hand_runs,
             "peak_memory_bytes": hands[-1]["peak_memory_bytes"],
         }
         ours_runs = [r.images_per_s_overall for r in runs]
-        ours = sorted(runs, key=lambda r: r.images_per_s_overall)[len(runs) // 2]  # the median run
+        ours = sorted(runs, key=lambda r: r.images_per_s_overall)[(len(runs) - 1) // 2]
         # Same measure as the hand-written loop: images ÷ the whole timed span.
-        overall_ips = statistics.median(ours_runs)
+        overall_ips = ours.images_per_s_overall
         entry: dict[str, Any] = {
             "row": {**asdict(row), "batch": size},
             "handwritten": hand,

@@ -22,7 +22,12 @@ export PYTHONUNBUFFERED=1
 missing=$(python3 - <<'PY'
 import importlib.util
 need = ["torch", "click", "rich", "pytest", "setuptools"]
-print(" ".join(n for n in need if importlib.util.find_spec(n) is None))
+missing = [n for n in need if importlib.util.find_spec(n) is None]
+if "setuptools" not in missing:
+    import setuptools
+    if int(setuptools.__version__.split(".")[0]) < 77:  # license = "MIT" is PEP 639
+        missing.append(f"setuptools>=77 (have {setuptools.__version__})")
+print(" ".join(missing))
 PY
 )
 if [ -n "$missing" ]; then

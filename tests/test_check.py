@@ -291,3 +291,27 @@ def test_models_that_cannot_be_checked_fail_and_the_run_goes_on(tmp_path: Path) 
         f"FAIL {sources[3]}: no such file: {tmp_path}/missing.py",
     ]
     assert result.stdout.rstrip().endswith(f"1 passed, 3 failed: {', '.join(sources[i] for i in (0, 2, 3))}")
+
+
+def test_a_spec_that_does_not_build_is_a_fail_and_the_run_goes_on() -> None:
+    spec = "spec:28x28x1 conv32 k30"  # a 30×30 kernel on a 28×28 input
+    result = CliRunner().invoke(main, ["check", spec, "lecture_mlp", "--device", "cpu",
+                                       "--repeats", "1"])
+    assert result.exit_code == 1
+    fails = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 1 and fails[0].startswith(f"FAIL {spec}: ")
+    assert "PASS lecture_mlp" in result.stdout
+
+
+def test_a_float64_model_is_checked_in_float64(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n"
+        "def double_net():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),\n"
+        "                         nn.Linear(4 * 30 * 30, 2)).double()\n"
+    )
+    result = check_model(f"{tmp_path}/net.py:double_net", device="cpu", input_shape=(3, 32, 32),
+                         repeats=1)
+    assert result.passed, result.failures
+    # (3·3·3+1)·4 + (3600+1)·2 = 112 + 7,202
+    assert result.params == result.engine_params == 7_314

@@ -336,3 +336,45 @@ def test_export_and_bench_name_a_wrong_layout_too(
         "lecture_mnist_cnn: features.conv1 (Conv2d) expects 1 input channel but the input has 28; "
         "--input is C×H×W (did you mean 1x28x28?)")
     assert not list(tmp_path.iterdir())
+
+
+def test_bench_keeps_pytorchs_error_when_the_trace_fails_for_a_meta_only_reason(
+        runner: CliRunner, tmp_path: Path) -> None:
+    # the trace cannot read values on meta; the real forward fails for another reason (BatchNorm
+    # in training mode at batch 1): that reason is the one to report
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class MaskNet(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 4)\n"
+        "        self.bn = nn.BatchNorm1d(4)\n"
+        "    def forward(self, x):\n"
+        "        x = self.fc(x)\n"
+        "        if x.sum() > 1e9:\n"
+        "            x = x * 2\n"
+        "        return self.bn(x)\n"
+    )
+    result = runner.invoke(main, ["bench", f"{tmp_path}/net.py:MaskNet", "--input", "4",
+                                  "--device", "cpu", "--batch-size", "1", "--steps", "1"])
+    assert result.exit_code != 0
+    message = one_line_error(result)
+    assert "Expected more than 1 value per channel when training" in message
+    assert "meta device" not in message
+
+
+def test_a_conv_that_pads_in_its_conv_forward_is_not_prechecked() -> None:
+    # TF-style "same" padding done in _conv_forward: the stock window check would call a 4×4
+    # input too small for the 5×5 kernel, while the layer really gives 2×2
+    class SamePad(nn.Conv2d):
+        def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor | None) -> torch.Tensor:
+            x = nn.functional.pad(x, (2, 2, 2, 2))
+            return super()._conv_forward(x, weight, bias)
+
+    model = nn.Sequential(SamePad(3, 8, 5, stride=2))
+    real = model(torch.randn(1, 3, 4, 4))
+    report = inspect(model, (3, 4, 4))
+    assert report.output_shapes == (tuple(real.shape),) == ((1, 8, 2, 2),)
+    assert report.layers[-1].output_formula == ""  # no arithmetic rather than the wrong one

@@ -995,3 +995,15 @@ def test_every_counted_example_in_the_docs_gives_its_count() -> None:
     assert len(examples) >= 7, examples
     for text, count in examples:
         assert calc_report(text).total_params == count, text
+
+
+@pytest.mark.parametrize(("text", "params"), [
+    # Dense(10) on 784 features: (784+1)·10 = 7,850 — the batch size is never a feature
+    ("model = keras.Sequential([keras.Input(batch_shape=(32, 784)), layers.Dense(10)])", 7_850),
+    ("model = keras.Sequential([InputLayer(batch_input_shape=(32, 784)), Dense(10)])", 7_850),
+    ("model = keras.Sequential([keras.Input(batch_shape=(8, 28, 28)), layers.Flatten(), "
+     "layers.Dense(10)])", 7_850),
+    ("model = keras.Sequential([layers.Dense(10)])\nmodel.build((32, 784))", 7_850),
+])
+def test_the_batch_size_of_a_batch_shape_is_dropped_at_any_rank(text: str, params: int) -> None:
+    assert calc_report(text).total_params == params
