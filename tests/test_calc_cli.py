@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner, Result
+from test_spec import LECTURE_KERAS_MNIST
 
 from archscope.cli import main
 
@@ -174,19 +175,7 @@ def test_layout_key_in_json_of_every_source() -> None:
 
 def test_pasted_keras_file_as_calc_and_spec_source(tmp_path) -> None:
     path = tmp_path / "mnist_cnn.py"
-    path.write_text(
-        "import tensorflow as tf\n"
-        "from tensorflow.keras import layers, models\n"
-        "model = models.Sequential()\n"
-        "model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)))\n"
-        "model.add(layers.MaxPooling2D((2, 2)))\n"
-        "model.add(layers.Conv2D(64, (3, 3), activation='relu'))\n"
-        "model.add(layers.MaxPooling2D((2, 2)))\n"
-        "model.add(layers.Conv2D(64, (3, 3), activation='relu'))\n"
-        "model.add(layers.Flatten())\n"
-        "model.add(layers.Dense(64, activation='relu'))\n"
-        "model.add(layers.Dense(10, activation='softmax'))\n"
-        "model.summary()\n", encoding="utf-8")
+    path.write_text(LECTURE_KERAS_MNIST, encoding="utf-8")  # lecture 003's code, as pasted
     for args in (("calc", "-f", str(path)), ("summary", f"spec:{path}")):
         result = _run(*args, "--format", "json")
         assert result.exit_code == 0, result.output

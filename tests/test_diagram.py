@@ -579,27 +579,9 @@ def test_title_says_param_or_params() -> None:
 
 def test_shared_weights_are_marked_on_the_later_node() -> None:
     import torch
-    from torch import nn
+    from fixtures.tricky import TiedLM, Twice
 
     from archscope.trace import inspect
-
-    class TiedLM(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.emb = nn.Embedding(10, 4)
-            self.out = nn.Linear(4, 10)
-            self.out.weight = self.emb.weight
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.out(self.emb(x))
-
-    class Twice(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(4, 4, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.conv(self.conv(x))
 
     tied = inspect(TiedLM(), (3,), dtype=torch.long)
     d = build_diagram(tied, fold=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from fixtures.tricky import TiedLM, Twice
 from torch import nn
 
 from archscope import inspect
@@ -295,28 +296,6 @@ def test_on_a_terminal_the_table_fits_the_terminal(args: list[str]) -> None:
 
 
 # --- shared weights and the markdown header -----------------------------------------------
-
-class TiedLM(nn.Module):
-    """An output layer whose weight is the embedding's (tied weights, as in language models)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(10, 4)
-        self.out = nn.Linear(4, 10)
-        self.out.weight = self.emb.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.emb(x))
-
-
-class Twice(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(4, 4, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.conv(x))
-
 
 def _row(text: str, prefix: str) -> str:
     return next(line for line in text.splitlines() if line.startswith(prefix))
