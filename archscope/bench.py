@@ -25,7 +25,6 @@ warm-up), shown beside the engine's estimate (:func:`estimate_training_memory`).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 import statistics
@@ -38,12 +37,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from archscope._modes import seeded
 from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, lookup
 from archscope.errors import (
+    INPUT_ERRORS,
     ArchscopeError,
     DeviceError,
     ForwardError,
     InputShapeError,
-    InputTooSmallError,
-    LayerInputError,
 )
 from archscope.memory import MemoryEstimate, estimate_training_memory
 
@@ -432,6 +430,9 @@ class _CudaEventTimer:
         import torch
 
         self._device = device
+        # the benchmark device's stream, whichever device is current (cuda:1 …); looked up once,
+        # not inside the timed loop
+        self._stream = torch.cuda.current_stream(device)
         self._pairs = [
             (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
             for _ in range(steps)
@@ -439,15 +440,10 @@ class _CudaEventTimer:
         self._next = 0
 
     def start(self) -> None:
-        import torch
-
-        # on the benchmark's device's stream, whichever device is current (cuda:1 …)
-        self._pairs[self._next][0].record(torch.cuda.current_stream(self._device))
+        self._pairs[self._next][0].record(self._stream)
 
     def stop(self) -> None:
-        import torch
-
-        self._pairs[self._next][1].record(torch.cuda.current_stream(self._device))
+        self._pairs[self._next][1].record(self._stream)
         self._next += 1
 
     def elapsed_ms(self) -> list[float]:
@@ -915,10 +911,7 @@ def run_bench(
     if config.batch_size == "auto" and the_plan.device.type != "cuda":
         raise DeviceError("--batch-size auto searches GPU memory; on the CPU pass a number")
     results = []
-    # the CUDA events of the timed loop are recorded on the current device's stream
-    on_device = (torch.cuda.device(the_plan.device) if the_plan.device.type == "cuda"
-                 else contextlib.nullcontext())
-    with backend_flags(the_plan.device, the_plan.precision), on_device:
+    with backend_flags(the_plan.device, the_plan.precision):
         for source in models:
             results.append(_bench_one(source, config, the_plan, clock=clock, progress=progress))
             _free_cuda(the_plan.device)
@@ -985,7 +978,7 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
     except ForwardError:
         # the trace's diagnosis, where it is one that holds on any device (an input that does
         # not fit a layer); a failure of the meta trace alone says nothing about the real one
-        if isinstance(engine_error, (InputShapeError, InputTooSmallError, LayerInputError)):
+        if isinstance(engine_error, INPUT_ERRORS):
             raise type(engine_error)(f"{name}: {engine_error}") from None
         raise
     except RuntimeError as exc:
@@ -1085,9 +1078,8 @@ def _fits(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: i
 def _auto_batch(model: nn.Module, shape: tuple[int, ...], the_plan: BenchPlan, seed: int,
                 name: str, cap: _BatchCap | None = None) -> int:
     """The largest batch that trains in GPU memory (doubling, then bisection)."""
-    fits = _fits(model, shape, the_plan, seed, cap)
-    limit = min(_AUTO_BATCH_LIMIT, cap.batch) if cap is not None else _AUTO_BATCH_LIMIT
-    batch = find_max_batch(fits, start=min(default_batch(name, "cuda"), 64, limit), limit=limit)
+    fits = _fits(model, shape, the_plan, seed, cap)  # batches above the cap do not fit
+    batch = find_max_batch(fits, start=min(default_batch(name, "cuda"), 64))
     if batch is None:
         raise DeviceError(
             f"{name}: not even batch 1 fits in {the_plan.device_name} memory at "

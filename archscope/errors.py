@@ -78,3 +78,8 @@ class DeviceError(ArchscopeError):
 
 class ExportError(ArchscopeError):
     """An export that failed; no partial file is left behind."""
+
+
+#: What the meta trace finds from the input and the layers' attributes alone, so it holds on any
+#: device: where a real forward fails too (export, bench), it is the better diagnosis.
+INPUT_ERRORS = (InputShapeError, InputTooSmallError, LayerInputError)

@@ -295,12 +295,12 @@ def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tens
                      exc: Exception) -> ExportError:
     """The error for a failed forward: the meta trace's, which names the layer and the likely
     cause (an input in the wrong layout, too small), where it has one; else PyTorch's."""
-    from archscope.errors import InputShapeError, InputTooSmallError, LayerInputError
+    from archscope.errors import INPUT_ERRORS
     from archscope.trace import inspect
 
     try:
         inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False)
-    except (InputShapeError, InputTooSmallError, LayerInputError) as traced:
+    except INPUT_ERRORS as traced:
         return ExportError(f"{label}: {traced}")  # holds on any device: the input does not fit
     except Exception:  # the meta trace failing in its own way says nothing of the real forward
         pass

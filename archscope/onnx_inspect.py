@@ -44,6 +44,7 @@ from archscope.errors import (
 )
 from archscope.formulas import output_sizes
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
+from archscope.shapes import format_dims
 
 if TYPE_CHECKING:
     import onnx
@@ -375,7 +376,7 @@ def _check_shapes(nodes: Sequence[Any], alias: dict[str, str], shapes: dict[str,
 
 
 def _shape_text(shape: Shape) -> str:
-    return "×".join(str(d) for d in shape) if shape else "scalar"
+    return format_dims(shape) or "scalar"
 
 
 def _strip_weights(model: onnx.ModelProto) -> None:

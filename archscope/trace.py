@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 from archscope import formulas
-from archscope._modes import model_dtype
+from archscope._modes import kept_modes, model_dtype
 from archscope.errors import (
     ArchscopeError,
     ForwardError,
@@ -44,6 +44,7 @@ from archscope.errors import (
     LayerInputError,
 )
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
+from archscope.shapes import format_dims
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -498,7 +499,6 @@ class _DeferredImportFailed(Exception):
 
 def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backward: bool,
              count_flops: bool, dtype: torch.dtype, *, train: bool, defer: bool = True) -> Report:
-    modes = {m: m.training for m in model.modules()}
     tracer = _Tracer(model, count_flops)
     swaps, param_keys = _meta_state(model)
     saved: dict[int, int] = {}
@@ -515,9 +515,10 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
     forward_flops = backward_flops = 0
     output: Any = None
     try:
-        model.train(train)
         tracer.attach()
-        with torch.enable_grad(), (_deferred_imports() if defer else nullcontext()):
+        with (torch.enable_grad(), kept_modes(model),
+              _deferred_imports() if defer else nullcontext()):
+            model.train(train)
             counter = tracer.flop_counter
             if counter is not None:
                 counter.__enter__()
@@ -548,8 +549,6 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
         raise _forward_error(tracer, exc) from None
     finally:
         tracer.detach()
-        for module, training in modes.items():
-            module.training = training
 
     out_leaves, out_keys = _leaves_with_keys(output)
     records = _records(model, tracer.frames)
@@ -793,7 +792,7 @@ _LAYOUT = {1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}
 
 def _check_channels(frame: _Frame, module: nn.modules.conv._ConvNd, shape: Shape,
                     sample: Shape | None) -> None:
-    """Raise ForwardError where a conv's input has the wrong number of channels or dimensions.
+    """Raise LayerInputError where a conv's input has the wrong number of channels or dimensions.
 
     ``shape`` is the conv's input (batch first); ``sample`` is the model input's one-sample shape
     when this conv sees the model input as it was given (the first conv), else ``None``: only
@@ -808,7 +807,7 @@ def _check_channels(frame: _Frame, module: nn.modules.conv._ConvNd, shape: Shape
     layout = _LAYOUT[nd]
     where = f"{frame.name} ({frame.type})"
     if sample is not None and len(sample) != nd + 1:
-        dims = "×".join(str(d) for d in sample)
+        dims = format_dims(sample)
         raise LayerInputError(
             f"{where} needs a {layout} input with {_plural(expected, 'channel')} but the input is "
             f"{dims} ({_plural(len(sample), 'dimension')}); --input is {layout}"

@@ -79,11 +79,6 @@ def _subtree_totals(report: Report) -> dict[int, tuple[int, int]]:
     return totals
 
 
-def subtree_params(report: Report, index: int) -> int:
-    """Parameters of record ``index`` and of everything inside it."""
-    return _subtree_totals(report)[index][0]
-
-
 def sample_shape(shape: Shape, producer: LayerRecord | None) -> Shape:
     """``shape`` without its batch dimension, where it has one (``producer``: the record whose
     output it is; ``None`` for the model input, which always carries the batch).
