@@ -29,11 +29,55 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one line, with where to look, instead of click's three-line block."""
+
+    def show(self, file: Any = None) -> None:
+        where = f" See '{self.ctx.command_path} --help'." if self.ctx is not None else ""
+        message = self.format_message().rstrip()
+        if not message.endswith((".", "?")):
+            message += "."
+        click.echo(f"Error: {message}{where}", file=file, err=file is None)
+
+
+#: click >= 8.2 shows a bare group's help by raising this usage error; it is help, not an error line.
+_HELP_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(click.exceptions, name) for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    if isinstance(error, (_OneLineUsageError, *_HELP_ERRORS)):
+        return error
+    one_line = _OneLineUsageError(error.format_message(), error.ctx)
+    one_line.exit_code = error.exit_code
+    return one_line
+
+
 class _ArchscopeGroup(click.Group):
-    """A group that imports its commands lazily and reports library errors as one line."""
+    """A group that imports its commands lazily and reports every error as one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMANDS)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in _COMMANDS:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(_COMMANDS), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise _OneLineUsageError(f"No such command '{name}'{hint}", ctx)
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _COMMANDS.get(cmd_name)
@@ -46,6 +90,8 @@ class _ArchscopeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except ArchscopeError as exc:
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code

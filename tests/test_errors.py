@@ -378,3 +378,30 @@ def test_a_conv_that_pads_in_its_conv_forward_is_not_prechecked() -> None:
     report = inspect(model, (3, 4, 4))
     assert report.output_shapes == (tuple(real.shape),) == ((1, 8, 2, 2),)
     assert report.layers[-1].output_formula == ""  # no arithmetic rather than the wrong one
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["summary", "vgg16", "--bogus"],
+     "No such option '--bogus'. See 'archscope summary --help'."),
+    (["summry", "vgg16"],
+     "No such command 'summry'; did you mean 'summary'? See 'archscope --help'."),
+    (["diagam", "vgg16"],
+     "No such command 'diagam'; did you mean 'diagram'? See 'archscope --help'."),
+    (["frobnicate"], "No such command 'frobnicate'. See 'archscope --help'."),
+    (["summary"], "Missing argument 'MODEL'. See 'archscope summary --help'."),
+    (["--bogus"], "No such option '--bogus'. See 'archscope --help'."),
+    (["bench", "--precision", "fp8"],
+     "Invalid value for '--precision': 'fp8' is not one of 'fp32', 'tf32', 'bf16', 'fp16'. "
+     "See 'archscope bench --help'."),
+])
+def test_usage_errors_are_one_line(runner: CliRunner, args: list[str], expected: str) -> None:
+    result = runner.invoke(main, args, prog_name="archscope")
+    assert result.exit_code == 2
+    assert one_line_error(result) == expected
+    assert result.stderr.strip() == f"Error: {expected}"  # no Usage: block, no "Try" line
+
+
+def test_a_bare_archscope_still_shows_its_help(runner: CliRunner) -> None:
+    result = runner.invoke(main, [])
+    assert "Commands:" in result.output and "summary" in result.output
+    assert "Error:" not in result.output
