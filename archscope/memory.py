@@ -73,9 +73,11 @@ def estimate_training_memory(
     if report.activation_bytes is None:
         raise ValueError("the estimate needs a traced model's activation bytes; this report has none")
     params = report.param_bytes
-    trainable = params if report.total_params == 0 else (
-        params * report.trainable_params // report.total_params
-    )
+    trainable = getattr(report, "trainable_param_bytes", None)
+    if trainable is None:  # a report without the split: take the count's share of the bytes
+        trainable = params if report.total_params == 0 else (
+            params * report.trainable_params // report.total_params
+        )
     state = trainable * OPTIMIZER_STATE[optimizer]
     mixed = precision in ("bf16", "fp16")
     state_words = {"none": "no optimizer state", "sgd": "SGD momentum 1× params",

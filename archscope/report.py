@@ -105,6 +105,9 @@ class Report:
             ``backward=True``) of the backward pass, for the whole batch; ``backward_flops`` is
             ``None`` when not traced.
         param_bytes: bytes of all parameters.
+        trainable_param_bytes: bytes of the parameters with ``requires_grad`` (the ones that get
+            gradients and optimizer state; differs from the count's share of ``param_bytes`` when
+            a frozen part is stored in another dtype). ``None`` in reports made before it existed.
         buffer_bytes: bytes of all buffers (BatchNorm running statistics …).
         activation_bytes: bytes of the tensors autograd keeps for backward in one training step
             (measured with ``torch.autograd.graph.saved_tensors_hooks``; parameters excluded);
@@ -113,7 +116,8 @@ class Report:
         outputs: producer record index of each model output (see ``LayerRecord.inputs``).
         layers: every record in call order.
         notes: caveats found while tracing (e.g. traced in eval mode).
-        output_keys: for a model returning a dict, the key of each output; else empty.
+        output_keys: for a model returning a dict, the key of each output; for an ONNX file with
+            several outputs, each output's graph name; else empty.
         layout: the order of every image shape in the report: ``"chw"`` (C×H×W, N×C×H×W with
             the batch; PyTorch's order and the default) or ``"hwc"`` (H×W×C, N×H×W×C: a layer
             spec written that way, re-ordered by :func:`archscope.spec.to_layout`). Only the
@@ -139,6 +143,7 @@ class Report:
     notes: tuple[str, ...] = ()
     output_keys: tuple[str, ...] = ()
     layout: str = "chw"
+    trainable_param_bytes: int | None = None
 
     @property
     def macs_per_sample(self) -> int:
@@ -182,6 +187,7 @@ class Report:
             "forward_flops": self.forward_flops,
             "backward_flops": self.backward_flops,
             "param_bytes": self.param_bytes,
+            "trainable_param_bytes": self.trainable_param_bytes,
             "buffer_bytes": self.buffer_bytes,
             "activation_bytes": self.activation_bytes,
             "output_shapes": [list(s) for s in self.output_shapes],

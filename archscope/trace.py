@@ -566,6 +566,7 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
         forward_flops=forward_flops,
         backward_flops=backward_flops if backward else None,
         param_bytes=sum(p.numel() * p.element_size() for p in unique),
+        trainable_param_bytes=sum(p.numel() * p.element_size() for p in unique if p.requires_grad),
         buffer_bytes=sum(b.numel() * b.element_size() for b in model.buffers()),
         activation_bytes=sum(saved.values()),
         output_shapes=tuple(tuple(t.shape) for t in out_leaves),

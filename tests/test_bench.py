@@ -242,6 +242,32 @@ def test_memory_estimate_frozen_parameters_have_no_grads_or_state() -> None:
     assert (est.params, est.grads, est.optimizer_state) == (4000, 1000, 1000)
 
 
+def test_memory_estimate_counts_the_bytes_of_trainable_parameters_in_their_own_dtype() -> None:
+    from torch import nn
+
+    from archscope.trace import inspect
+
+    class HalfBackbone(nn.Module):  # a frozen fp16 backbone under a trainable fp32 head
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Conv2d(3, 64, 3).half().requires_grad_(False)
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.backbone(x.half()).float().mean((2, 3)))
+
+    model = HalfBackbone()
+    report = inspect(model, (3, 32, 32), batch=2, dtype=torch.float32)
+    head_bytes = sum(p.numel() * p.element_size() for p in model.head.parameters())
+    all_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert (head_bytes, all_bytes) == (650 * 4, 650 * 4 + 1792 * 2)
+    assert report.trainable_param_bytes == head_bytes
+    est = estimate_training_memory(report, optimizer="sgd")
+    # gradients and momentum exist for the fp32 head alone: 2,600 bytes each, not the count's
+    # share of all bytes (6,184 · 650 / 2,442 = 1,646)
+    assert (est.params, est.grads, est.optimizer_state) == (all_bytes, head_bytes, head_bytes)
+
+
 def test_memory_estimate_without_optimizer_is_what_check_runs() -> None:
     est = estimate_training_memory(_fake_report())  # fp32, no optimizer: check's bare step
     assert est.total == 4000 + 4000 + 0 + 100_000 + 64
