@@ -203,6 +203,7 @@ def inspect_onnx(
             if o:
                 producer[o] = index
 
+    frozen: set[str] = set()
     if freeze:
         from archscope.source import frozen_names
 
@@ -235,12 +236,15 @@ def inspect_onnx(
         forward_flops=2 * total_macs,
         backward_flops=None,
         param_bytes=sum(initializers[n].nbytes for n in counted),
+        trainable_param_bytes=sum(initializers[n].nbytes for n in counted if n not in frozen),
         buffer_bytes=sum(initializers[n].nbytes for n in buffers if n not in counted),
         activation_bytes=None,
         output_shapes=tuple(shapes.get(n, ()) for n in out_names),
         outputs=tuple(producer.get(n, MODEL_INPUT) for n in out_names),
         layers=tuple(records),
         notes=tuple(notes),
+        # several outputs are told apart by their graph names (archscope's export keeps dict keys)
+        output_keys=tuple(out_names) if len(out_names) > 1 else (),
     )
 
 
@@ -299,6 +303,7 @@ def _fix_input_dims(
             "a symbolic batch (archscope export --dynamic-batch)"
         )
     for value_info in inputs:
+        as_written = _dims_text(value_info.type.tensor_type.shape.dim)
         for j, d in enumerate(value_info.type.tensor_type.shape.dim):
             if d.HasField("dim_value"):
                 continue
@@ -306,9 +311,14 @@ def _fix_input_dims(
                 d.dim_value = batch if batch is not None else 1
                 continue
             label = d.dim_param or "?"
+            dims = value_info.type.tensor_type.shape.dim
+            example = "x".join(
+                str(s.dim_value) if s.HasField("dim_value") else "224" for s in list(dims)[1:]
+            )
             raise InputShapeError(
-                f"{path}: input {value_info.name!r} dimension {j} is symbolic ({label}); "
-                "give the input size with --input, e.g. --input 3x224x224"
+                f"{path}: input {value_info.name!r} ({as_written}) has a symbolic "
+                f"dimension {j} ({label}); give the input size with --input, e.g. "
+                f"--input {example}"
             )
 
 

@@ -152,8 +152,13 @@ def test_shared_initializer_counts_once(tmp_path: Path) -> None:
 def test_symbolic_spatial_dims_need_an_input_shape(tmp_path: Path) -> None:
     nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
     path = _save(tmp_path, nodes, [], ["N", 3, "H", "W"], ["y"])
-    with pytest.raises(InputShapeError, match="--input"):
+    with pytest.raises(InputShapeError) as info:
         inspect_onnx(path)
+    assert str(info.value) == (f"{path}: input 'x' (N×3×H×W) has a symbolic dimension 2 (H); "
+                               "give the input size with --input, e.g. --input 3x224x224")
+    gray = _save(tmp_path, nodes, [], ["N", 1, "H", "W"], ["y"], name="gray.onnx")
+    with pytest.raises(InputShapeError, match=r"\(N×1×H×W\) .* e\.g\. --input 1x224x224$"):
+        inspect_onnx(gray)
     report = inspect_onnx(path, input_shape=(3, 8, 9), batch=4)
     assert report.output_shapes == ((4, 3, 8, 9),)
     with pytest.raises(InputShapeError, match="gives 2"):
@@ -423,6 +428,7 @@ def test_freeze_applies_to_initializer_names(mnist_files: tuple[Path, Path]) -> 
     assert report.non_trainable_params == 320 + 18_496 + 36_928 == 55_744
     assert report.trainable_params == 36_928 + 650 == 37_578
     assert report.total_params == 93_322
+    assert (report.param_bytes, report.trainable_param_bytes) == (93_322 * 4, 37_578 * 4)
     assert [(r.type, r.params, r.trainable_params) for r in report.layers if r.params] == [
         ("Conv", 320, 0), ("Conv", 18_496, 0), ("Conv", 36_928, 0),
         ("Gemm", 36_928, 36_928), ("Gemm", 650, 650),
@@ -535,3 +541,34 @@ def test_asymmetric_pads_are_written_begin_plus_end() -> None:
     padded = torch.nn.functional.pad(torch.zeros(1, 1, 1, 5), (0, 1))
     expected = torch.nn.functional.max_pool2d(padded, (1, 2), (1, 2)).shape[-1]
     assert output_size(5, 2, 2, (0, 1)) == (expected, "(5+0+1−2)/2+1 = 3") and expected == 3
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(1, 4, 3)
+        self.cls = nn.Linear(4, 10)
+        self.box = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.body(x).mean((2, 3))
+        return {"logits": self.cls(h), "boxes": self.box(h)}
+
+
+def test_several_outputs_keep_their_names(tmp_path: Path) -> None:
+    # a dict model's keys survive export as output names and come back as the report's keys,
+    # in the diagram too; the shapes are the PyTorch model's own
+    model = _TwoHeads().eval()
+    real = model(torch.zeros(1, 1, 8, 8))
+    path = tmp_path / "heads.onnx"
+    export_onnx(model, path, (1, 8, 8), verify=False)
+    report = inspect_onnx(path)
+    assert report.output_keys == ("logits", "boxes")
+    assert report.output_shapes == (tuple(real["logits"].shape), tuple(real["boxes"].shape))
+    data = json.loads(CliRunner().invoke(main, ["summary", str(path), "--format", "json"]).stdout)
+    assert data["output_keys"] == ["logits", "boxes"]
+    dot = CliRunner().invoke(main, ["diagram", str(path), "-o", "-"]).stdout
+    assert "output logits" in dot and "output boxes" in dot
+    # one output has no key to show
+    export_onnx(nn.Sequential(nn.Conv2d(1, 2, 3)), tmp_path / "one.onnx", (1, 8, 8), verify=False)
+    assert inspect_onnx(tmp_path / "one.onnx").output_keys == ()

@@ -597,7 +597,8 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
             Node(
                 id=f"output{i}" if len(report.output_shapes) > 1 else "output", role="output",
                 kind="io", records=[], params=0,
-                title=(f"output {keys[i]}" if len(keys) == len(report.output_shapes)
+                title=((keys[i] if keys[i].startswith("output") else f"output {keys[i]}")
+                       if len(keys) == len(report.output_shapes)
                        else "output" if len(report.output_shapes) == 1 else f"output {i}"),
                 detail=_dims(_drop_batch(report, shape, _producer(report, i))) or "scalar",
                 order=float(len(layers) + i),
