@@ -82,7 +82,6 @@ _INPUT_WORDS = ("input", "inputs", "in", "inputshape", "shape", "inputlayer")
 _LAYOUT_WORDS = {"hwc": "hwc", "nhwc": "hwc", "chw": "chw", "nchw": "chw",
                  "channelslast": "hwc", "channelsfirst": "chw"}
 _REPEAT_WORDS = ("repeat", "rep", "times")
-_CROSS = ("x", "×", "*")
 
 #: option word → canonical option (before per-kind overrides in ``_KIND_OPTION_ALIASES``).
 _OPTION_ALIASES: dict[str, str] = {
@@ -197,10 +196,6 @@ _TORCH_POSITIONAL: dict[str, tuple[str, ...]] = {
 }
 #: positional values Keras' call takes before PyTorch's order is assumed.
 _KERAS_POSITIONAL_COUNT = {"conv": 2, "dense": 1, "flatten": 0}
-#: what a bare number after the layer word means, for messages and docs.
-_MAIN_MEANING = {"out": "filters/units", "kernel": "pool size", "rate": "rate",
-                 "size": "size", "output": "output size", "features": "features",
-                 "padding": "padding"}
 #: a plain (non-call) value directly after the word; for ``dwconv`` it is the output channels.
 _PLAIN_POSITIONAL: dict[str, tuple[str, ...]] = {
     **_POSITIONAL,

@@ -1107,17 +1107,6 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def format_count(n: int) -> str:
-    """``25557032`` → ``25.6M``; ``93322`` → ``93.3K``; ``650`` → ``650``."""
-    if n >= 1_000_000_000:
-        return f"{n / 1e9:.1f}B"
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    if n >= 10_000:
-        return f"{n / 1e3:.1f}K"
-    return f"{n:,}"
-
-
 def _node_label(n: Node) -> str:
     if n.role in ("input", "output"):
         return f"<<b>{_html(n.title)}</b><br/>{_html(n.detail)}>"
