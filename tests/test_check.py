@@ -99,6 +99,51 @@ class NaNMaker(nn.Module):
 """
 
 
+_FINE = """
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    '''nn.MultiheadAttention uses out_proj's parameters without calling out_proj.'''
+
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x)[0]
+
+
+class Spare(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+        self.spare = nn.Linear(8, 4)   # never called
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+@pytest.mark.parametrize(("model", "shape", "params"), [
+    # out_proj runs inside mha's forward, as no module call: in_proj 3·16·16+3·16 = 816,
+    # out_proj 16·16+16 = 272
+    ("Attention", (5, 16), 816 + 272),
+    ("Spare", (8,), 2 * (8 * 4 + 4)),
+])
+def test_parameters_no_call_owns_are_not_a_shape_mismatch(
+    tmp_path: Path, model: str, shape: tuple[int, ...], params: int
+) -> None:
+    path = tmp_path / "fine.py"
+    path.write_text(textwrap.dedent(_FINE), encoding="utf-8")
+    result = check_model(f"{path}:{model}", device="cpu", input_shape=shape, batch=2, repeats=1)
+    assert result.passed, result.failures
+    assert result.params == result.engine_params == params
+    assert result.shape_mismatches == ()
+    assert result.layers_compared == 1  # mha / fc: the one module call of each forward
+
+
 def _write_broken(tmp_path: Path) -> Path:
     path = tmp_path / "broken.py"
     path.write_text(textwrap.dedent(_BROKEN), encoding="utf-8")
