@@ -1,12 +1,45 @@
-"""Small file helpers shared by the commands that write files."""
+"""Small I/O helpers shared by the commands: the results stream and atomic file writes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
+
+_results: list[IO[Any]] = []
+
+
+@contextmanager
+def results_on_stdout() -> Iterator[None]:
+    """Keep stdout for the command's results; send everything else printed meanwhile to stderr.
+
+    A user's model may print (``print(x.shape)`` in ``forward``, a message at import): that text
+    would corrupt ``--format json``, CSV or ``diagram -o -``. Inside this block ``sys.stdout`` is
+    stderr, and :func:`results` is the real stdout.
+    """
+    _results.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _results.pop()
+
+
+def results() -> IO[Any]:
+    """The stream a command writes its results to (stdout, also inside :func:`results_on_stdout`)."""
+    return _results[-1] if _results else sys.stdout
+
+
+def echo(text: str = "", nl: bool = True) -> None:
+    """``click.echo`` to :func:`results`."""
+    import click
+
+    click.echo(text, file=results(), nl=nl)
 
 
 @contextmanager

@@ -174,3 +174,58 @@ def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "archscope", "list"], check=True,
                          capture_output=True, text=True).stdout
     assert "lecture_mnist_cnn" in out
+
+
+_CHATTY = '''
+import torch
+from torch import nn
+
+print("importing chatty")
+
+
+class Chatty(nn.Module):
+    def __init__(self):
+        super().__init__()
+        print("building Chatty")
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        print("shape after conv:", x.shape)
+        return self.fc(x.mean((2, 3)))
+'''
+
+
+@pytest.mark.parametrize("args", [
+    ["summary", "{m}", "--format", "json"],
+    ["summary", "{m}", "--format", "csv"],
+    ["diagram", "{m}", "-o", "-"],
+    ["bench", "{m}", "--device", "cpu", "--steps", "2", "--warmup", "1", "--format", "json"],
+    ["check", "{m}", "--device", "cpu", "--repeats", "1", "--format", "json"],
+])
+def test_what_a_model_prints_goes_to_stderr(runner: CliRunner, tmp_path: Path,
+                                            args: list[str]) -> None:
+    # print() in a model file or its forward must not corrupt machine-readable output
+    path = tmp_path / "chatty.py"
+    path.write_text(_CHATTY, encoding="utf-8")
+    argv = [a.format(m=f"{path}:Chatty") for a in args] + ["--input", "3x8x8"]
+    result = runner.invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    assert "importing chatty" in result.stderr and "shape after conv" in result.stderr
+    for printed in ("importing chatty", "building Chatty", "shape after conv"):
+        assert printed not in result.stdout
+    if "json" in args:
+        data = json.loads(result.stdout)
+        assert data  # parses
+    elif "csv" in args:
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert [r["name"] for r in rows] == ["conv", "mean", "fc"]
+        assert sum(int(r["params"]) for r in rows) == (3 * 3 * 3 + 1) * 4 + (4 + 1) * 2
+    else:
+        assert result.stdout.startswith("digraph")
+
+
+def test_help_still_goes_to_stdout(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["summary", "--help"])
+    assert result.exit_code == 0 and result.stdout.startswith("Usage:")

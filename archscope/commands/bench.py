@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from archscope._io import echo
 from archscope.commands._common import input_option, num_classes_option
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
     names = list(models) or list(DEFAULT_MODELS)
     with _ProgressBar() as progress:
         run = run_bench(names, config, progress=progress)
-    click.echo(render_json(run) if fmt == "json" else render_table(run), nl=False)
+    echo(render_json(run) if fmt == "json" else render_table(run), nl=False)
     failed = [r for r in run.results if not r.ok]
     for r in failed:
         click.echo(

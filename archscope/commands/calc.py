@@ -5,10 +5,9 @@ The spec language is in :mod:`archscope.spec` and docs/spec.md.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from archscope._io import echo, results
 from archscope.commands._common import batch_option, input_option, width_option
 
 
@@ -64,7 +63,7 @@ def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
                               "flatten → dense10'")
     report = calc_report(text, name=name, layout="chw" if chw else "hwc",
                          input_shape=input_shape, batch=batch)
-    tty = sys.stdout.isatty()
+    tty = results().isatty()
     out = render(report, fmt, explain=True, width=output_width(width, tty),
                  color=tty and fmt == "table")
-    click.echo(out, nl=False)
+    echo(out, nl=False)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from archscope._io import echo
 from archscope.commands._common import SHAPE, batch_option, num_classes_option
 
 if TYPE_CHECKING:
@@ -66,12 +67,12 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
             "device": str(dev),
             "models": [r.to_dict() for r in results],
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo("".join(_render(r) for r in results), nl=False)
+        echo("".join(_render(r) for r in results), nl=False)
         failed = [r.model for r in results if not r.passed]
         summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
-        click.echo(summary + (f": {', '.join(failed)}" if failed else ""))
+        echo(summary + (f": {', '.join(failed)}" if failed else ""))
     if not all(r.passed for r in results):
         raise SystemExit(1)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from archscope._io import echo
 from archscope.commands._common import input_option, model_argument, num_classes_option
 
 
@@ -61,7 +62,7 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
     status = (f"{report.model}: depth {min(chosen, max_depth(report))} of {max_depth(report)}, "
               f"{len(drawing.layer_nodes)} nodes{' (folded)' if fold else ''}")
     if to_stdout:
-        click.echo(dot_source, nl=False)
+        echo(dot_source, nl=False)
         click.echo(status, err=True)
         return
     target = Path(output) if output else Path(_file_stem(model) + ".svg")

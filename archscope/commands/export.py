@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from archscope._io import echo
 from archscope.commands._common import input_option, model_argument, num_classes_option
 
 
@@ -77,11 +78,11 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
             *(str(d) for d in result.input_shape[1:])]
     size = result.file_bytes / 2**20
     data = f" + {result.data_path.name}" if result.data_path else ""
-    click.echo(f"wrote {result.path}{data} ({size:,.1f} MiB, opset {result.opset}, "
-               f"{result.nodes} nodes) in {result.export_seconds:.1f} s")
-    click.echo(f"input  {result.input_name} [{', '.join(dims)}]")
-    click.echo(f"output {', '.join(result.output_names)}")
-    click.echo("onnx.checker full_check (with strict shape inference): passed")
+    echo(f"wrote {result.path}{data} ({size:,.1f} MiB, opset {result.opset}, "
+         f"{result.nodes} nodes) in {result.export_seconds:.1f} s")
+    echo(f"input  {result.input_name} [{', '.join(dims)}]")
+    echo(f"output {', '.join(result.output_names)}")
+    echo("onnx.checker full_check (with strict shape inference): passed")
     if result.max_abs_diff is not None:
         line = (f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
                 f"{result.max_abs_diff:.2e} on outputs up to {result.max_abs_output:.3g}")
@@ -91,10 +92,10 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
                      f"that ({result.tolerance:.2e}): passed")
         else:
             line += f" ≤ {result.atol:g}: passed"
-        click.echo(line)
+        echo(line)
         for note in result.notes:
             click.echo(f"note: {note}", err=True)
     elif no_verify:
-        click.echo("onnxruntime comparison: skipped (--no-verify)")
+        echo("onnxruntime comparison: skipped (--no-verify)")
     else:
-        click.echo("onnxruntime comparison: skipped (install archscope[onnxruntime] to run it)")
+        echo("onnxruntime comparison: skipped (install archscope[onnxruntime] to run it)")

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from archscope._io import echo
+
 
 @click.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
@@ -19,7 +21,7 @@ def list_command(fmt: str) -> None:
         data = [{"name": e.name, "family": e.family, "input_shape": list(e.input_shape),
                  "params": e.params, "params_source": e.params_source,
                  "description": e.description} for e in entries]
-        click.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
         return
     rows = [(e.name, e.family, "×".join(map(str, e.input_shape)), f"{e.params:,}", e.description)
             for e in entries]
@@ -28,6 +30,6 @@ def list_command(fmt: str) -> None:
     for i, row in enumerate([header, *rows]):
         line = "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
                           row[2].ljust(widths[2]), row[3].rjust(widths[3]), row[4]])
-        click.echo(line.rstrip())
+        echo(line.rstrip())
         if i == 0:
-            click.echo("  ".join("-" * w for w in widths) + "  " + "-" * 11)
+            echo("  ".join("-" * w for w in widths) + "  " + "-" * 11)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from archscope._io import echo, results
 from archscope.commands._common import (
     input_option,
     model_argument,
@@ -46,7 +45,7 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, 
 
     report = load_report(model, input_shape=input_shape, batch=batch, num_classes=num_classes,
                          freeze=freeze)
-    tty = sys.stdout.isatty()
+    tty = results().isatty()
     text = render(report, fmt, explain=explain, width=output_width(width, tty),
                   color=tty and fmt == "table", max_depth=depth)
-    click.echo(text, nl=False)
+    echo(text, nl=False)
