@@ -147,6 +147,12 @@ def get_entry(name: str) -> ModelEntry:
     key = name.strip().lower().replace("-", "_")
     if key in _BY_NAME:
         return _BY_NAME[key]
+    if key.endswith(".py") or "/" in name or "\\" in name:
+        stem = name.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py") or "net"
+        raise UnknownModelError(
+            f"unknown model {name!r}: a model in a Python file is named with the class or "
+            f"function after a colon, path/to/file.py:Name (e.g. {name}:{stem.capitalize()})"
+        )
     close = difflib.get_close_matches(key, list(_BY_NAME), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownModelError(

@@ -311,9 +311,15 @@ class _Build:
     def _dense(self, o: dict[str, Any]) -> None:
         if len(self.shape) != 1:
             before = self.shown()
+            channels, units = self.shape[0], o["out"]
             self._flatten({})
-            self.notes.append(f"{self.where()}: its input {before} is not flat; flattened it to "
-                              f"{self.shape[0]} first (write flatten before it to say so)")
+            self.notes.append(
+                f"{self.where()}: its input {before} is not flat; flattened it to {self.shape[0]} "
+                f"first (write flatten before it to say so). Keras' Dense would act on the "
+                f"channels alone, at every position: ({channels}+1)·{units} = "
+                f"{(channels + 1) * units:,} parameters instead of "
+                f"({self.shape[0]}+1)·{units} = {(self.shape[0] + 1) * units:,}"
+            )
         features = self.shape[0]
         if "in" in o and o["in"] != features:
             raise self.fail(f"in_features is {o['in']} but its input has {features} features")

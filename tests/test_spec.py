@@ -1007,3 +1007,13 @@ def test_every_counted_example_in_the_docs_gives_its_count() -> None:
 ])
 def test_the_batch_size_of_a_batch_shape_is_dropped_at_any_rank(text: str, params: int) -> None:
     assert calc_report(text).total_params == params
+
+
+def test_dense_on_an_image_says_what_keras_would_count() -> None:
+    # 28×28×1 → Conv2D(32, 3) → 26×26×32. archscope flattens: (21632+1)·64. Keras' Dense acts on
+    # the last axis alone: (32+1)·64 = 2,112 (Keras' model.summary() shows 2,112 for this layer).
+    report = calc_report("28x28x1 Conv2D(32, 3) Dense(64) Dense(10)")
+    assert report.total_params == (9 + 1) * 32 + (26 * 26 * 32 + 1) * 64 + (64 + 1) * 10
+    [note] = [n for n in report.notes if "is not flat" in n]
+    assert note.endswith("Keras' Dense would act on the channels alone, at every position: "
+                         "(32+1)·64 = 2,112 parameters instead of (21632+1)·64 = 1,384,512")

@@ -108,6 +108,9 @@ def test_summary_of_a_file_reference(runner: CliRunner, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["summary", "vgg61"], "unknown model 'vgg61'; did you mean vgg19, vgg16"),
+    (["summary", "net.py"], "unknown model 'net.py': a model in a Python file is named with the "
+                            "class or function after a colon, path/to/file.py:Name (e.g. net.py:Net)"),
+    (["summary", "models/alexnet.py"], "path/to/file.py:Name (e.g. models/alexnet.py:Alexnet)"),
     (["summary", "resnet50", "--input", "3x22a"], "part 2 ('22a') is not a positive integer"),
     (["summary", "vgg16", "--input", "3x16x16"],
      "features.30 (MaxPool2d): input is 1×1, smaller than its 2×2 kernel; use an input of at least 3×32×32"),
