@@ -10,7 +10,15 @@ import torch::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real types for type checkers; at runtime __getattr__ imports lazily
+    from archscope.errors import ArchscopeError
+    from archscope.registry import list_models
+    from archscope.report import LayerRecord, Report
+    from archscope.source import load_model
+    from archscope.source import load_report as summary_report
+    from archscope.trace import inspect
 
 __version__ = "0.1.0"
 
@@ -24,7 +32,8 @@ _LAZY = {
     "ArchscopeError": ("archscope.errors", "ArchscopeError"),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["ArchscopeError", "LayerRecord", "Report", "__version__", "inspect", "list_models",
+           "load_model", "summary_report"]
 
 
 def __getattr__(name: str) -> Any:

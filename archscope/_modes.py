@@ -1,10 +1,15 @@
-"""A user's model, handled alike everywhere: its train/eval flags kept, its dtype read."""
+"""A user's model and input, handled alike everywhere: its train/eval flags kept, its dtype read,
+its input shape and batch size checked (no torch import at runtime)."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from archscope.errors import InputShapeError
+from archscope.shapes import parse_shape
 
 if TYPE_CHECKING:
     import torch
@@ -54,3 +59,72 @@ def model_dtype(model: nn.Module) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32
+
+
+def input_shape_of(value: Any) -> tuple[int, ...]:
+    """One sample's input shape from what a user passes as ``input_shape``.
+
+    Accepted: a sequence of positive integers (``(3, 224, 224)``, ``[3, 224, 224]``, a
+    ``torch.Size``), one integer for a 1-D input (``784`` → ``(784,)``) and the CLI's text form
+    (``"3x224x224"``, parsed by :func:`archscope.shapes.parse_shape`).
+
+    Raises:
+        InputShapeError: a tensor (``input_shape`` is its shape without the batch), several
+            shapes (one input tensor is supported), or a part that is not a positive integer
+            (``64.9`` is refused, not truncated).
+    """
+    if isinstance(value, str):
+        return parse_shape(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if hasattr(value, "shape") and not isinstance(value, tuple | list):  # a tensor or an array
+        full = tuple(int(d) for d in value.shape)
+        hint = (f"; for a tensor of shape {full} pass input_shape={full[1:]} and batch={full[0]}"
+                if len(full) > 1 else "")
+        raise InputShapeError(
+            f"input_shape takes one sample's shape without the batch, e.g. (3, 224, 224), not a "
+            f"{type(value).__name__}{hint}"
+        )
+    try:
+        parts = list(value)
+    except TypeError:
+        raise InputShapeError(
+            f"input_shape {value!r} is not a shape; pass one sample's shape without the batch, "
+            "e.g. (3, 224, 224) or '3x224x224'"
+        ) from None
+    if any(isinstance(d, tuple | list) or (hasattr(d, "shape") and getattr(d, "ndim", 0))
+           for d in parts):
+        raise InputShapeError(
+            f"input_shape {value!r} gives several shapes; archscope traces a model with one input "
+            "tensor: pass one sample's shape, e.g. (3, 224, 224)"
+        )
+    dims: list[int] = []
+    for i, d in enumerate(parts, 1):
+        try:
+            n = operator.index(d) if not isinstance(d, bool) else None
+        except TypeError:
+            n = None
+        if n is None or n < 1:
+            what = "is not an integer" if n is None else "is not positive"
+            raise InputShapeError(
+                f"input_shape {tuple(parts)}: part {i} ({d!r}) {what}; every dimension is a "
+                "positive integer, e.g. (3, 224, 224)"
+            )
+        dims.append(n)
+    return tuple(dims)
+
+
+def batch_of(value: Any) -> int:
+    """A batch size: a positive integer (``2.5``, ``"4"``, ``None`` and ``True`` are refused).
+
+    Raises:
+        InputShapeError: anything else.
+    """
+    try:
+        n = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        n = None
+    if n is None or n < 1:
+        raise InputShapeError(f"batch {value!r} is not a positive integer; pass e.g. batch=1")
+    return n
+

@@ -2,7 +2,8 @@
 
 A :class:`Report` is what :func:`archscope.inspect` returns. It holds one :class:`LayerRecord` per
 module call and per functional op (``add``, ``flatten``, ``cat`` …) called directly in a container's
-``forward``, in call order, plus the model's totals. The records double as a data-flow graph:
+``forward``, in call order, plus rows without shapes for parameters no call owns (the root's own,
+a module never called), and the model's totals. The records double as a data-flow graph:
 ``LayerRecord.inputs`` names the records that produced each input tensor, so ``diagram`` draws the
 same trace that ``summary`` prints.
 
@@ -29,25 +30,35 @@ class LayerRecord:
     Attributes:
         index: position in ``Report.layers``.
         name: qualified module name (``features.0``, ``layer1.0.conv1``); for functional ops the
-            container's name plus the op (``layer1.0.add``); ``""`` never appears (the root model is
-            not a row).
+            container's name plus the op (``layer1.0.add``); ``""`` never appears. The root model
+            is a row only in two cases: a model without child modules (a bare ``nn.Conv2d``) is
+            one row named after its class (``Conv2d``), and the parameters a container root holds
+            itself (or reads from a child it never calls) are a shape-less row named after its
+            class in parentheses (``(Net)``), last.
         type: module class name (``Conv2d``) or op name (``add``, ``flatten``, ``cat``).
         kind: ``"module"`` or ``"function"``.
         depth: 1 for the root's children, +1 per level; functional ops sit one level below the
             container that called them.
-        parent: index of the enclosing container's record, or ``None`` at depth 1.
+        parent: index of the enclosing container's record, or ``None`` at depth 1. A module
+            never called has a shape-less row right after the subtree of its nearest called
+            ancestor, whose index is its ``parent`` (``None`` and depth 1 where no ancestor below
+            the root was called).
         is_leaf: ``True`` for modules without child modules and for functional ops.
         input_shapes / output_shapes: shapes of every tensor going in / coming out (tuple, list and
             dict outputs are flattened in order), batch dimension included.
         output_keys: for dict outputs, the key of each output tensor; else empty.
         params: parameters this row owns and counts: its own direct parameters (not its children's),
-            minus any already counted by an earlier row (tied weights, repeated calls). Rows add up to
-            ``Report.total_params`` except for parameters of modules never called.
+            minus any already counted by an earlier row (tied weights, repeated calls), plus those
+            of a child never called as a module that this call's forward reads directly
+            (``nn.MultiheadAttention`` counts its ``out_proj``, as torchinfo does). Rows always add
+            up to ``Report.total_params``.
         trainable_params: the part of ``params`` with ``requires_grad``.
         param_formula: the arithmetic giving ``params``, e.g. ``(3·3·32+1)·64``; evaluates with
             :func:`evaluate_formula`. ``""`` when ``params`` is 0 and there is nothing to show.
         output_formula: output-size arithmetic for conv/pool layers, e.g.
-            ``⌊(150 − 3 + 2·0)/1⌋ + 1 = 148``; ``""`` elsewhere.
+            ``(150−3)/1+1 = 148``, one expression per axis where they differ
+            (``H: (32−3)/1+1 = 30; W: (20−3)/1+1 = 18``), or words for ``padding='same'``
+            (``padding='same' keeps 13×6``); ``""`` elsewhere.
         macs: multiply-accumulates of this call (containers: everything inside the call), from
             ``torch.utils.flop_counter`` (FLOPs / 2), batch included.
         call: 0 for a module's first call, 1 for its second …
@@ -114,7 +125,8 @@ class Report:
             ``None`` when unknown (an ONNX file records nothing autograd would save).
         output_shapes: shapes of the model's outputs.
         outputs: producer record index of each model output (see ``LayerRecord.inputs``).
-        layers: every record in call order.
+        layers: every record in call order (a shape-less row for parameters no call owns
+            follows its nearest called ancestor's subtree; see ``LayerRecord.parent``).
         notes: caveats found while tracing (e.g. traced in eval mode).
         output_keys: for a model returning a dict, the key of each output; for an ONNX file with
             several outputs, each output's graph name; else empty.
@@ -233,9 +245,12 @@ def _jsonable(value: Any) -> Any:
 def evaluate_formula(formula: str) -> int:
     """Evaluate a formula such as ``(3·3·32+1)·64`` or ``64·32·3·3 + 64`` exactly.
 
-    Only integers, ``+ − · × * /``, parentheses and the floor ``⌊…⌋`` and ceiling ``⌈…⌉``
-    brackets of output sizes are allowed (``⌈(3+2·1−2)/2⌉+1−1``: the part of an output formula
-    before `` = ``); division is exact (``96/2``). An empty formula is 0.
+    Every ``param_formula`` evaluates. Only integers, ``+ − · × * /``, parentheses and the floor
+    ``⌊…⌋`` and ceiling ``⌈…⌉`` brackets of output sizes are allowed; division is exact
+    (``96/2``). An empty formula is 0. Of an ``output_formula``, the expression before `` = ``
+    evaluates (``⌈(3+2·1−2)/2⌉+1−1``); a per-axis one (``H: … = 30; W: … = 18``) is split at
+    ``; `` and its ``H: `` labels removed first, and ``padding='same' keeps 13×6`` is words,
+    not arithmetic.
     """
     text = formula.replace("·", "*").replace("×", "*").replace("−", "-").replace(" ", "")
     if not text:

@@ -24,7 +24,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ArchscopeError, InputShapeError, ModelBuildError, ModelSourceError
+from archscope.errors import (
+    ArchscopeError,
+    DeviceError,
+    InputShapeError,
+    ModelBuildError,
+    ModelSourceError,
+)
 from archscope.registry import get_entry
 
 if TYPE_CHECKING:
@@ -88,7 +94,10 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
         ModelBuildError: importing the file or module, or calling the constructor or factory,
             raised (on the meta device: on the CPU too).
         ModelSourceError, UnknownModelError: a source that names no model.
+        DeviceError: ``device`` is not a device name, or not available here (``cuda`` without
+            CUDA).
     """
+    _check_device(device)
     if is_onnx(source):
         raise ModelSourceError(
             f"{source} is an ONNX file: it can be inspected (summary, diagram) but not run as a "
@@ -103,6 +112,34 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
     loaded = _seeded_build(source, num_classes, "cpu", seed)
     note = f"built on the CPU: {_NEEDS_REAL[on_meta.stage]} real tensors ({on_meta.reason})"
     return replace(loaded, notes=(*loaded.notes, note))
+
+
+def _check_device(device: str) -> None:
+    """Raise DeviceError unless ``device`` names a device this process can build on."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"unknown device {device!r}; use meta, cpu, cuda or cuda:N") from None
+    if dev.type in {"meta", "cpu"}:
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = (f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None
+                     else f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU")
+            raise DeviceError(f"CUDA is not available ({build}); use device='cpu' or 'meta'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{device}: there are only {torch.cuda.device_count()} CUDA "
+                              f"device(s); use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+        return
+    try:
+        torch.empty(0, device=dev)
+    except Exception as exc:  # any backend's own "not available" error
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise DeviceError(f"device {device!r} is not available here ({reason}); use device='cpu' "
+                          "or 'meta'") from None
 
 
 def _seeded_build(source: str, num_classes: int | None, device: str, seed: int) -> LoadedModel:
@@ -160,17 +197,32 @@ def _skip_init(active: bool) -> Iterator[None]:
 def load_report(
     source: str,
     *,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int] | str | None = None,
     batch: int | None = None,
     num_classes: int | None = None,
-    freeze: Sequence[str] = (),
+    freeze: str | Sequence[str] = (),
     backward: bool = False,
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show.
 
-    ``batch`` defaults to 1, except for an ONNX file, which keeps the batch it fixes (an explicit
-    ``batch`` must then agree with it).
+    ``input_shape`` is one sample's shape without the batch, as a sequence (``(3, 64, 64)``) or
+    as ``--input`` takes it (``"3x64x64"``). ``batch`` defaults to 1, except for an ONNX file,
+    which keeps the batch it fixes (an explicit ``batch`` must then agree with it). ``freeze``
+    is one parameter-name prefix or several (see :func:`freeze_parameters`).
+
+    Raises:
+        InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
+            default input size.
+        UnknownModelError, ModelSourceError, ModelBuildError: see :func:`load_model`.
+        InputTooSmallError, ForwardError: see :func:`archscope.trace.inspect`.
     """
+    from archscope._modes import batch_of, input_shape_of
+
+    if input_shape is not None:
+        input_shape = input_shape_of(input_shape)
+    if batch is not None:
+        batch = batch_of(batch)
+    freeze = _prefixes(freeze)
     if is_onnx(source):
         # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N or None,
         # input_shape=, freeze=) -> Report; --input and --batch set symbolic dimensions and must
@@ -215,11 +267,11 @@ def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
                        backward=backward)
 
 
-def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:
+def freeze_parameters(model: nn.Module, prefixes: str | Sequence[str]) -> int:
     """Mark parameters whose qualified name starts with any of ``prefixes`` as frozen.
 
     A prefix matches whole name components (``features`` freezes ``features.0.weight`` but not
-    ``features_extra.weight``). Returns the number of parameters frozen.
+    ``features_extra.weight``); a string is one prefix. Returns the number of parameters frozen.
 
     Raises:
         ModelSourceError: a prefix that matches no parameter.
@@ -233,16 +285,18 @@ def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:
     return frozen
 
 
-def frozen_names(names: Sequence[str], prefixes: Sequence[str], owner: str = "") -> set[str]:
+def frozen_names(names: Sequence[str], prefixes: str | Sequence[str], owner: str = ""
+                 ) -> set[str]:
     """The parameter names under ``prefixes``: the ``--freeze`` rule for models and ONNX files.
 
-    A prefix matches whole name components; ``""`` or ``"*"`` matches all.
+    A prefix matches whole name components; ``""`` or ``"*"`` matches all. A string is one
+    prefix (``"features"``, not its letters).
 
     Raises:
         ModelSourceError: a prefix that matches no parameter (the top-level names are listed).
     """
     frozen: set[str] = set()
-    for prefix in prefixes:
+    for prefix in _prefixes(prefixes):
         clean = prefix.rstrip(".")
         hits = [n for n in names if n == clean or n.startswith(clean + ".") or clean in {"", "*"}]
         if not hits:
@@ -254,6 +308,11 @@ def frozen_names(names: Sequence[str], prefixes: Sequence[str], owner: str = "")
             )
         frozen.update(hits)
     return frozen
+
+
+def _prefixes(prefixes: str | Sequence[str]) -> tuple[str, ...]:
+    """``"features"`` → ``("features",)``; a sequence of prefixes as it is."""
+    return (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
 
 
 def _looks_like_windows_drive(source: str) -> bool:

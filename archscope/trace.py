@@ -2,17 +2,27 @@
 
 How it works (one pass, on the meta device by default):
 
-* The model's parameters and buffers are swapped for meta tensors of the same shape with
-  :func:`torch.func.functional_call`, so no weights are allocated and the user's model is never
-  moved or changed (its train/eval flags are restored in ``finally``).
+* The model's parameters and buffers are swapped for meta tensors of the same shape (the swap
+  :func:`torch.func.functional_call` makes), so no weights are allocated and the user's model is
+  never moved or changed: its train/eval flags and its plain tensor attributes (the ``weight``
+  that the old ``torch.nn.utils.spectral_norm`` / ``weight_norm`` hooks recompute on every call)
+  are restored afterwards.
+* The model runs in the train/eval modes the user set (a fresh module trains; ``model.eval()``
+  traces the inference forward, and the report says so), with autograd on whatever the caller's
+  context (``torch.no_grad()``, ``torch.inference_mode()``, anomaly detection), so the figures
+  are the same everywhere.
 * Forward pre/post hooks on every module record each call in call order (a module called twice
-  gives two records), with its input and output shapes.
+  gives two records), with its input and output shapes. A model without child modules (a bare
+  ``nn.Conv2d``) is one row, named after its class.
 * A :class:`torch.overrides.TorchFunctionMode` records the functional ops a container calls
   directly (the residual ``add``, ``flatten``, ``cat`` …) and, together with the hooks, which
-  record produced each tensor, so the records form a data-flow graph.
-* PyTorch's own FLOP formulas (``torch.utils.flop_counter``'s registry, as ``FlopCounterMode``
-  applies them) count FLOPs at the dispatcher, functional ops included; a record's MACs are the
-  FLOPs counted during its call / 2.
+  record produced each tensor, so the records form a data-flow graph. It also sees which
+  parameters each op reads, so the parameters of a child module that its parent uses directly
+  (``nn.MultiheadAttention`` passes ``out_proj.weight`` to ``F.multi_head_attention_forward``)
+  are counted in the parent's row.
+* PyTorch's own FLOP formulas (``torch.utils.flop_counter``'s registry, applied as
+  ``FlopCounterMode`` applies them, by :class:`_FlopCounter`) count FLOPs at the dispatcher,
+  functional ops included; a record's MACs are the FLOPs counted during its call / 2.
 * :func:`torch.autograd.graph.saved_tensors_hooks` measures what autograd keeps for backward.
 """
 
@@ -23,7 +33,7 @@ import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -35,13 +45,14 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 from archscope import formulas
-from archscope._modes import kept_modes, model_dtype
+from archscope._modes import batch_of, input_shape_of, kept_modes, model_dtype
 from archscope.errors import (
     ArchscopeError,
     ForwardError,
     InputShapeError,
     InputTooSmallError,
     LayerInputError,
+    ModelSourceError,
 )
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
 from archscope.shapes import format_dims
@@ -74,6 +85,12 @@ _IGNORED_FUNCTIONS = frozenset({
     "item", "tolist", "__index__", "__setitem__", "__hash__", "__iter__", "__contains__",
     "requires_grad_", "retain_grad", "register_hook", "data_ptr", "element_size", "is_contiguous",
     "stride", "storage_offset", "untyped_storage", "_is_view", "is_floating_point", "is_complex",
+})
+
+# Tensor attributes whose reads are metadata, not a use of a parameter's values (``w.T`` is one).
+_METADATA_ATTRIBUTES = frozenset({
+    "shape", "dtype", "device", "requires_grad", "ndim", "is_cuda", "is_meta", "is_sparse",
+    "is_quantized", "layout", "names", "grad", "grad_fn", "is_leaf", "itemsize", "nbytes",
 })
 
 
@@ -301,6 +318,8 @@ class _Tracer(TorchFunctionMode):
     def __init__(self, model: nn.Module, count_flops: bool) -> None:
         super().__init__()
         self.model = model
+        # A model without children is itself the one layer: a row like any other.
+        self.root_row = next(iter(model.children()), None) is None
         self.names: dict[int, str] = {id(m): n for n, m in model.named_modules()}
         self.frames: list[_Frame] = []
         self.stack: list[_Frame | None] = []  # None stands for the root module's call
@@ -312,6 +331,11 @@ class _Tracer(TorchFunctionMode):
         self.handles: list[Any] = []
         self.sample_shape: Shape = ()  # one sample of the model input (the batch left out)
         self.seen_conv = False
+        # id(parameter stand-in) → id(the user's parameter); set once the stand-ins exist
+        self.stand_ins: dict[int, int] = {}
+        # id(the user's parameter) → the record of the module call whose forward first read it
+        # (None: the root's own forward)
+        self.param_users: dict[int, int | None] = {}
 
     # -- tensor bookkeeping -------------------------------------------------------------------
     def _producers_of(self, tensors: Sequence[torch.Tensor]) -> tuple[int, ...]:
@@ -346,7 +370,7 @@ class _Tracer(TorchFunctionMode):
     def _pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         if not self.recording:
             return
-        if module is self.model:
+        if module is self.model and not self.root_row:
             self.stack.append(None)
             return
         tensors = _tensors((args, kwargs))
@@ -354,8 +378,9 @@ class _Tracer(TorchFunctionMode):
         is_leaf = next(iter(module.children()), None) is None
         call = self.calls.get(id(module), 0)
         self.calls[id(module)] = call + 1
+        name = self.names.get(id(module), "") or type(module).__name__
         frame = _Frame(
-            index=len(self.frames), name=self.names.get(id(module), type(module).__name__),
+            index=len(self.frames), name=name,
             type=type(module).__name__, kind="module", depth=depth, parent=parent,
             is_leaf=is_leaf, module=module, input_shapes=tuple(tuple(t.shape) for t in tensors),
             inputs=self._producers_of(tensors), flops_before=self._flops(), call=call,
@@ -395,10 +420,12 @@ class _Tracer(TorchFunctionMode):
                            kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         top = self.stack[-1] if self.stack else None
+        name = getattr(func, "__name__", str(func))
+        if self.recording and self.stack:
+            self._note_parameter_reads(func, name, args, kwargs, top)
         inside_leaf = top is not None and top.is_leaf
         if not self.recording or inside_leaf or not self.stack:
             return func(*args, **kwargs)
-        name = getattr(func, "__name__", str(func))
         if name in _IGNORED_FUNCTIONS:
             return func(*args, **kwargs)
         inputs = _tensors((args, kwargs))
@@ -421,10 +448,25 @@ class _Tracer(TorchFunctionMode):
         self._produce(outputs, frame.index)
         return result
 
+    def _note_parameter_reads(self, func: Any, name: str, args: Any, kwargs: Any,
+                              top: _Frame | None) -> None:
+        """Remember which module call first reads each parameter stand-in an op receives."""
+        if name in _IGNORED_FUNCTIONS and not (
+            name == "__get__"
+            and getattr(getattr(func, "__self__", None), "__name__", "") not in _METADATA_ATTRIBUTES
+        ):
+            return
+        user = top.index if top is not None else None
+        for arg in (*args, *kwargs.values()):
+            for t in arg if isinstance(arg, list | tuple) else (arg,):
+                original = self.stand_ins.get(id(t))
+                if original is not None and original not in self.param_users:
+                    self.param_users[original] = user
+
 
 def inspect(
     model: nn.Module,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int] | str | None = None,
     *,
     batch: int = 1,
     name: str | None = None,
@@ -434,31 +476,51 @@ def inspect(
 ) -> Report:
     """Trace ``model`` on the meta device and return its :class:`~archscope.report.Report`.
 
+    The model runs in the train/eval modes it is in: a freshly built module trains (dropout,
+    BatchNorm batch statistics, training-only outputs such as auxiliary heads), and after
+    ``model.eval()`` the trace is the inference forward, with a note in the report saying so
+    (activation memory is then what autograd keeps in eval mode). A BatchNorm in training mode
+    that would see one value per channel cannot run; the whole model is then traced in eval
+    mode, with a note. Autograd is on for the trace whatever the caller's context
+    (``torch.no_grad()``, ``torch.inference_mode()``, anomaly detection), so activation memory
+    and backward FLOPs are the same everywhere.
+
     Args:
-        model: any ``nn.Module``; it is not moved, changed or run on real data.
-        input_shape: one sample's shape without the batch dimension, e.g. ``(3, 224, 224)``.
-        batch: batch size of the traced input.
+        model: an ``nn.Module`` instance; it is not moved, changed or run on real data (its
+            train/eval flags, parameters, buffers and tensor attributes are as before).
+        input_shape: one sample's shape without the batch dimension, e.g. ``(3, 224, 224)``, or
+            the CLI's form ``"3x224x224"``; one integer for a 1-D input. One input tensor.
+        batch: batch size of the traced input (a positive integer).
         name: the model's name in the report (default: its class name).
         backward: also run the backward pass (on meta) to count training FLOPs.
-        count_flops: count FLOPs/MACs with ``FlopCounterMode`` (turn off for a faster shape-only
-            trace).
+        count_flops: count FLOPs/MACs at the dispatcher with ``torch.utils.flop_counter``'s
+            formula registry, the one ``FlopCounterMode`` uses, applied by archscope's own
+            dispatch mode (:class:`_FlopCounter`: one running total, read before and after each
+            call); turn off for a faster shape-only trace.
         dtype: dtype of the traced input (default: the dtype of the model's first
             floating-point parameter or buffer; float32 for a model without any).
 
     Raises:
+        ModelSourceError: ``model`` is not an ``nn.Module`` instance (a class, a zoo name: use
+            :func:`archscope.summary_report` for names), or has lazy parameters not yet
+            materialized by a first real forward.
+        InputShapeError: ``input_shape`` or ``batch`` is missing or malformed (a tensor, several
+            shapes, a part that is not a positive integer).
         InputTooSmallError: a conv/pool window does not fit its input (names the layer and the
             smallest input that works).
-        ForwardError: the forward pass failed (names the layer reached).
+        ForwardError: the forward pass failed (names the layer reached); its subclass
+            LayerInputError where a layer's input does not fit its channels or features.
     """
+    _check_model(model)
     if input_shape is None:
         raise InputShapeError("an input shape is needed to trace this model (e.g. --input 3x224x224)")
-    shape = tuple(int(d) for d in input_shape)
-    if batch < 1 or any(d < 1 for d in shape):
-        raise InputShapeError(f"input shape {shape} and batch {batch} must be positive")
+    shape = input_shape_of(input_shape)
+    batch = batch_of(batch)
+    _check_lazy(model, shape, batch)
     if dtype is None:
         dtype = model_dtype(model)
 
-    def trace(train: bool) -> Report:
+    def trace(train: bool | None) -> Report:
         assert dtype is not None
         try:
             return _inspect(model, shape, batch, name, backward, count_flops, dtype, train=train)
@@ -468,9 +530,13 @@ def inspect(
 
     try:
         try:
-            return trace(train=True)
+            report = trace(train=None)
         except _BatchNormNeedsEval:
             pass
+        else:
+            if not model.training:
+                report = _with_note(report, _EVAL_NOTE)
+            return report
         # Outside the except clause above, so that the InputTooSmallError handler below also
         # sees what the eval-mode trace raises (vgg16_bn at 3×16×16).
         report = trace(train=False)
@@ -482,6 +548,49 @@ def inspect(
         if smallest is not None:
             raise InputTooSmallError(f"{exc}; use an input of at least {smallest}") from None
         raise
+
+
+_EVAL_NOTE = ("traced in eval mode, as the model is set: outputs, dropout and BatchNorm are the "
+              "inference ones and activation memory is the eval-mode figure; call model.train() "
+              "first for training-mode outputs and activation memory")
+
+
+def _check_model(model: Any) -> None:
+    """Raise ModelSourceError unless ``model`` is an ``nn.Module`` instance."""
+    if isinstance(model, nn.Module):
+        return
+    if isinstance(model, str):
+        raise ModelSourceError(
+            f"inspect takes an nn.Module instance, not the string {model!r}; for a zoo name, "
+            f"model file or layer spec use archscope.summary_report({model!r}) (or "
+            f"archscope.load_model({model!r}).model)"
+        )
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise ModelSourceError(
+            f"inspect takes an nn.Module instance, not the class {model.__name__}: create one "
+            f"first, e.g. inspect({model.__name__}(...), …)"
+        )
+    raise ModelSourceError(f"inspect takes an nn.Module instance, not {type(model).__name__}")
+
+
+def _check_lazy(model: nn.Module, shape: Shape, batch: int) -> None:
+    """Raise ModelSourceError for lazy parameters that no real forward has materialized yet.
+
+    A lazy module (``nn.LazyConv2d``) infers its parameters' shapes on its first call and
+    materializes them in place: a trace would change the user's model, and on meta it could not
+    initialize them.
+    """
+    from torch.nn.parameter import is_lazy
+
+    for mname, module in model.named_modules():
+        tensors = (*module._parameters.values(), *module._buffers.values())
+        if any(t is not None and is_lazy(t) for t in tensors):
+            where = f"{mname} ({type(module).__name__})" if mname else type(module).__name__
+            example = ", ".join(str(d) for d in (batch, *shape))
+            raise ModelSourceError(
+                f"{where} has lazy parameters that are not materialized yet; run one real forward "
+                f"first (e.g. model(torch.randn({example}))), then inspect the model"
+            )
 
 
 class _BatchNormNeedsEval(Exception):
@@ -497,10 +606,35 @@ class _DeferredImportFailed(Exception):
     """
 
 
+@contextmanager
+def _autograd_on() -> Iterator[None]:
+    """Autograd as outside any context: the trace measures what a training step saves.
+
+    Under ``torch.inference_mode()`` or ``torch.no_grad()`` autograd would save nothing and the
+    backward pass could not run; anomaly detection checks backward outputs for NaN, which reads
+    the values of meta tensors. The stand-ins and the input are made inside, so they are normal
+    tensors even under inference mode.
+    """
+    with (torch.inference_mode(False), torch.enable_grad(),
+          torch.autograd.set_detect_anomaly(False)):
+        yield
+
+
 def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backward: bool,
-             count_flops: bool, dtype: torch.dtype, *, train: bool, defer: bool = True) -> Report:
+             count_flops: bool, dtype: torch.dtype, *, train: bool | None,
+             defer: bool = True) -> Report:
+    """One trace; ``train`` sets every module's mode for it (``None``: as the user set them)."""
+    with _autograd_on():
+        return _trace(model, shape, batch, name, backward, count_flops, dtype, train=train,
+                      defer=defer)
+
+
+def _trace(model: nn.Module, shape: Shape, batch: int, name: str | None, backward: bool,
+           count_flops: bool, dtype: torch.dtype, *, train: bool | None, defer: bool) -> Report:
     tracer = _Tracer(model, count_flops)
     swaps, param_keys = _meta_state(model)
+    tracer.stand_ins = {id(stand_in): id(getattr(module, kind)[pname])
+                        for module, kind, pname, stand_in in swaps if kind == "_parameters"}
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -516,9 +650,10 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
     output: Any = None
     try:
         tracer.attach()
-        with (torch.enable_grad(), kept_modes(model),
+        with (kept_modes(model), _kept_tensor_attributes(model),
               _deferred_imports() if defer else nullcontext()):
-            model.train(train)
+            if train is not None:
+                model.train(train)
             counter = tracer.flop_counter
             if counter is not None:
                 counter.__enter__()
@@ -540,7 +675,7 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
     except ArchscopeError:
         raise
     except ValueError as exc:
-        if train and "Expected more than 1 value per channel" in str(exc):
+        if train is not False and "Expected more than 1 value per channel" in str(exc):
             raise _BatchNormNeedsEval() from exc
         raise _forward_error(tracer, exc) from None
     except Exception as exc:
@@ -551,8 +686,9 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
         tracer.detach()
 
     out_leaves, out_keys = _leaves_with_keys(output)
-    records = _records(model, tracer.frames)
-    records, notes = _uncalled_parameters(model, records)
+    borrowed, borrow_notes = _borrowed_parameters(model, tracer)
+    records, counted = _records(model, tracer.frames, borrowed)
+    records, order, notes = _uncalled_parameters(model, records, counted, borrowed)
     unique = list(model.parameters())
     return Report(
         model=name or type(model).__name__,
@@ -570,11 +706,36 @@ def _inspect(model: nn.Module, shape: Shape, batch: int, name: str | None, backw
         buffer_bytes=sum(b.numel() * b.element_size() for b in model.buffers()),
         activation_bytes=sum(saved.values()),
         output_shapes=tuple(tuple(t.shape) for t in out_leaves),
-        outputs=tuple(tracer.producers.get(id(t), MODEL_INPUT) for t in out_leaves),
+        outputs=tuple(order.get(tracer.producers.get(id(t), MODEL_INPUT), MODEL_INPUT)
+                      for t in out_leaves),
         layers=records,
-        notes=notes,
+        notes=(*borrow_notes, *notes),
         output_keys=out_keys,
     )
+
+
+@contextmanager
+def _kept_tensor_attributes(model: nn.Module) -> Iterator[None]:
+    """Restore every module's plain tensor attributes (those in ``__dict__``) on exit.
+
+    Hooks may write tensors there during the forward: the old ``torch.nn.utils.spectral_norm``
+    and ``weight_norm`` recompute ``module.weight`` (a plain attribute) from their parameters in
+    a pre-hook, which in a trace would leave the meta stand-in's result in the user's model. A
+    tensor attribute that a module adds in its forward is removed again.
+    """
+    before = [(module, dict(vars(module))) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, attributes in before:
+            now = vars(module)
+            tensors = {k for k, v in (*now.items(), *attributes.items())
+                       if isinstance(v, torch.Tensor)}
+            for key in tensors:
+                if key in attributes:
+                    now[key] = attributes[key]
+                else:
+                    del now[key]
 
 
 def _meta_state(model: nn.Module) -> tuple[list[tuple[nn.Module, str, str, Any]], set[int]]:
@@ -634,8 +795,57 @@ def _backward(output: Any) -> None:
         total.backward()
 
 
-def _records(model: nn.Module, frames: list[_Frame]) -> tuple[LayerRecord, ...]:
-    """Freeze frames into records, attributing each parameter to the first row that uses it."""
+def _borrowed_parameters(model: nn.Module, tracer: _Tracer
+                         ) -> tuple[dict[int | None, list[nn.Parameter]], tuple[str, ...]]:
+    """Parameters of modules never called as modules that another module's forward reads.
+
+    ``nn.MultiheadAttention`` never calls its ``out_proj``: it passes ``out_proj.weight`` and
+    ``.bias`` to ``F.multi_head_attention_forward``. Such parameters are counted in the row of
+    the call that first read them (the record index; ``None``: the root's own forward), as
+    torchinfo counts them in ``MultiheadAttention``'s row.
+    """
+    called: set[int] = set()
+    for frame in tracer.frames:
+        if frame.module is not None:
+            called.add(id(frame.module))
+            called.update(id(p) for p in frame.module._parameters.values() if p is not None)
+    borrowed: dict[int | None, list[nn.Parameter]] = {}
+    seen: set[int] = set()
+    notes: list[str] = []
+    for mname, module in model.named_modules():
+        if not mname or id(module) in called:
+            continue
+        used = [p for p in module._parameters.values()
+                if p is not None and id(p) in tracer.param_users and id(p) not in called
+                and id(p) not in seen]
+        if not used:
+            continue
+        users = [tracer.param_users[id(p)] for p in used]
+        for p, index in zip(used, users, strict=True):
+            borrowed.setdefault(index, []).append(p)
+            seen.add(id(p))
+        count = sum(p.numel() for p in used)
+        first = users[0]
+        if first is None:
+            user_text, row = "the model's forward", f"the ({type(model).__name__}) row"
+        else:
+            reader = tracer.frames[first].name
+            user_text, row = f"{reader}'s forward", f"{reader}'s row"
+        notes.append(
+            f"{mname} ({type(module).__name__}, {_plural(count, 'parameter')}) is not called as a "
+            f"module: {user_text} uses {'its parameter' if len(used) == 1 else 'its parameters'} "
+            f"directly; {'it is' if len(used) == 1 else 'they are'} counted in {row}"
+        )
+    return borrowed, tuple(notes)
+
+
+def _records(model: nn.Module, frames: list[_Frame], borrowed: dict[int | None, list[nn.Parameter]]
+             ) -> tuple[tuple[LayerRecord, ...], set[int]]:
+    """Freeze frames into records, attributing each parameter to the first row that uses it.
+
+    A row counts its module's own parameters and those it borrows (see
+    :func:`_borrowed_parameters`). Returns the records and the ids of the parameters counted.
+    """
     counted: dict[int, str] = {}  # id(parameter) → name of the row that counts it
     records = []
     for f in frames:
@@ -643,13 +853,14 @@ def _records(model: nn.Module, frames: list[_Frame]) -> tuple[LayerRecord, ...]:
         formula = ""
         shared_with: str | None = None
         if f.module is not None:
+            extra = borrowed.get(f.index, [])
             own = [p for p in f.module._parameters.values() if p is not None]
-            new = [p for p in own if id(p) not in counted]
-            if len(new) < len(own):
-                shared_with = next(counted[id(p)] for p in own if id(p) in counted)
+            new = [p for p in (*own, *extra) if id(p) not in counted]
+            if len(new) < len(own) + len(extra):
+                shared_with = next(counted[id(p)] for p in (*own, *extra) if id(p) in counted)
             params = sum(p.numel() for p in new)
             trainable = sum(p.numel() for p in new if p.requires_grad)
-            if new and len(new) == len(own):
+            if new and len(new) == len(own) and not extra:
                 formula = _param_formula(f.module, params)
             elif new:
                 formula = formulas.shapes_params([tuple(p.shape) for p in new])[1]
@@ -662,48 +873,80 @@ def _records(model: nn.Module, frames: list[_Frame]) -> tuple[LayerRecord, ...]:
             output_formula=f.output_formula, macs=f.macs, call=f.call, shared_with=shared_with,
             output_keys=f.output_keys, hparams=f.hparams, inputs=f.inputs,
         ))
-    return tuple(records)
+    return tuple(records), set(counted)
 
 
-def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...]
-                         ) -> tuple[tuple[LayerRecord, ...], tuple[str, ...]]:
+def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...], counted: set[int],
+                         borrowed: dict[int | None, list[nn.Parameter]]
+                         ) -> tuple[tuple[LayerRecord, ...], dict[int, int], tuple[str, ...]]:
     """Rows for parameters no traced call owns: the root's own and those of modules never called.
 
-    Such rows have no shapes and no inputs; with them, the rows always add up to the total.
+    Such rows have no shapes and no inputs; with them, the rows always add up to the total. A
+    module never called sits right after the subtree of its nearest called ancestor, one level
+    below it (``parent`` is that ancestor's row); the root's own row comes last, at depth 1.
+    Returns the records (re-indexed: ``index``, ``parent`` and ``inputs`` follow the new
+    positions), the old → new index map (for ``Report.outputs``) and the notes.
     """
-    called = {r.name for r in records if r.kind == "module"}
-    seen: set[int] = set()
-    for r in records:
-        if r.kind == "module" and r.params:
-            seen.update(id(p) for p in model.get_submodule(r.name).parameters(recurse=False))
-    extra: list[LayerRecord] = []
+    rows_of = {r.name: r for r in records if r.kind == "module" and r.call == 0}
+    seen = set(counted)
+    # (old index of the ancestor whose subtree the row follows, or None: at the end) → rows
+    after: dict[int | None, list[LayerRecord]] = {}
     notes: list[str] = []
     for mname, module in model.named_modules():
-        if mname in called and mname:
+        if mname and mname in rows_of:
             continue
         new = [p for p in module._parameters.values() if p is not None and id(p) not in seen]
+        own = sum(p.numel() for p in new)  # the root's row also counts what its forward reads
+        if not mname:
+            new += [p for p in borrowed.get(None, []) if id(p) not in seen]
         if not new:
             continue
         seen.update(id(p) for p in new)
         count = sum(p.numel() for p in new)
         label = mname or f"({type(model).__name__})"
-        extra.append(LayerRecord(
-            index=len(records) + len(extra), name=label, type=type(module).__name__,
-            kind="module", depth=1 if not mname else mname.count(".") + 1, parent=None,
+        parts = mname.split(".") if mname else []
+        ancestor = next((rows_of[p] for p in (".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1))
+                         if p in rows_of), None)
+        after.setdefault(ancestor.index if ancestor else None, []).append(LayerRecord(
+            index=-1, name=label, type=type(module).__name__, kind="module",
+            depth=ancestor.depth + 1 if ancestor else 1,
+            parent=ancestor.index if ancestor else None,
             is_leaf=True, input_shapes=(), output_shapes=(), params=count,
             trainable_params=sum(p.numel() for p in new if p.requires_grad),
             param_formula=formulas.shapes_params([tuple(p.shape) for p in new])[1],
             output_formula="", macs=0,
         ))
-        counted = _plural(count, "parameter")
         if mname:
-            notes.append(f"{label} ({type(module).__name__}, {counted}) is never called in "
-                         f"forward; {'its parameter is' if count == 1 else 'its parameters are'} "
-                         "counted in the total")
-        else:
-            notes.append(f"{label} holds {counted} of its own, outside any layer; "
-                         f"{'it is' if count == 1 else 'they are'} counted in the total")
-    return (*records, *extra), tuple(notes)
+            notes.append(f"{label} ({type(module).__name__}, {_plural(count, 'parameter')}) is "
+                         f"never called in forward; "
+                         f"{'its parameter is' if count == 1 else 'its parameters are'} counted in "
+                         "the total")
+        elif own:
+            notes.append(f"{label} holds {_plural(own, 'parameter')} of its own, outside any "
+                         f"layer; {'it is' if own == 1 else 'they are'} counted in the total")
+    if not after:
+        return records, {r.index: r.index for r in records}, tuple(notes)
+    # Where each ancestor's subtree ends: its last descendant (records are in pre-order).
+    ends: dict[int, list[int]] = {}
+    for ancestor_index in (i for i in after if i is not None):
+        depth, end = records[ancestor_index].depth, ancestor_index
+        while end + 1 < len(records) and records[end + 1].depth > depth:
+            end += 1
+        ends.setdefault(end, []).append(ancestor_index)
+    ordered: list[LayerRecord] = []
+    for r in records:
+        ordered.append(r)
+        # nested subtrees ending together: the deeper ancestor's rows first
+        for ancestor_index in sorted(ends.get(r.index, []), key=lambda i: -records[i].depth):
+            ordered.extend(after[ancestor_index])
+    ordered.extend(after.get(None, []))
+    order = {r.index: i for i, r in enumerate(ordered) if r.index >= 0}
+    remapped = tuple(
+        replace(r, index=i, parent=None if r.parent is None else order[r.parent],
+                inputs=tuple(order.get(j, j) for j in r.inputs))
+        for i, r in enumerate(ordered)
+    )
+    return remapped, order, tuple(notes)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -808,10 +1051,11 @@ def _check_channels(frame: _Frame, module: nn.modules.conv._ConvNd, shape: Shape
     layout = _LAYOUT[nd]
     where = f"{frame.name} ({frame.type})"
     if sample is not None and len(sample) != nd + 1:
-        dims = format_dims(sample)
+        given = (f"is {format_dims(sample)} ({_plural(len(sample), 'dimension')})" if sample
+                 else "shape is empty (no dimension besides the batch)")
         raise LayerInputError(
-            f"{where} needs a {layout} input with {_plural(expected, 'channel')} but the input is "
-            f"{dims} ({_plural(len(sample), 'dimension')}); --input is {layout}"
+            f"{where} needs a {layout} input with {_plural(expected, 'channel')} but the input "
+            f"{given}; --input is {layout}"
         )
     if len(shape) == nd + 2:
         channels = shape[1]
@@ -876,9 +1120,15 @@ def _check_and_explain(frame: _Frame, module: nn.Module, shape: Shape) -> str:
     if any(out < 1 for out in outs):
         dims = "×".join(str(n) for n in spatial)
         ks = "×".join(str(k) for k in kernel)
+        window = f"{ks} kernel"
+        if any(d > 1 for d in dilation):
+            # a dilated window spans (k−1)·d+1 inputs: what has to fit
+            span = "×".join(str((k - 1) * d + 1) for k, d in zip(kernel, dilation, strict=True))
+            dil = "×".join(str(d) for d in dilation) if len(set(dilation)) > 1 else str(dilation[0])
+            window = f"{span} window ({ks} kernel, dilation {dil})"
         pad = f" even with padding {max(padding)}" if any(padding) else ""
         raise InputTooSmallError(
-            f"{frame.name} ({frame.type}): input is {dims}, smaller than its {ks} kernel{pad}"
+            f"{frame.name} ({frame.type}): input is {dims}, smaller than its {window}{pad}"
         )
     return text
 
@@ -901,7 +1151,10 @@ def _smallest_input(model: nn.Module, shape: Shape, batch: int) -> str | None:
             return False
         return True
 
-    low, high = max(shape[1], shape[2]), 0
+    # Too small along some side, so the square of the shorter side is too (its sides are no
+    # larger): the search starts above it. (The longer side's square may well fit: 2×6 before a
+    # 2×2 pool with dilation 2 fails, 6×6 and 3×3 fit.)
+    low, high = min(shape[1], shape[2]), 0
     n = low
     while n <= 8192:
         n *= 2
@@ -962,8 +1215,6 @@ def _failure_reason(exc: Exception) -> str:
 
 
 def _with_note(report: Report, note: str) -> Report:
-    from dataclasses import replace
-
     return replace(report, notes=(*report.notes, note))
 
 
