@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from archscope.errors import InputShapeError
 
@@ -35,6 +36,7 @@ def format_shape(shape: tuple[int, ...] | list[int]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def format_dims(shape: tuple[int, ...] | list[int], sep: str = "×") -> str:
-    """``(3, 224, 224)`` → ``3×224×224``."""
+def format_dims(shape: Sequence[int | str], sep: str = "×") -> str:
+    """``(3, 224, 224)`` → ``3×224×224``; a dimension may be a name (``(1, "N", 20)`` →
+    ``1×N×20``)."""
     return sep.join(str(d) for d in shape)

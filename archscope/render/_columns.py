@@ -12,6 +12,12 @@ from archscope.shapes import format_dims, format_shape
 #: Ops whose output describes a shape, not samples (ONNX ``Shape``, ``Size``).
 _SHAPE_OPS = frozenset({"shape", "size"})
 
+#: The batch dimension written into a shape where it is not first (``1×N×20``).
+BATCH_MARK = "N"
+
+#: A shape as the table and the diagram show it: sizes, and :data:`BATCH_MARK` for the batch.
+Dims = tuple[int | str, ...]
+
 
 def header_parts(report: Report) -> list[str]:
     """The title's parts, ``["lecture_mnist_cnn (LectureCNN)", "input 1×28×28", "batch 1"]``.
@@ -79,41 +85,81 @@ def _subtree_totals(report: Report) -> dict[int, tuple[int, int]]:
     return totals
 
 
-def sample_shape(shape: Shape, producer: LayerRecord | None) -> Shape:
-    """``shape`` without its batch dimension, where it has one (``producer``: the record whose
-    output it is; ``None`` for the model input, which always carries the batch).
+def sample_shape(shape: Shape, producer: LayerRecord | None, batch: int) -> Dims:
+    """``shape`` as the table shows it: without the batch dimension where it leads, with the
+    batch written :data:`BATCH_MARK` where it does not, whole where no dimension is the batch.
 
-    A tensor of rank 2 or more carries the batch first. A 1-D tensor carries it when its
-    producer reduced a tensor that did, one value per sample (``(N, 10)`` → ``x[:, 0]`` →
-    ``(N,)``): some input of the producer has the same leading size, and the producer is not a
-    shape op. Otherwise it is data about shapes, shown whole: an ONNX graph's ``Shape`` →
-    ``Concat`` arithmetic for a reshape target (``[2]``), or ``x.view(-1)`` (``[576]``). The
+    ``producer`` is the record whose output the tensor is (``None`` for the model input, which
+    always carries the batch first); ``batch`` is the report's batch size. The report records
+    sizes, not which dimension is the batch, so the batch is the dimension of its size:
+
+    * dim 0 of the batch's size is the batch, and is left out: ``(4, 32, 26, 26)`` at batch 4
+      → ``32×26×26``;
+    * otherwise the one dimension of the batch's size is the batch, shown as ``N`` in its
+      place, if an input of the producer has a dimension of that size too (the batch came in):
+      an LSTM's ``h_n`` ``(1, 4, 20)`` → ``1×N×20``, a sequence-first ``(7, 4, 16)`` →
+      ``7×N×16``;
+    * any other shape is shown whole: nothing in it is known to be the batch. The batch may be
+      folded into another dimension (``x.reshape(-1, 16)`` → ``(20, 16)``, and a ``Linear(16,
+      4)`` after it gives ``(20, 4)``: its 4 is not the batch), or several dimensions may have
+      its size, none of them first.
+
+    At batch 1 every size-1 dimension could be the batch; the rule is the same (a leading 1 is
+    left out), so trace at batch 2 or more to tell them apart.
+
+    A 1-D tensor of the batch's size is one value per sample, ``()``, when its producer reduced
+    a tensor that leads with the batch (``(N, 10)`` → ``x[:, 0]`` → ``(N,)``) and is not a
+    shape op. Any other 1-D tensor is data about shapes, shown whole: an ONNX graph's ``Shape``
+    → ``Concat`` arithmetic for a reshape target (``[2]``), or ``x.view(-1)`` (``[576]``). The
     report records no dtypes, so a shape tensor copied unchanged (``Cast`` of a ``[1]``) at
     batch 1 still reads as one value per sample.
     """
-    if producer is None or len(shape) != 1:
+    if producer is None:
         return shape[1:]
-    if producer.type.lower() not in _SHAPE_OPS and any(
-            s and s[0] == shape[0] for s in producer.input_shapes):
-        return ()
-    return shape
+    if len(shape) == 1:
+        if shape[0] == batch and producer.type.lower() not in _SHAPE_OPS and any(
+                s and s[0] == batch for s in producer.input_shapes):
+            return ()
+        return shape
+    if not shape or shape[0] == batch:
+        return shape[1:]
+    where = [i for i, d in enumerate(shape) if d == batch]
+    if len(where) != 1 or not any(batch in s for s in producer.input_shapes):
+        return shape
+    (i,) = where
+    return (*shape[:i], BATCH_MARK, *shape[i + 1:])
 
 
-def shape_cell(record: LayerRecord, batch: bool = True) -> str:
-    """Output shape(s): ``[1, 32, 26, 26]``, or ``32×26×26`` with ``batch=False`` (see
-    :func:`sample_shape`; ``scalar`` for one value per sample)."""
+def marks_batch(dims: Dims) -> bool:
+    """Whether :func:`sample_shape` wrote the batch into ``dims`` as :data:`BATCH_MARK`."""
+    return BATCH_MARK in dims
+
+
+def output_dims(record: LayerRecord, batch: int) -> list[Dims]:
+    """:func:`sample_shape` of each of ``record``'s outputs, ``batch`` the report's."""
+    return [sample_shape(s, record, batch) for s in record.output_shapes]
+
+
+def shape_cell(record: LayerRecord, batch: bool = True, *, batch_size: int = 1) -> str:
+    """Output shape(s): ``[1, 32, 26, 26]``; with ``batch=False`` the table's cell,
+    ``32×26×26`` (:func:`sample_shape` at the report's ``batch_size``; ``scalar`` for one value
+    per sample, ``1×N×20`` where the batch is not first)."""
     if not record.output_shapes:
         return "—"
-
-    def fmt(shape: tuple[int, ...]) -> str:
-        if batch:
-            return format_shape(shape)
-        return format_dims(sample_shape(shape, record)) or "scalar"
-
+    if batch:
+        cells = [format_shape(s) for s in record.output_shapes]
+    else:
+        cells = [format_dims(d) or "scalar" for d in output_dims(record, batch_size)]
     if record.output_keys:
-        return ", ".join(f"{k}: {fmt(s)}" for k, s in
-                         zip(record.output_keys, record.output_shapes, strict=True))
-    return ", ".join(fmt(s) for s in record.output_shapes)
+        return ", ".join(f"{k}: {c}" for k, c in zip(record.output_keys, cells, strict=True))
+    return ", ".join(cells)
+
+
+def shapes_note(report: Report, records: list[LayerRecord]) -> str:
+    """What the shape cells of ``records`` leave out, for a title: ``shapes without the batch
+    dimension``, plus ``(N where it is not first)`` when a cell marks the batch."""
+    marked = any(marks_batch(d) for r in records for d in output_dims(r, report.batch))
+    return "shapes without the batch dimension" + (" (N where it is not first)" if marked else "")
 
 
 def shared_note(record: LayerRecord) -> str:

@@ -19,8 +19,9 @@ Building happens in four steps, each a plain function over plain data (no Graphv
    hyperparameters and shapes, each feeding only the next) becomes one node marked ``×N`` with the
    summed parameters.
 4. **Write DOT**: nodes coloured by layer kind with a legend, edges labelled with the tensor shape
-   flowing along them (batch dimension dropped: it is in the title), skip connections dashed and
-   coloured, expanded containers as labelled clusters.
+   flowing along them as the table shows it (the batch dimension dropped, or ``N`` where it is not
+   first: the batch size is in the title), skip connections dashed and coloured, expanded
+   containers as labelled clusters.
 
 Every function is deterministic, so the DOT text can be compared with golden files.
 """
@@ -31,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archscope.render._columns import sample_shape, shared_note
+from archscope.render._columns import Dims, sample_shape, shared_note
 from archscope.report import MODEL_INPUT, LayerRecord, Report
 
 #: Layer kinds in legend order: kind → (legend label, fill colour, border colour).
@@ -191,7 +192,7 @@ class Edge:
 
     src: str
     dst: str
-    shape: tuple[int, ...] | None
+    shape: Dims | None
     skip: bool = False
 
 
@@ -660,7 +661,7 @@ def _outside_flow(rec: LayerRecord) -> bool:
     return rec.is_leaf and rec.kind == "module" and not rec.output_shapes and not rec.inputs
 
 
-def _dims(shape: Sequence[int] | None) -> str:
+def _dims(shape: Sequence[int | str] | None) -> str:
     return "×".join(str(d) for d in shape) if shape else ""
 
 
@@ -668,18 +669,17 @@ def _producer(report: Report, output: int) -> int:
     return report.outputs[output] if output < len(report.outputs) else MODEL_INPUT
 
 
-def _drop_batch(report: Report, shape: Sequence[int] | None,
-                producer: int) -> tuple[int, ...] | None:
-    """``shape`` without the batch dimension where it carries one, by the table's rule
-    (:func:`archscope.render._columns.sample_shape`)."""
+def _drop_batch(report: Report, shape: Sequence[int] | None, producer: int) -> Dims | None:
+    """``shape`` as the table's Output shape cell shows it, by the same rule
+    (:func:`archscope.render._columns.sample_shape`): the batch dimension dropped where it is
+    first, ``N`` where it is not."""
     if shape is None:
         return None
     record = None if producer == MODEL_INPUT else report.layers[producer]
-    return tuple(sample_shape(tuple(shape), record))
+    return sample_shape(tuple(shape), record, report.batch)
 
 
-def _edge_shape(report: Report, consumer: LayerRecord, pos: int,
-                producer: int) -> tuple[int, ...] | None:
+def _edge_shape(report: Report, consumer: LayerRecord, pos: int, producer: int) -> Dims | None:
     """The shape of the tensor flowing from ``producer`` into ``consumer``'s input ``pos``."""
     if len(consumer.input_shapes) == len(consumer.inputs):
         return _drop_batch(report, consumer.input_shapes[pos], producer)
@@ -728,7 +728,7 @@ def _skip_edges(report: Report) -> set[tuple[int, int]]:
 
 
 def _dedup(edges: Iterable[Edge]) -> list[Edge]:
-    seen: dict[tuple[str, str, tuple[int, ...] | None], Edge] = {}
+    seen: dict[tuple[str, str, Dims | None], Edge] = {}
     for e in edges:
         k = (e.src, e.dst, e.shape)
         if k in seen:

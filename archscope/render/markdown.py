@@ -9,32 +9,38 @@ from archscope.render._columns import (
     params_text,
     rows,
     shape_cell,
+    shapes_note,
     totals,
 )
 from archscope.report import Report
 
 
 def render_markdown(report: Report, *, explain: bool = False, max_depth: int | None = None) -> str:
-    """A heading line, one table row per record (shapes with the batch), then the totals.
+    """A heading, one table row per record, then the totals.
 
-    The heading follows the terminal table's: ``**lecture_mnist_cnn** (LectureCNN) · input
-    1×28×28 · batch 1``.
+    The heading is the terminal table's title, on two lines that Markdown joins into one:
+    ``**lecture_mnist_cnn** (LectureCNN) · input 1×28×28 · batch 1`` / ``· shapes without the
+    batch dimension``. The shape cells are the table's (:func:`~archscope.render._columns.
+    sample_shape`): ``32×26×26``, ``1×N×20`` where the batch is not first.
     """
     header = ["Layer", "Type", "Output shape", "Params", "Param formula"]
     if explain:
         header.append("Output size")
     header.append("MACs")
+    shown = rows(report, max_depth)
     lines = [
         " · ".join([f"**{_escape(report.model)}** ({report.model_type})",
                     *header_parts(report)[1:]]),
+        "· " + shapes_note(report, [row.record for row in shown]),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---:" if h in {"Params", "MACs"} else "---" for h in header) + "|",
     ]
-    for row in rows(report, max_depth):
+    for row in shown:
         record = row.record
         name = "&nbsp;&nbsp;" * (record.depth - 1) + f"`{record.name}`"
-        cells = [name, record.type, shape_cell(record), params_text(row), formula_text(row)]
+        cells = [name, record.type, shape_cell(record, batch=False, batch_size=report.batch),
+                 params_text(row), formula_text(row)]
         if explain:
             cells.append(record.output_formula)
         cells.append(macs_cell(record))

@@ -37,6 +37,7 @@ from archscope.render._columns import (
     human_count,
     params_cell,
     shape_cell,
+    shapes_note,
     totals,
     visible,
 )
@@ -100,7 +101,7 @@ def render_table(report: Report, *, explain: bool = False, width: int | None = 1
     summary_width = label_width + 2 + max(len(line) for _, value in rows
                                           for line in value.split("\n"))
 
-    title = " · ".join([*header_parts(report), "shapes without the batch dimension"])
+    title = " · ".join([*header_parts(report), shapes_note(report, records)])
     text_width = width if width is not None else max(table_width, len(title))
     buffer = io.StringIO()
     # The console is as wide as the table, so rich never shrinks (and so never cuts) a column.
@@ -249,7 +250,8 @@ def _columns(report: Report, records: list[LayerRecord], explain: bool,
     columns = [
         _Column("Layer", [" " * (r.depth - 1) + r.name for r in records], breaks=_name_breaks),
         _Column("Type", [r.type for r in records], breaks=_camel_breaks),
-        _Column("Output shape", [shape_cell(r, batch=False) for r in records],
+        _Column("Output shape",
+                [shape_cell(r, batch=False, batch_size=report.batch) for r in records],
                breaks=_space_breaks),
         _Column("Params", [params_cell(r, report, max_depth) for r in records], right=True),
         _Column("Param formula", [formula_cell(r, report, max_depth) for r in records],
