@@ -109,6 +109,35 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: Padding = 0, dila
     return out, f"{body}+1{'−1' if dropped else ''} = {out}"
 
 
+def transposed_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0,
+                           dilation: int = 1, output_padding: int = 0) -> tuple[int, str]:
+    """One spatial dimension after a transposed conv, with the arithmetic.
+
+    ``(n−1)·s − 2·p + d·(k−1) + output_padding + 1`` (PyTorch's ``ConvTranspose2d`` docs), written
+    with ``d·(k−1)+1`` as ``k`` when there is no dilation: ``transposed_output_size(32, 2, 2)`` →
+    ``(64, "(32−1)·2+2 = 64")``; ``transposed_output_size(7, 3, 2, 1, output_padding=1)`` →
+    ``(14, "(7−1)·2−2·1+3+1 = 14")``. The part before `` = `` evaluates to the value.
+    """
+    out = (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    text = f"({n}−1)·{stride}" if stride != 1 else f"({n}−1)"
+    if padding:
+        text += f"−2·{padding}"
+    text += f"+{kernel}" if dilation == 1 else f"+{dilation}·({kernel}−1)+1"
+    if output_padding:
+        text += f"+{output_padding}"
+    return out, f"{text} = {out}"
+
+
+def transposed_output_sizes(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                            padding: Sequence[int], dilation: Sequence[int],
+                            output_padding: Sequence[int]) -> tuple[tuple[int, ...], str]:
+    """Every spatial dimension after a transposed conv (one text, or one per axis as
+    :func:`output_sizes`)."""
+    rows = list(zip(spatial, kernel, stride, padding, dilation, output_padding, strict=True))
+    parts = [transposed_output_size(*row) for row in rows]
+    return _joined(parts, len(set(rows)) <= 1)
+
+
 def ceil_drops_last_window(n: int, kernel: int, stride: int = 1, padding: Padding = 0,
                            dilation: int = 1) -> bool:
     """Whether ceil mode's last window would start in the right padding, so PyTorch drops it.
@@ -133,9 +162,15 @@ def output_sizes(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence
     """
     parts = [output_size(n, k, s, p, d, ceil_mode)
              for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation, strict=True)]
+    return _joined(parts, len(set(zip(spatial, kernel, stride, padding, dilation,
+                                      strict=True))) <= 1)
+
+
+def _joined(parts: Sequence[tuple[int, str]], alike: bool) -> tuple[tuple[int, ...], str]:
+    """Sizes and one text: one expression where every axis is alike, else ``H: …; W: …``."""
     outs = tuple(out for out, _ in parts)
     exprs = [expr for _, expr in parts]
-    if len(set(zip(spatial, kernel, stride, padding, dilation, strict=True))) <= 1:
+    if alike:
         return outs, exprs[0] if exprs else ""
     axes = "DHW"[-len(exprs):] if len(exprs) <= 3 else [str(i) for i in range(len(exprs))]
     return outs, "; ".join(f"{axis}: {e}" for axis, e in zip(axes, exprs, strict=True))

@@ -68,7 +68,7 @@ _NORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm.
 #: own error, if any, is reported.
 _STOCK_FORWARDS = frozenset(cls.forward for cls in (*_CONV, *_CONV_TRANSPOSE, *_POOL, nn.Linear))
 #: ... and for convolutions, the ``_conv_forward`` they call (a TF-style "same" conv pads there)
-_STOCK_CONV_FORWARDS = frozenset(cls._conv_forward for cls in _CONV)
+_STOCK_CONV_FORWARDS = frozenset(cls._conv_forward for cls in (*_CONV, *_CONV_TRANSPOSE))
 
 
 def _stock(module: nn.Module) -> bool:
@@ -411,6 +411,10 @@ class _Tracer(TorchFunctionMode):
         leaves, keys = _leaves_with_keys(output)
         frame.output_shapes = tuple(tuple(t.shape) for t in leaves)
         frame.output_keys = keys
+        if isinstance(module, _CONV_TRANSPOSE) and frame.output_formula and not (
+                frame.output_shapes and frame.output_formula.endswith(
+                    f" = {frame.output_shapes[0][-1]}")):
+            frame.output_formula = ""  # forward(x, output_size=…) chose another size
         frame.macs = (self._flops() - frame.flops_before) // 2
         if frame.is_leaf:
             self._produce(leaves, frame.index)
@@ -963,7 +967,9 @@ def _param_formula(module: nn.Module, params: int) -> str:
 
 
 def _typed_formula(module: nn.Module) -> tuple[int, str]:
-    if isinstance(module, _CONV):
+    # a transposed conv's weight is in·(out/groups)·k·k: each output channel still sees
+    # k·k·(in/groups) weights, so the count reads like a conv's
+    if isinstance(module, (*_CONV, *_CONV_TRANSPOSE)):
         return formulas.conv_params(module.in_channels, module.out_channels,
                                     tuple(module.kernel_size), module.groups,
                                     module.bias is not None)
@@ -1092,6 +1098,13 @@ def _check_and_explain(frame: _Frame, module: nn.Module, shape: Shape) -> str:
                 "network was built for"
             )
         return ""
+    if isinstance(module, _CONV_TRANSPOSE):
+        nd = len(module.kernel_size)
+        if len(shape) < nd + 1 or not isinstance(module.padding, tuple):
+            return ""
+        return formulas.transposed_output_sizes(
+            shape[-nd:], module.kernel_size, module.stride, module.padding, module.dilation,
+            module.output_padding)[1]
     if not isinstance(module, (*_CONV, *_POOL)):
         return ""
     if isinstance(module, _CONV):

@@ -282,3 +282,38 @@ def test_half_precision_backward_in_a_fresh_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # conv (3·3·3+1)·4 = 112, BatchNorm 2·4 = 8; float16: 2 bytes each
     assert out.stdout.split() == ["120", "240", "True"]
+
+
+@pytest.mark.parametrize(("layer", "shape", "formula"), [
+    (nn.ConvTranspose2d(32, 16, 2, stride=2), (32, 32, 32), "(32−1)·2+2 = 64"),
+    (nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1), (4, 7, 7),
+     "(7−1)·2−2·1+3+1 = 14"),
+    (nn.ConvTranspose2d(4, 4, (3, 5), stride=(2, 1), padding=(1, 2), dilation=2), (4, 7, 9),
+     "H: (7−1)·2−2·1+2·(3−1)+1 = 15; W: (9−1)−2·2+2·(5−1)+1 = 13"),
+    (nn.ConvTranspose1d(4, 4, 4, stride=3), (4, 10), "(10−1)·3+4 = 31"),
+])
+def test_transposed_conv_output_arithmetic(layer: nn.Module, shape: tuple[int, ...],
+                                           formula: str) -> None:
+    # (n−1)·s − 2·p + d·(k−1) + output_padding + 1, against the real forward's sizes
+    real = tuple(layer(torch.zeros(1, *shape)).shape[2:])
+    [record] = inspect(nn.Sequential(layer), shape).layers
+    assert record.output_formula == formula
+    assert evaluate_formula(record.param_formula) == record.params == sum(
+        p.numel() for p in layer.parameters())
+    sizes = tuple(evaluate_formula(part.split(": ")[-1].split(" = ")[0])
+                  for part in formula.split("; "))
+    assert (sizes * len(real) if len(sizes) == 1 else sizes) == real  # one text: axes alike
+
+
+class _UpTo(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(x, output_size=[14, 14])  # picks 14 where the formula gives 13
+
+
+def test_transposed_conv_given_an_output_size_shows_no_wrong_arithmetic() -> None:
+    [record] = inspect(_UpTo(), (4, 7, 7)).layers
+    assert record.output_shapes == ((1, 4, 14, 14),) and record.output_formula == ""
