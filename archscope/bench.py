@@ -88,6 +88,14 @@ _AUTO_BATCH_LIMIT = 1 << 16
 _MAX_ELEMENTS = 2**31 - 1
 
 
+class TrainingError(ArchscopeError):
+    """A model that cannot be trained: its training step raised, or it has nothing to train.
+
+    :func:`run_bench` records it as that model's failed :class:`BenchResult` (``error``) and goes
+    on with the other models.
+    """
+
+
 class Clock(Protocol):
     """A monotonic clock in seconds (``time.perf_counter``); injectable for tests."""
 
@@ -148,6 +156,9 @@ class BenchResult:
         memory_estimate: the engine's training-memory estimate.
         losses: the loss of every step, warm-up included, in order.
         notes: caveats (estimate assumptions, skipped parts).
+        error: why the model could not be trained (its training step raised, it has no
+            trainable parameters), else ``None``. A result with an error has no timings
+            (``step_ms`` and ``losses`` are empty) and is not :attr:`ok`.
     """
 
     model: str
@@ -171,6 +182,7 @@ class BenchResult:
     memory_estimate: MemoryEstimate | None
     losses: tuple[float, ...]
     notes: tuple[str, ...] = ()
+    error: str | None = None
 
     @property
     def median_ms(self) -> float:
@@ -227,18 +239,27 @@ class BenchResult:
     @property
     def loss_fell(self) -> bool:
         """Did the model learn the repeated batch: finite losses and the last below the first."""
-        return all(math.isfinite(v) for v in self.losses) and self.last_loss < self.first_loss
+        return (len(self.losses) >= 2 and all(math.isfinite(v) for v in self.losses)
+                and self.last_loss < self.first_loss)
 
     @property
     def ok(self) -> bool:
-        return self.loss_fell
+        return self.error is None and self.loss_fell
 
     @property
     def status(self) -> str:
+        if self.error is not None:
+            return f"FAILED: {self.error}"
         return "ok" if self.ok else "FAILED: loss did not fall"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the stable keys documented in docs/benchmarks.md."""
+        """JSON-ready dict with the stable keys documented in docs/benchmarks.md.
+
+        A model that could not be trained (:attr:`error`) has ``null`` measurements, empty
+        ``step_ms`` and ``losses``, ``status`` ``"failed"`` and one more key, ``error``.
+        """
+        if self.error is not None:
+            return self._failed_dict(self.error)
         return {
             "model": self.model,
             "input_shape": list(self.input_shape),
@@ -274,6 +295,35 @@ class BenchResult:
             "loss_fell": self.loss_fell,
             "status": "ok" if self.ok else "failed",
             "notes": list(self.notes),
+        }
+
+    def _failed_dict(self, error: str) -> dict[str, Any]:
+        measured = ("images_per_s", "step_ms_median", "step_ms_p90", "span_ms",
+                    "images_per_s_overall", "training_flops_per_step", "achieved_tflops", "mfu",
+                    "peak_memory_bytes", "estimated_memory_bytes", "memory_error_pct",
+                    "memory_estimate", "first_loss", "last_loss")
+        return {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "device": self.device,
+            "device_name": self.device_name,
+            "batch": self.batch or None,  # 0: the batch was never found (--batch-size auto)
+            "batch_source": self.batch_source,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compiled,
+            "optimizer": self.optimizer,
+            "steps": self.steps,
+            "warmup": self.warmup,
+            **dict.fromkeys(measured),
+            "step_ms": [],
+            "peak_tflops": self.peak_tflops,
+            "peak_tflops_source": self.peak_source,
+            "losses": list(self.losses),
+            "loss_fell": False,
+            "status": "failed",
+            "notes": list(self.notes),
+            "error": error,
         }
 
 
@@ -626,6 +676,9 @@ class _Trainer:
             )
         self.targets = _make_targets(probe, generator)
         del probe
+        refusal = nothing_to_train(model)  # after the forward's own diagnosis, before any step
+        if refusal is not None:
+            raise TrainingError(refusal)
         self.model = model
         self.step_model: Callable[..., Any] = torch.compile(model) if compile else model
         self.optimizer = _make_optimizer(optimizer, model, lr, device)
@@ -648,7 +701,21 @@ class _Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def step(self) -> torch.Tensor:
-        """One training step; returns the loss, still on the device (no host sync)."""
+        """One training step; returns the loss, still on the device (no host sync).
+
+        Raises:
+            TrainingError: the step raised (an in-place operation that breaks backward, a loss
+                that cannot be computed …), except for running out of memory, which is left to
+                the caller (see :func:`_does_not_fit`).
+        """
+        try:
+            return self._step()
+        except Exception as exc:
+            if _does_not_fit(exc) or isinstance(exc, ArchscopeError):
+                raise
+            raise TrainingError(step_failure(exc)) from None
+
+    def _step(self) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             loss = _loss(self.step_model(self.x), self.targets)
@@ -660,6 +727,23 @@ class _Trainer:
             loss.backward()
             self.optimizer.step()
         return loss.detach()
+
+
+def nothing_to_train(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be trained at all (no parameter requires a gradient), or ``None``."""
+    params = list(model.parameters())
+    if any(p.requires_grad for p in params):
+        return None
+    if params:
+        return "every parameter is frozen (requires_grad=False): nothing to train"
+    return "the model has no trainable parameters: nothing to train"
+
+
+def step_failure(exc: BaseException) -> str:
+    """One line for a training step that raised: PyTorch's reason, and what to do where known."""
+    from archscope.check import autograd_hint, first_line
+
+    return f"the training step failed: {first_line(exc)}{autograd_hint(str(exc), '--batch-size')}"
 
 
 # Failures that mean "this batch does not fit" besides torch.cuda.OutOfMemoryError: allocator
@@ -921,6 +1005,21 @@ def run_bench(
     )
 
 
+def failed_result(name: str, shape: tuple[int, ...], the_plan: BenchPlan, batch: int,
+                  batch_source: str, error: str) -> BenchResult:
+    """The result of a model that could not be trained: settings and ``error``, no timings."""
+    return BenchResult(
+        model=name, input_shape=tuple(shape), device=str(the_plan.device),
+        device_name=the_plan.device_name, batch=batch, batch_source=batch_source,
+        precision=the_plan.precision, channels_last=the_plan.channels_last,
+        compiled=the_plan.compile, optimizer=the_plan.optimizer, steps=the_plan.steps,
+        warmup=the_plan.warmup, step_ms=(), span_ms=0.0, training_flops=None,
+        peak_tflops=the_plan.peak_tflops, peak_source=the_plan.peak_source,
+        peak_memory_bytes=None, memory_estimate=None, losses=(), notes=the_plan.notes,
+        error=error,
+    )
+
+
 def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: Clock | None,
                progress: Progress | None) -> BenchResult:
     import torch
@@ -938,74 +1037,78 @@ def _bench_one(source: str, config: BenchConfig, the_plan: BenchPlan, *, clock: 
         return loaded.model, loaded.name, tuple(shape)
 
     model, name, shape = build()
-    cap = _batch_cap(source, config, shape) if device.type == "cuda" else None
-    if config.batch_size == "auto":
-        with seeded(config.seed, device):  # the search trains, with dropout
-            batch = _auto_batch(model, shape, the_plan, config.seed, name, cap)
-        batch_source = "auto"
-        del model  # the search trained it a few steps: start the benchmark from a fresh one
-        _free_cuda(device)
-        model = build()[0]
-    elif config.batch_size is None:
+    batch, batch_source = 0, "auto"  # 0 until the search finds one
+    if config.batch_size is None:
         batch, batch_source = default_batch(name, device.type), "default"
-    else:
+    elif config.batch_size != "auto":
         batch, batch_source = int(config.batch_size), "given"
-    if cap is not None and batch > cap.batch:
-        raise DeviceError(
-            f"{name}: at batch {batch} {cap.layer}'s output would hold {batch * cap.elements:,} "
-            f"elements, past the 2³¹ that CUDA kernels index with 32-bit integers; pass "
-            f"--batch-size {cap.batch} or less (or --batch-size auto)"
-        )
-
-    engine_error: ArchscopeError | None = None
     try:
-        report: Report | None = _engine_report(source, num_classes=config.num_classes,
-                                               input_shape=shape, batch=batch)
-    except ArchscopeError as exc:  # the benchmark still runs; FLOPs and estimate are unknown
-        report, engine_error = None, exc
-        engine_note = f"engine could not trace the model ({exc}); FLOPs and estimate unknown"
-    else:
-        engine_note = ""
+        cap = _batch_cap(source, config, shape) if device.type == "cuda" else None
+        if config.batch_size == "auto":
+            with seeded(config.seed, device):  # the search trains, with dropout
+                batch = _auto_batch(model, shape, the_plan, config.seed, name, cap)
+            batch_source = "auto"
+            del model  # the search trained it a few steps: start the benchmark from a fresh one
+            _free_cuda(device)
+            model = build()[0]
+        if cap is not None and batch > cap.batch:
+            raise DeviceError(
+                f"{name}: at batch {batch} {cap.layer}'s output would hold {batch * cap.elements:,} "
+                f"elements, past the 2³¹ that CUDA kernels index with 32-bit integers; pass "
+                f"--batch-size {cap.batch} or less (or --batch-size auto)"
+            )
 
-    oom = False
-    try:
-        # dropout draws from the global generator: seeded (and the caller's state kept), the same
-        # command gives the same losses
-        with seeded(config.seed, device):
-            result = bench_model(model, name=name, input_shape=shape, batch=batch,
-                                 settings=the_plan, report=report, batch_source=batch_source,
-                                 clock=clock, progress=progress, seed=config.seed)
-    except ForwardError:
-        # the trace's diagnosis, where it is one that holds on any device (an input that does
-        # not fit a layer); a failure of the meta trace alone says nothing about the real one
-        if isinstance(engine_error, INPUT_ERRORS):
-            raise type(engine_error)(f"{name}: {engine_error}") from None
-        raise
-    except RuntimeError as exc:
-        if not _does_not_fit(exc):
+        engine_error: ArchscopeError | None = None
+        try:
+            report: Report | None = _engine_report(source, num_classes=config.num_classes,
+                                                   input_shape=shape, batch=batch)
+        except ArchscopeError as exc:  # the benchmark still runs; FLOPs and estimate are unknown
+            report, engine_error = None, exc
+            engine_note = f"engine could not trace the model ({exc}); FLOPs and estimate unknown"
+        else:
+            engine_note = ""
+
+        oom = False
+        try:
+            # dropout draws from the global generator: seeded (and the caller's state kept), the same
+            # command gives the same losses
+            with seeded(config.seed, device):
+                result = bench_model(model, name=name, input_shape=shape, batch=batch,
+                                     settings=the_plan, report=report, batch_source=batch_source,
+                                     clock=clock, progress=progress, seed=config.seed)
+        except ForwardError:
+            # the trace's diagnosis, where it is one that holds on any device (an input that does
+            # not fit a layer); a failure of the meta trace alone says nothing about the real one
+            if isinstance(engine_error, INPUT_ERRORS):
+                raise type(engine_error)(f"{name}: {engine_error}") from None
             raise
-        oom = True  # handled outside the except block, so the failed step's tensors are freed
-    if oom:
-        del model
-        if the_plan.compile:  # drop the compiled graphs and their buffers before searching
-            torch._dynamo.reset()
-        _free_cuda(device)
-        model = build()[0]
-        fits = _fits(model, shape, the_plan, config.seed, cap)
-        with seeded(config.seed, device):
-            smaller = halve_until_fits(fits, batch)
-        del model, fits
-        _free_cuda(device)
-        auto = " or --batch-size auto" if device.type == "cuda" else ""
-        hint = (f"batch {smaller} fits: pass --batch-size {smaller}{auto}"
-                if smaller is not None else "not even batch 1 fits")
-        raise DeviceError(
-            f"{name}: batch {batch} ran out of memory on {the_plan.device_name} "
-            f"({the_plan.precision}); {hint}"
-        )
-    if engine_note:
-        result = replace(result, notes=(*result.notes, engine_note))
-    return result
+        except RuntimeError as exc:
+            if not _does_not_fit(exc):
+                raise
+            oom = True  # handled outside the except block, so the failed step's tensors are freed
+        if oom:
+            del model
+            if the_plan.compile:  # drop the compiled graphs and their buffers before searching
+                torch._dynamo.reset()
+            _free_cuda(device)
+            model = build()[0]
+            fits = _fits(model, shape, the_plan, config.seed, cap)
+            with seeded(config.seed, device):
+                smaller = halve_until_fits(fits, batch)
+            del model, fits
+            _free_cuda(device)
+            auto = " or --batch-size auto" if device.type == "cuda" else ""
+            hint = (f"batch {smaller} fits: pass --batch-size {smaller}{auto}"
+                    if smaller is not None else "not even batch 1 fits")
+            raise DeviceError(
+                f"{name}: batch {batch} ran out of memory on {the_plan.device_name} "
+                f"({the_plan.precision}); {hint}"
+            )
+        if engine_note:
+            result = replace(result, notes=(*result.notes, engine_note))
+        return result
+    except TrainingError as exc:  # this model's failure; run_bench goes on with the others
+        return failed_result(name, shape, the_plan, batch, batch_source, str(exc))
 
 
 @dataclass(frozen=True)

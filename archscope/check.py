@@ -17,6 +17,7 @@ The library returns :class:`CheckResult` values; the command prints them.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,9 @@ _REPEATS = {"cuda": (3, 10), "cpu": (2, 3)}
 
 #: how many shape mismatches / state_dict keys a one-line message names.
 _SHOW = 3
+
+#: the note of every check off CUDA (the table's memory row says it already).
+CUDA_ONLY_NOTE = "peak memory is measured on CUDA only (torch.cuda.max_memory_allocated)"
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def check_model(
     source: str,
     *,
     device: str = "auto",
-    batch: int = 1,
+    batch: int | None = None,
     weights: str | None = None,
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
@@ -186,7 +190,9 @@ def check_model(
         source: anything ``archscope summary`` accepts except ONNX files and layer specs without
             weights (a zoo name, ``file.py:Name``, ``package.module:name``, ``spec:…``).
         device: ``auto`` (CUDA when available), ``cuda``, ``cuda:N`` or ``cpu``.
-        batch: batch of the random input.
+        batch: batch of the random input. ``None``: 1, or 2 where a BatchNorm in training mode
+            would see one value per channel at batch 1 (``BatchNorm1d`` after a ``Linear``, a
+            ``BatchNorm2d`` on a 1×1 map), which PyTorch refuses; a note says so.
         weights: a ``state_dict`` file (``torch.save``) loaded with ``strict=True``.
         input_shape: C×H×W (default: the model's natural input).
         num_classes: build zoo models with this many classes (the published reference then no
@@ -211,11 +217,13 @@ def check_model(
 
     dev = resolve_device(device)
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    given_batch = batch
+    batch = 1 if batch is None else batch
 
     def failed(message: str) -> CheckResult:
         return CheckResult(model=source, device=str(dev), device_name=device_name,
-                           input_shape=tuple(input_shape or ()), batch=batch, weights=weights,
-                           error=message)
+                           input_shape=tuple(input_shape or ()), batch=given_batch or 1,
+                           weights=weights, error=message)
 
     if is_onnx(source):
         return failed(f"{source}: check runs PyTorch models; an ONNX file is checked when it is "
@@ -241,6 +249,13 @@ def check_model(
     )
     try:
         report = inspect(model, shape, batch=batch, name=loaded.name, count_flops=False)
+        lone = _lone_batchnorm(model, report) if given_batch is None else None
+        if lone is not None:
+            batch = 2
+            report = inspect(model, shape, batch=batch, name=loaded.name, count_flops=False)
+            base = _replace(base, batch=batch, notes=(
+                f"batch 2: at batch 1 {lone} would see one value per channel in training mode, "
+                "which PyTorch refuses; --batch sets the batch",))
     except (ForwardError, InputTooSmallError) as exc:
         return _replace(base, error=f"meta trace failed: {exc}")
     warmup, timed = _REPEATS["cuda" if dev.type == "cuda" else "cpu"]
@@ -254,6 +269,29 @@ def check_model(
     torch.cuda.empty_cache()
     return _replace(base, engine_params=report.total_params,
                     error=f"out of memory on {dev} at batch {batch}; try a smaller --batch")
+
+
+def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
+    """The first BatchNorm that, in training mode, normalises one value per channel in ``report``
+    (``"bn (BatchNorm1d)"``), or ``None``.
+
+    PyTorch refuses that ("Expected more than 1 value per channel when training"): the batch
+    statistics of one value are that value. Values per channel are the input's elements over its
+    channels (dimension 1), from the trace's record of each call.
+    """
+    import math
+
+    from torch import nn
+
+    norms = {name for name, m in model.named_modules()
+             if name and isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    for record in report.layers:
+        if record.kind != "module" or record.name not in norms or not record.input_shapes:
+            continue
+        shape = record.input_shapes[0]
+        if len(shape) >= 2 and shape[1] and math.prod(shape) // shape[1] <= 1:
+            return f"{record.name} ({record.type})"
+    return None
 
 
 def load_weights(model: nn.Module, path: str, device: torch.device, name: str) -> None:
@@ -325,6 +363,12 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
 
     generator = torch.Generator(device=dev).manual_seed(seed)
     x = torch.randn(batch, *shape, device=dev, generator=generator, dtype=model_dtype(model))
+    notes = list(base.notes)
+    if not any(p.requires_grad for p in model.parameters()):
+        # nothing to train: the backward pass is still checked, with respect to the input
+        x.requires_grad_(x.is_floating_point())
+        notes.append("the model has no trainable parameters: the backward pass is checked with "
+                     "respect to the input")
     real_shapes: dict[tuple[str, int], tuple[tuple[int, ...], ...]] = {}
     calls: dict[str, int] = {}
 
@@ -349,16 +393,18 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
                     # step's peak is the step's own.
                     _step(model, x, dev)
                     model.zero_grad(set_to_none=True)
+                    x.grad = None
                     _sync(dev)
                     before = torch.cuda.memory_allocated(dev)
                     torch.cuda.reset_peak_memory_stats(dev)
                 handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
-                outputs = _step(model, x, dev)
+                outputs, backward_ran = _step(model, x, dev)
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as exc:
                 return _replace(base, engine_params=report.total_params,
-                                error=f"forward/backward failed: {_first_line(exc)}")
+                                error=f"forward/backward failed: {_first_line(exc)}"
+                                      f"{autograd_hint(str(exc))}")
             _sync(dev)
             peak = None
             if dev.type == "cuda":
@@ -377,14 +423,19 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
         mismatches.append(f"model output: real {_shapes(out_shapes)} vs trace "
                           f"{_shapes(tuple(report.output_shapes))}")
     outputs_finite = all(bool(torch.isfinite(t).all()) for t in outputs)
-    bad_grads = [n for n, p in model.named_parameters()
+    grads = [*model.named_parameters(), *([("the input", x)] if x.requires_grad else [])]
+    bad_grads = [n for n, p in grads
                  if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
     estimate = estimate_training_memory(report).total  # fp32, no optimizer: what _step runs
     model.zero_grad(set_to_none=True)
+    x = x.detach()
     latency = _time_forward(model, x, dev, warmup, timed)
-    notes = list(report.notes)
+    if not backward_ran:
+        notes.append("no output depends differentiably on a trainable parameter or the input: the "
+                     "backward pass was skipped")
+    notes += report.notes
     if dev.type != "cuda":
-        notes.append("peak memory is measured on CUDA only (torch.cuda.max_memory_allocated)")
+        notes.append(CUDA_ONLY_NOTE)
     return _replace(
         base,
         engine_params=report.total_params,
@@ -400,16 +451,23 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
     )
 
 
-def _step(model: nn.Module, x: torch.Tensor, dev: torch.device) -> list[torch.Tensor]:
-    """One forward and backward pass; the loss is the sum of each output's mean."""
+def _step(model: nn.Module, x: torch.Tensor,
+          dev: torch.device) -> tuple[list[torch.Tensor], bool]:
+    """One forward and backward pass; the loss is the sum of each output's mean.
+
+    Returns the outputs and whether backward ran: not where no output depends differentiably on
+    anything that requires a gradient (a model without parameters whose outputs are integers).
+    """
     import torch
     from torch.utils._pytree import tree_flatten
 
     output = model(x)
     outputs = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
     loss = sum((t.float().mean() for t in outputs), torch.zeros((), device=dev))
+    if not loss.requires_grad:
+        return outputs, False
     loss.backward()
-    return outputs
+    return outputs, True
 
 
 def _compare_shapes(
@@ -479,9 +537,51 @@ def _few(keys: Sequence[str]) -> str:
     return shown + (", …" if len(keys) > _SHOW else "")
 
 
+#: the longest reason a one-line message quotes from an exception.
+REASON_LIMIT = 300
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException | str, limit: int = REASON_LIMIT) -> str:
+    """The first non-empty line of ``exc``'s message (its type's name if none), at most ``limit``
+    characters, colour codes removed.
+
+    A longer line is cut after the last whole sentence that fits (``"… instead."``), else after
+    the last whole word, and ends with `` …``: never in the middle of a word.
+
+    >>> first_line("Expected 4 channels. Hint: see the docs for more", limit=30)
+    'Expected 4 channels. …'
+    """
+    text = _ANSI.sub("", exc if isinstance(exc, str) else str(exc))
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__ if not isinstance(exc, str) else ""
+    line = lines[0]
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 2]  # room for " …"
+    sentence = max(cut.rfind(". "), cut.rfind("; "))
+    if sentence >= limit // 3:
+        return cut[:sentence].rstrip(";") + ("." if cut[sentence] == "." else "") + " …"
+    word = cut.rfind(" ")
+    return (cut[:word] if word > 0 else cut).rstrip(",;:") + " …"
+
+
+def autograd_hint(text: str, batch_option: str = "--batch") -> str:
+    """What to do about an autograd failure PyTorch explains in its own terms (``""`` if none),
+    as `` (…)`` to follow its message; ``batch_option`` is the command's batch option."""
+    if "modified by an inplace operation" in text:
+        return (" (an in-place operation such as ReLU(inplace=True), += or .add_() overwrote a "
+                "tensor the backward pass needs: make that operation out-of-place)")
+    if "Expected more than 1 value per channel when training" in text:
+        return (" (BatchNorm in training mode needs more than one value per channel: use "
+                f"{batch_option} 2 or more)")
+    return ""
+
+
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    return first_line(exc)
 
 
-__all__ = ["CheckResult", "check_model", "load_weights"]
+__all__ = ["CheckResult", "check_model", "first_line", "load_weights"]

@@ -33,20 +33,23 @@ still 6.6e-4 (measured; see docs/onnx.md).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archscope._io import atomic_path
 from archscope._modes import kept_modes, model_dtype
+from archscope.check import first_line
 from archscope.errors import ExportError
 
 if TYPE_CHECKING:
@@ -101,6 +104,8 @@ class ExportResult:
         onnxruntime_version: the onnxruntime that computed ``max_abs_diff``.
         atol: the accepted difference where PyTorch's fp32 error is smaller.
         notes: what the comparison could not do (a float64 reference that failed to run).
+        exporter_output: what PyTorch's exporter printed, logged and warned, captured rather
+            than shown (``archscope export --verbose`` shows it); ``""`` when it said nothing.
     """
 
     path: Path
@@ -120,6 +125,7 @@ class ExportResult:
     onnxruntime_version: str | None
     atol: float
     notes: tuple[str, ...] = ()
+    exporter_output: str = ""
 
 
 def export_onnx(
@@ -152,9 +158,10 @@ def export_onnx(
         name: what to call the model in error messages.
 
     Raises:
-        ExportError: the model is not on the CPU with real weights, the exporter or the ONNX
-            checker failed, onnxruntime disagrees with PyTorch by more than the tolerance, or
-            ``path`` cannot be written.
+        ExportError: the model is not on the CPU with real weights, the exporter (its subclass
+            :class:`ExporterFailed`, with what the exporter printed) or the ONNX checker failed,
+            onnxruntime disagrees with PyTorch by more than the tolerance, or ``path`` cannot be
+            written.
     """
     import torch
 
@@ -186,7 +193,8 @@ def export_onnx(
         output_names, ref_outputs = _flatten_outputs(reference)
         state_names = set(model.state_dict().keys())
         started = time.perf_counter()
-        proto = _export_proto(model, x, opset, dynamic_batch, output_names, label)
+        proto, exporter_output = _export_proto(model, x, opset, dynamic_batch, output_names,
+                                               label)
 
     _drop_synthetic_zero_bias(proto, state_names)
     _constants_to_nodes(proto, state_names)
@@ -236,6 +244,7 @@ def export_onnx(
         onnxruntime_version=version,
         atol=atol,
         notes=agreement.notes if agreement else (),
+        exporter_output=exporter_output,
         **info,
     )
 
@@ -349,20 +358,65 @@ def _check_target(target: Path) -> None:
         raise ExportError(f"cannot write {target}: directory {directory} is not writable")
 
 
+class ExporterFailed(ExportError):
+    """PyTorch's exporter raised; ``output`` is what it printed, logged and warned meanwhile."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+#: loggers whose handlers the exporter's messages pass through (torch.* logs with its own).
+_EXPORTER_LOGGERS = ("torch", "onnxscript", "onnx_ir")
+
+
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's log lines and deprecation warnings (the library never prints)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
-    levels = [logger.level for logger in loggers]
+def _captured_exporter() -> Iterator[list[str]]:
+    """Capture what the exporter prints, logs and warns, so that none of it reaches the terminal.
+
+    ``torch.export`` prints graph dumps when it fails, torch's symbolic-shape machinery logs
+    warnings through torch's own handlers, and onnxscript warns: the library never prints, so
+    all of it is collected (in order) into the yielded list, for the caller to show on request
+    (``archscope export --verbose``). Handlers are not replaced, only filtered for the duration.
+    """
+    captured: list[str] = []
+    buffer = io.StringIO()
+
+    def capture(handler: logging.Handler) -> Callable[[logging.LogRecord], bool]:
+        def keep(record: logging.LogRecord) -> bool:
+            try:
+                captured.append(handler.format(record))
+            except Exception:  # a record whose arguments do not format: keep its template
+                captured.append(str(record.msg))
+            return False  # never emitted
+
+        return keep
+
+    loggers = [logging.root, *(logger for name, logger in list(logging.root.manager.loggerDict.items())
+                               if isinstance(logger, logging.Logger)
+                               and name.split(".")[0] in _EXPORTER_LOGGERS)]
+    filtered: dict[int, tuple[logging.Handler, Callable[[logging.LogRecord], bool]]] = {}
     for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
+        for handler in logger.handlers:
+            if id(handler) not in filtered:
+                keep = capture(handler)
+                handler.addFilter(keep)
+                filtered[id(handler)] = (handler, keep)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
+        with warnings.catch_warnings(record=True) as caught, \
+                contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            warnings.simplefilter("always")
+            try:
+                yield captured
+            finally:
+                printed = buffer.getvalue().strip("\n")
+                if printed:
+                    captured.append(printed)
+                captured.extend(warnings.formatwarning(w.message, w.category, w.filename,
+                                                       w.lineno).rstrip("\n") for w in caught)
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        for handler, keep in filtered.values():
+            handler.removeFilter(keep)
 
 
 def _export_proto(
@@ -372,7 +426,12 @@ def _export_proto(
     dynamic_batch: bool,
     output_names: list[str],
     label: str,
-) -> onnx.ModelProto:
+) -> tuple[onnx.ModelProto, str]:
+    """The exported, constant-folded graph, and what the exporter printed meanwhile.
+
+    Raises:
+        ExporterFailed: the exporter raised; the message gives the cause in one line.
+    """
     import torch
 
     try:
@@ -382,8 +441,9 @@ def _export_proto(
             "ONNX export needs onnxscript (an archscope dependency); install it with pip install onnxscript"
         ) from None
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+    captured: list[str] = []
     try:
-        with _quiet_exporter():
+        with _captured_exporter() as captured:
             program = torch.onnx.export(
                 model,
                 (x,),
@@ -403,8 +463,9 @@ def _export_proto(
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(
-            f"{label}: PyTorch's ONNX exporter failed at opset {opset}: {_first_line(exc)}"
+        raise ExporterFailed(
+            f"{label}: PyTorch's ONNX exporter failed at opset {opset}: {_exporter_reason(exc)}",
+            "\n".join(captured),
         ) from None
     produced = _default_opset(proto)
     if produced != opset:
@@ -412,7 +473,49 @@ def _export_proto(
             f"{label}: the exporter produced opset {produced} instead of {opset} (it could not "
             f"convert the graph); use an opset from {MIN_OPSET} to {_latest_opset()}"
         )
-    return proto
+    return proto, "\n".join(captured)
+
+
+#: what ``archscope summary`` says of a forward that reads tensor values (archscope.trace), for
+#: the same cause seen by torch.export.
+_READS_VALUES = ("the forward reads tensor values (data-dependent control flow such as "
+                 "`if x.mean() > 0` or `.item()`)")
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (``__cause__``, else ``__context__``)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__
+                                        else current.__context__)
+    return chain
+
+
+def _exporter_reason(exc: BaseException) -> str:
+    """The cause of an exporter failure in one line, not the exporter's "step 1/3 … Next steps".
+
+    torch.onnx wraps what went wrong (``TorchExportError: Failed to export the model with
+    torch.export. This is step 1/3 …``) around the real exception, and names the line of the
+    model's code that raised it. A data-dependent guard (``if x.mean() > 0:``) is explained in
+    ``summary``'s words.
+    """
+    chain = _exception_chain(exc)
+    text = "\n".join(str(e) for e in chain)
+    call = re.search(r'The following call raised this error:\s*\n\s*File "([^"]+)", line (\d+), '
+                     r"in (\S+)\n\s*(\S.*)", text)
+    where = f"{call.group(1)}, line {call.group(2)}: `{call.group(4).strip()}`" if call else ""
+    if "GuardOnDataDependentSymNode" in {type(e).__name__ for e in chain} or (
+            "data-dependent expression" in text):
+        return (f"{_READS_VALUES}, which torch.export cannot capture in a graph"
+                + (f" ({where})" if where else "")
+                + "; compute both branches and choose with torch.where, or use torch.cond")
+    root = chain[-1]
+    summary = re.search(r"## Exception summary\s*\n\s*(?:<class '[^']+'>: )?(\S.*)", text)
+    reason = _first_line(root) if root is not exc or summary is None else first_line(
+        summary.group(1))
+    return reason + (f" ({where})" if where else "")
 
 
 def _drop_synthetic_zero_bias(proto: onnx.ModelProto, state_names: set[str]) -> None:
@@ -666,11 +769,10 @@ def _dims(shape: Sequence[int]) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    return first_line(exc)
 
 
 __all__ = [
     "DEFAULT_ATOL", "DEFAULT_OPSET", "FP32_ERROR_FACTOR", "MIN_OPSET", "ExportResult",
-    "export_onnx",
+    "ExporterFailed", "export_onnx",
 ]

@@ -70,7 +70,8 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
     With no MODEL: lecture_mnist_cnn, alexnet, vgg16 and resnet50 at their natural input sizes.
     Reports images/s, step time (median, p90), peak GPU memory beside archscope's estimate,
     achieved TFLOP/s, MFU and the first and last loss. A model whose loss does not fall on the
-    repeated batch is a FAILED benchmark (exit code 1). Results go to stdout, progress to stderr.
+    repeated batch, whose training step raises or that has no trainable parameters is a FAILED
+    benchmark (exit code 1); the other models still run. Results go to stdout, progress to stderr.
 
     \b
     Examples:
@@ -94,13 +95,26 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
     echo(render_json(run) if fmt == "json" else render_table(run), nl=False)
     failed = [r for r in run.results if not r.ok]
     for r in failed:
-        click.echo(
-            f"FAILED: {r.model}: the loss did not fall on the repeated batch "
-            f"({r.first_loss:.5g} → {r.last_loss:.5g} over {r.warmup + r.steps} steps)",
-            err=True,
-        )
+        click.echo(f"FAILED: {r.model}: {failure_reason(r)}", err=True)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def failure_reason(r: BenchResult) -> str:
+    """Why ``r`` failed, in one line: its error, or the losses that did not fall."""
+    if r.error is not None:
+        return r.error
+    return (f"the loss did not fall on the repeated batch ({_loss(r.first_loss)} → "
+            f"{_loss(r.last_loss)} over {_steps(r.warmup + r.steps)})")
+
+
+def _loss(value: float) -> str:
+    """Five significant digits, trailing zeros kept (2.2960, not 2.296): losses line up."""
+    return f"{value:#.5g}"
+
+
+def _steps(n: int, kind: str = "") -> str:
+    return f"{n} {kind}{'step' if n == 1 else 'steps'}"
 
 
 class _ProgressBar:
@@ -171,9 +185,12 @@ def render_table(run: BenchRun, width: int = 160) -> str:
     notes: list[str] = []
     for r in run.results:
         mode = r.precision + (" CL" if r.channels_last else "") + (" compile" if r.compiled else "")
+        if r.error is not None:  # nothing was measured; the reason is on stderr
+            table.add_row(r.model, str(r.batch or "—"), mode, *["—"] * 7, "FAILED")
+            continue
         tflops = f"{r.achieved_tflops:.2f}" if r.achieved_tflops is not None else "—"
         mfu = f"{r.mfu:.1%}" if r.mfu is not None else "—"
-        loss = f"{r.first_loss:.5g}→{r.last_loss:.5g}" + ("" if r.ok else " FAILED")
+        loss = f"{_loss(r.first_loss)}→{_loss(r.last_loss)}" + ("" if r.ok else " FAILED")
         table.add_row(
             r.model, str(r.batch), mode, f"{r.images_per_s:,.1f}", f"{r.median_ms:.2f}",
             f"{r.p90_ms:.2f}", _bytes(r.peak_memory_bytes), _memory_cell(r), tflops, mfu, loss,
@@ -193,7 +210,7 @@ def render_table(run: BenchRun, width: int = 160) -> str:
     first = run.results[0] if run.results else None
     if first is not None:
         console.print(
-            f"{first.steps} timed steps after {first.warmup} warm-up steps, optimizer "
+            f"{_steps(first.steps, 'timed ')} after {_steps(first.warmup, 'warm-up ')}, optimizer "
             f"{first.optimizer}, torch {run.torch_version}"
             + (f", CUDA {run.cuda_version}" if run.cuda_version else "")
         )

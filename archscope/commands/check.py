@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 import click
 
 from archscope._io import echo
-from archscope.commands._common import SHAPE, batch_option, num_classes_option
+from archscope.commands._common import SHAPE, num_classes_option
 
 if TYPE_CHECKING:
+    import torch
+
     from archscope.check import CheckResult
 
 
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
               help="Where to run: auto picks CUDA when available.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A state_dict file (torch.save) to load with strict=True (one MODEL only).")
-@batch_option
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Batch of the random input (default: 1, or 2 where a BatchNorm in training "
+                   "mode would see one value per channel at batch 1).")
 @click.option("--input", "input_shape", type=SHAPE, default=None,
               help="Input shape C×H×W (default: each model's natural input).")
 @num_classes_option
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
               help="Timed forward passes (default: 10 on CUDA, 3 on the CPU).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
-def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
+def check(models: tuple[str, ...], device: str, weights: str | None, batch: int | None,
           input_shape: tuple[int, ...] | None, num_classes: int | None, repeats: int | None,
           fmt: str) -> None:
     """Run MODEL(s) for real and verify them against archscope's meta trace.
@@ -47,7 +51,8 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
       archscope check --device cuda --format json > check.json
     """
     from archscope.bench import resolve_device
-    from archscope.check import check_model
+    from archscope.check import CheckResult, check_model
+    from archscope.errors import ArchscopeError
     from archscope.registry import check_names, model_names
 
     if weights is not None and len(models) != 1:
@@ -55,12 +60,23 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
     names = list(models) or model_names()
     check_names(names)  # unknown zoo names fail before anything runs
     dev = resolve_device(device)
-    results = []
+    results: list[CheckResult] = []
+    errors: list[ArchscopeError] = []
     for name in names:
         click.echo(f"checking {name} on {dev} …", err=True)
-        results.append(check_model(name, device=str(dev), batch=batch, weights=weights,
-                                   input_shape=input_shape, num_classes=num_classes,
-                                   repeats=repeats))
+        try:
+            results.append(check_model(name, device=str(dev), batch=batch, weights=weights,
+                                       input_shape=input_shape, num_classes=num_classes,
+                                       repeats=repeats))
+        except ArchscopeError as exc:  # a weights file that does not fit this model
+            if fmt != "json":
+                raise
+            # the JSON document still says what happened; the error line follows on stderr
+            errors.append(exc)
+            results.append(CheckResult(
+                model=name, device=str(dev), device_name=_device_name(dev),
+                input_shape=tuple(input_shape or ()), batch=batch or 1, weights=weights,
+                error=str(exc)))
     if fmt == "json":
         payload = {
             "passed": all(r.passed for r in results),
@@ -68,6 +84,8 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
             "models": [r.to_dict() for r in results],
         }
         echo(json.dumps(payload, indent=2))
+        if errors:
+            raise errors[0]
     else:
         echo("".join(_render(r) for r in results), nl=False)
         failed = [r.model for r in results if not r.passed]
@@ -78,6 +96,8 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int,
 
 
 def _render(r: CheckResult) -> str:
+    from archscope.check import CUDA_ONLY_NOTE  # the memory row says it already
+
     shape = "×".join(str(d) for d in r.input_shape)
     lines = [f"{r.model}  ({r.device_name}, batch {r.batch}"
              + (f", input {shape}" if shape else "")
@@ -117,10 +137,17 @@ def _render(r: CheckResult) -> str:
     if median is not None:
         lines.append(f"  latency  info  forward {median:.2f} ms (median of {len(r.latency_ms)}, "
                      f"{min(r.latency_ms):.2f}–{max(r.latency_ms):.2f})")
+    lines += [f"  note     {note}" for note in r.notes if note != CUDA_ONLY_NOTE]
     verdict = "PASS" if r.passed else "FAIL"
     reasons = "" if r.passed else ": " + "; ".join(r.failures)
     lines.append(f"{verdict} {r.model}{reasons}")
     return "\n".join(lines) + "\n\n"
+
+
+def _device_name(dev: torch.device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def _mib(n: int) -> str:

@@ -6,14 +6,17 @@ import click
 
 from archscope._io import echo
 from archscope.commands._common import input_option, model_argument, num_classes_option
+from archscope.export import DEFAULT_OPSET, MIN_OPSET  # plain integers: no torch import
 
 
 @click.command()
 @model_argument
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
               metavar="FILE.onnx", help="The ONNX file to write.")
-@click.option("--opset", type=click.IntRange(min=1), default=None,
-              help="ONNX opset version, 18 or higher (default: 18).")
+@click.option("--opset", type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET,
+              show_default=True,
+              help=f"ONNX opset version, {MIN_OPSET} or higher: the oldest the torch.export-based "
+                   "exporter writes.")
 @click.option("--dynamic-batch", is_flag=True,
               help="Make the batch dimension symbolic ('batch') instead of fixed.")
 @input_option
@@ -28,9 +31,12 @@ from archscope.commands._common import input_option, model_argument, num_classes
                    "accepted instead.")
 @click.option("--no-verify", is_flag=True,
               help="Skip the onnxruntime comparison (the ONNX checker still runs).")
-def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show what PyTorch's exporter printed, logged and warned (stderr); without it "
+                   "that output is captured and a failure is one line.")
+def export(model: str, output: str, opset: int, dynamic_batch: bool,
            input_shape: tuple[int, ...] | None, batch: int, num_classes: int | None,
-           weights: str | None, atol: float | None, no_verify: bool) -> None:
+           weights: str | None, atol: float | None, no_verify: bool, verbose: bool) -> None:
     """Export MODEL to ONNX and verify the file.
 
     The model is built on the CPU with real weights (its initialisation, or --weights) and
@@ -50,7 +56,7 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
       archscope summary resnet50.onnx
     """
     from archscope.errors import InputShapeError
-    from archscope.export import DEFAULT_ATOL, DEFAULT_OPSET, FP32_ERROR_FACTOR, export_onnx
+    from archscope.export import DEFAULT_ATOL, FP32_ERROR_FACTOR, ExporterFailed, export_onnx
     from archscope.source import load_model
 
     loaded = load_model(model, num_classes=num_classes, device="cpu")
@@ -69,11 +75,18 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
         click.echo(f"note: {output} does not end in .onnx; archscope summary and diagram recognise "
                    "ONNX files by that suffix", err=True)
     click.echo(f"exporting {loaded.name} to {output} …", err=True)
-    result = export_onnx(
-        loaded.model, output, shape, batch=batch, opset=opset or DEFAULT_OPSET,
-        dynamic_batch=dynamic_batch, verify=not no_verify,
-        atol=DEFAULT_ATOL if atol is None else atol, name=loaded.name,
-    )
+    try:
+        result = export_onnx(
+            loaded.model, output, shape, batch=batch, opset=opset,
+            dynamic_batch=dynamic_batch, verify=not no_verify,
+            atol=DEFAULT_ATOL if atol is None else atol, name=loaded.name,
+        )
+    except ExporterFailed as exc:
+        if verbose and exc.output:
+            click.echo(exc.output, err=True)
+        raise
+    if verbose and result.exporter_output:
+        click.echo(result.exporter_output, err=True)
     dims = ["batch" if dynamic_batch else str(result.input_shape[0]),
             *(str(d) for d in result.input_shape[1:])]
     size = result.file_bytes / 2**20
@@ -84,15 +97,14 @@ def export(model: str, output: str, opset: int | None, dynamic_batch: bool,
     echo(f"output {', '.join(result.output_names)}")
     echo("onnx.checker full_check (with strict shape inference): passed")
     if result.max_abs_diff is not None:
+        # the difference, then the bound it is compared with, then the scale in brackets
         line = (f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
-                f"{result.max_abs_diff:.2e} on outputs up to {result.max_abs_output:.3g}")
+                f"{result.max_abs_diff:.2e} ≤ {result.tolerance:.2e} (outputs up to "
+                f"{result.max_abs_output:.3g}")
         if result.fp32_error is not None:
-            line += (f", above {result.atol:g}; PyTorch's own fp32 error against float64 is "
-                     f"{result.fp32_error:.2e}, and the difference is within {FP32_ERROR_FACTOR}× "
-                     f"that ({result.tolerance:.2e}): passed")
-        else:
-            line += f" ≤ {result.atol:g}: passed"
-        echo(line)
+            line += (f"; above {result.atol:.2e}, so judged against {FP32_ERROR_FACTOR}× "
+                     f"PyTorch's own fp32 error against float64, {result.fp32_error:.2e}")
+        echo(line + "): passed")
         for note in result.notes:
             click.echo(f"note: {note}", err=True)
     elif no_verify:
