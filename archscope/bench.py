@@ -968,6 +968,7 @@ def _engine_report(source: str, *, num_classes: int | None, input_shape: tuple[i
     from archscope.trace import inspect
 
     loaded = _load(source, num_classes=num_classes, device="meta")
+    loaded.model.train()  # the mode the benchmark trains in (a factory may return eval mode)
     return inspect(loaded.model, input_shape, batch=batch, name=loaded.name, backward=True)
 
 

@@ -213,7 +213,6 @@ def check_model(
 
     from archscope.bench import resolve_device
     from archscope.source import is_onnx, load_model
-    from archscope.trace import inspect
 
     dev = resolve_device(device)
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
@@ -248,11 +247,11 @@ def check_model(
         reference_source=loaded.reference_source if loaded.reference_params is not None else None,
     )
     try:
-        report = inspect(model, shape, batch=batch, name=loaded.name, count_flops=False)
+        report = _training_trace(model, shape, batch, loaded.name)
         lone = _lone_batchnorm(model, report) if given_batch is None else None
         if lone is not None:
             batch = 2
-            report = inspect(model, shape, batch=batch, name=loaded.name, count_flops=False)
+            report = _training_trace(model, shape, batch, loaded.name)
             base = _replace(base, batch=batch, notes=(
                 f"batch 2: at batch 1 {lone} would see one value per channel in training mode, "
                 "which PyTorch refuses; --batch sets the batch",))
@@ -356,6 +355,16 @@ def _is_state_dict(obj: dict[Any, Any]) -> bool:
     )
 
 
+def _training_trace(model: nn.Module, shape: Sequence[int], batch: int, name: str) -> Report:
+    """The meta trace in training mode, the mode of the real step it is compared with (the trace
+    keeps the model's own modes; a factory may return its model in eval mode)."""
+    from archscope.trace import inspect
+
+    with kept_modes(model):
+        model.train()
+        return inspect(model, shape, batch=batch, name=name, count_flops=False)
+
+
 def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
          shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int) -> CheckResult:
     import torch
@@ -397,7 +406,10 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
                     _sync(dev)
                     before = torch.cuda.memory_allocated(dev)
                     torch.cuda.reset_peak_memory_stats(dev)
-                handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+                # a model that is one layer is one row, named after its class (see trace.inspect)
+                named = ([(type(model).__name__, model)] if next(model.children(), None) is None
+                         else [(n, m) for n, m in model.named_modules() if n])
+                handles = [m.register_forward_hook(hook_for(n)) for n, m in named]
                 outputs, backward_ran = _step(model, x, dev)
             except torch.cuda.OutOfMemoryError:
                 raise

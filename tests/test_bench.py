@@ -722,3 +722,36 @@ def test_tf32_flags_use_the_api_the_process_uses_and_restore_it(setup: str) -> N
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True"] * 6, out.stdout
+
+
+def test_an_eval_mode_factory_is_estimated_in_the_training_mode_it_trains_in(
+        tmp_path: Path) -> None:
+    # bench trains; its estimate must count what training saves (dropout's mask among it), as the
+    # same model built in training mode does, whatever mode the factory returned
+    from torch import nn
+
+    from archscope.memory import estimate_training_memory
+    from archscope.trace import inspect
+
+    source = textwrap.dedent("""
+        from torch import nn
+
+
+        def eval_net():
+            return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(),
+                                 nn.Linear(8 * 6 * 6, 10)).eval()
+    """)
+    path = tmp_path / "factories.py"
+    path.write_text(source, encoding="utf-8")
+    config = _cpu_config(batch_size=2, input_shape=(3, 8, 8))
+    (r,) = run_bench([f"{path}:eval_net"], config).results
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    model: nn.Module = namespace["eval_net"]()
+    kw = {"precision": "fp32", "optimizer": "sgd", "target_bytes": 2 * 8}
+    trained = estimate_training_memory(inspect(model.train(), (3, 8, 8), batch=2, backward=True),
+                                       **kw).total
+    in_eval = estimate_training_memory(inspect(model.eval(), (3, 8, 8), batch=2, backward=True),
+                                       **kw).total
+    assert r.memory_estimate is not None
+    assert r.memory_estimate.total == trained != in_eval

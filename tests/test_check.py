@@ -144,6 +144,50 @@ def test_parameters_no_call_owns_are_not_a_shape_mismatch(
     assert result.layers_compared == 1  # mha / fc: the one module call of each forward
 
 
+_FACTORIES = """
+from torch import nn
+
+
+def eval_net():   # a factory that hands back its model in eval mode
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(),
+                         nn.Linear(8 * 6 * 6, 10)).eval()
+
+
+def bare():       # a model that is one layer
+    return nn.Conv2d(3, 4, 3)
+"""
+
+
+def test_a_model_that_is_one_layer_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "factories.py"
+    path.write_text(_FACTORIES, encoding="utf-8")
+    result = check_model(f"{path}:bare", device="cpu", input_shape=(3, 8, 8), repeats=1)
+    assert result.passed, result.failures
+    assert result.layers_compared == 1 and result.params == (3 * 3 * 3 + 1) * 4
+    out = CliRunner().invoke(main, ["check", f"{path}:bare", "--input", "3x8x8", "--device",
+                                    "cpu", "--repeats", "1"]).stdout
+    assert "shapes   ok    1 module call matches the meta trace" in out
+
+
+def test_an_eval_mode_factory_is_traced_in_the_training_mode_it_runs_in(tmp_path: Path) -> None:
+    # check trains; its estimate must count what training saves (dropout's mask among it), as
+    # the same model built in training mode does, whatever mode the factory returned
+    from archscope.memory import estimate_training_memory
+    from archscope.trace import inspect
+
+    path = tmp_path / "factories.py"
+    path.write_text(_FACTORIES, encoding="utf-8")
+    result = check_model(f"{path}:eval_net", device="cpu", input_shape=(3, 8, 8), batch=2,
+                         repeats=1)
+    assert result.passed, result.failures
+    namespace: dict[str, Any] = {}
+    exec(_FACTORIES, namespace)
+    trained = estimate_training_memory(inspect(namespace["eval_net"]().train(), (3, 8, 8),
+                                               batch=2)).total
+    in_eval = estimate_training_memory(inspect(namespace["eval_net"](), (3, 8, 8), batch=2)).total
+    assert result.memory_estimate_bytes == trained != in_eval
+
+
 def _write_broken(tmp_path: Path) -> Path:
     path = tmp_path / "broken.py"
     path.write_text(textwrap.dedent(_BROKEN), encoding="utf-8")

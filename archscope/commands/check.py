@@ -112,7 +112,9 @@ def _render(r: CheckResult) -> str:
             if len(r.shape_mismatches) > 5:
                 lines.append(f"                 … and {len(r.shape_mismatches) - 5} more")
         else:
-            lines.append(f"  shapes   ok    {r.layers_compared} module calls match the meta trace")
+            calls = ("1 module call matches" if r.layers_compared == 1
+                     else f"{r.layers_compared:,} module calls match")
+            lines.append(f"  shapes   ok    {calls} the meta trace")
     if r.params is not None and r.engine_params is not None:
         text = f"real {r.params:,} | engine {r.engine_params:,}"
         if r.reference_params is not None:
