@@ -741,7 +741,7 @@ def nothing_to_train(model: nn.Module) -> str | None:
 
 def step_failure(exc: BaseException) -> str:
     """One line for a training step that raised: PyTorch's reason, and what to do where known."""
-    from archscope.check import autograd_hint, first_line
+    from archscope.errors import autograd_hint, first_line
 
     return f"the training step failed: {first_line(exc)}{autograd_hint(str(exc), '--batch-size')}"
 

@@ -17,7 +17,6 @@ The library returns :class:`CheckResult` values; the command prints them.
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,8 @@ from archscope.errors import (
     InputTooSmallError,
     ModelSourceError,
     UnknownModelError,
+    autograd_hint,
+    first_line,
 )
 from archscope.memory import estimate_training_memory
 
@@ -307,7 +308,7 @@ def load_weights(model: nn.Module, path: str, device: torch.device, name: str) -
         raise ModelSourceError(f"weights file {path!r} not found; check the path") from None
     except Exception as exc:
         raise ModelSourceError(
-            f"{path}: torch.load cannot read it ({type(exc).__name__}: {_first_line(exc)}); is it "
+            f"{path}: torch.load cannot read it ({type(exc).__name__}: {first_line(exc)}); is it "
             "a file torch.save wrote? Save a state_dict with torch.save(model.state_dict(), path)"
         ) from None
     state = obj
@@ -415,7 +416,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
                 raise
             except Exception as exc:
                 return _replace(base, engine_params=report.total_params,
-                                error=f"forward/backward failed: {_first_line(exc)}"
+                                error=f"forward/backward failed: {first_line(exc)}"
                                       f"{autograd_hint(str(exc))}")
             _sync(dev)
             peak = None
@@ -549,51 +550,4 @@ def _few(keys: Sequence[str]) -> str:
     return shown + (", …" if len(keys) > _SHOW else "")
 
 
-#: the longest reason a one-line message quotes from an exception.
-REASON_LIMIT = 300
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def first_line(exc: BaseException | str, limit: int = REASON_LIMIT) -> str:
-    """The first non-empty line of ``exc``'s message (its type's name if none), at most ``limit``
-    characters, colour codes removed.
-
-    A longer line is cut after the last whole sentence that fits (``"… instead."``), else after
-    the last whole word, and ends with `` …``: never in the middle of a word.
-
-    >>> first_line("Expected 4 channels. Hint: see the docs for more", limit=30)
-    'Expected 4 channels. …'
-    """
-    text = _ANSI.sub("", exc if isinstance(exc, str) else str(exc))
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__ if not isinstance(exc, str) else ""
-    line = lines[0]
-    if len(line) <= limit:
-        return line
-    cut = line[: limit - 2]  # room for " …"
-    sentence = max(cut.rfind(". "), cut.rfind("; "))
-    if sentence >= limit // 3:
-        return cut[:sentence].rstrip(";") + ("." if cut[sentence] == "." else "") + " …"
-    word = cut.rfind(" ")
-    return (cut[:word] if word > 0 else cut).rstrip(",;:") + " …"
-
-
-def autograd_hint(text: str, batch_option: str = "--batch") -> str:
-    """What to do about an autograd failure PyTorch explains in its own terms (``""`` if none),
-    as `` (…)`` to follow its message; ``batch_option`` is the command's batch option."""
-    if "modified by an inplace operation" in text:
-        return (" (an in-place operation such as ReLU(inplace=True), += or .add_() overwrote a "
-                "tensor the backward pass needs: make that operation out-of-place)")
-    if "Expected more than 1 value per channel when training" in text:
-        return (" (BatchNorm in training mode needs more than one value per channel: use "
-                f"{batch_option} 2 or more)")
-    return ""
-
-
-def _first_line(exc: BaseException) -> str:
-    return first_line(exc)
-
-
-__all__ = ["CheckResult", "check_model", "first_line", "load_weights"]
+__all__ = ["CheckResult", "check_model", "load_weights"]

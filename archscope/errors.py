@@ -6,6 +6,8 @@ on stderr and a non-zero exit code in one place. Anything else that escapes is a
 
 from __future__ import annotations
 
+import re
+
 
 class ArchscopeError(Exception):
     """Base class: a user-facing error with a one-line message."""
@@ -83,3 +85,46 @@ class ExportError(ArchscopeError):
 #: What the meta trace finds from the input and the layers' attributes alone, so it holds on any
 #: device: where a real forward fails too (export, bench), it is the better diagnosis.
 INPUT_ERRORS = (InputShapeError, InputTooSmallError, LayerInputError)
+
+
+#: the longest reason a one-line message quotes from an exception.
+REASON_LIMIT = 300
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException | str, limit: int = REASON_LIMIT) -> str:
+    """The first non-empty line of ``exc``'s message (its type's name if none), at most ``limit``
+    characters, colour codes removed.
+
+    A longer line is cut after the last whole sentence that fits (``"… instead."``), else after
+    the last whole word, and ends with `` …``: never in the middle of a word.
+
+    >>> first_line("Expected 4 channels. Hint: see the docs for more", limit=30)
+    'Expected 4 channels. …'
+    """
+    text = _ANSI.sub("", exc if isinstance(exc, str) else str(exc))
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__ if not isinstance(exc, str) else ""
+    line = lines[0]
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 2]  # room for " …"
+    sentence = max(cut.rfind(". "), cut.rfind("; "))
+    if sentence >= limit // 3:
+        return cut[:sentence].rstrip(";") + ("." if cut[sentence] == "." else "") + " …"
+    word = cut.rfind(" ")
+    return (cut[:word] if word > 0 else cut).rstrip(",;:") + " …"
+
+
+def autograd_hint(text: str, batch_option: str = "--batch") -> str:
+    """What to do about an autograd failure PyTorch explains in its own terms (``""`` if none),
+    as `` (…)`` to follow its message; ``batch_option`` is the command's batch option."""
+    if "modified by an inplace operation" in text:
+        return (" (an in-place operation such as ReLU(inplace=True), += or .add_() overwrote a "
+                "tensor the backward pass needs: make that operation out-of-place)")
+    if "Expected more than 1 value per channel when training" in text:
+        return (" (BatchNorm in training mode needs more than one value per channel: use "
+                f"{batch_option} 2 or more)")
+    return ""

@@ -49,8 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from archscope._io import atomic_path
 from archscope._modes import kept_modes, model_dtype
-from archscope.check import first_line
-from archscope.errors import ExportError
+from archscope.errors import ExportError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -314,7 +313,7 @@ def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tens
     except Exception:  # the meta trace failing in its own way says nothing of the real forward
         pass
     return ExportError(f"{label}: forward pass on a {_dims(x.shape)} input failed before export: "
-                       f"{_first_line(exc)}")
+                       f"{first_line(exc)}")
 
 
 def _constants_to_nodes(proto: onnx.ModelProto, state_names: set[str]) -> None:
@@ -513,7 +512,7 @@ def _exporter_reason(exc: BaseException) -> str:
                 + "; compute both branches and choose with torch.where, or use torch.cond")
     root = chain[-1]
     summary = re.search(r"## Exception summary\s*\n\s*(?:<class '[^']+'>: )?(\S.*)", text)
-    reason = _first_line(root) if root is not exc or summary is None else first_line(
+    reason = first_line(root) if root is not exc or summary is None else first_line(
         summary.group(1))
     return reason + (f" ({where})" if where else "")
 
@@ -601,7 +600,7 @@ def _check_file(model_file: Path, label: str) -> None:
             hint = ("; a ceil-mode pooling whose last window starts in the padding needs "
                     "--opset 22 or newer")
         raise ExportError(
-            f"{label}: the ONNX checker rejected the export: {_first_line(exc)}{hint}"
+            f"{label}: the ONNX checker rejected the export: {first_line(exc)}{hint}"
         ) from None
 
 
@@ -690,7 +689,7 @@ def _run_onnxruntime(path: Path, x: torch.Tensor, label: str) -> tuple[list[Any]
             hint = (f"; onnxruntime has no kernel for this operator in {x.dtype} (the file passed "
                     "onnx.checker): export a float32 model, or skip the comparison (--no-verify)")
         raise ExportError(
-            f"{label}: onnxruntime cannot run the export: {_first_line(exc)}{hint}"
+            f"{label}: onnxruntime cannot run the export: {first_line(exc)}{hint}"
         ) from None
     return list(outputs), str(onnxruntime.__version__)
 
@@ -720,7 +719,7 @@ def _float64_outputs(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tens
             _, tensors = _flatten_outputs(output)
             return [t.double() for t in tensors], None
         except Exception as exc:  # an op without a float64 kernel, out of memory …
-            return None, _first_line(exc)
+            return None, first_line(exc)
         finally:
             torch.set_default_dtype(dtype)
 
@@ -766,10 +765,6 @@ def _latest_opset() -> int:
 
 def _dims(shape: Sequence[int]) -> str:
     return "×".join(str(d) for d in shape)
-
-
-def _first_line(exc: BaseException) -> str:
-    return first_line(exc)
 
 
 __all__ = [

@@ -41,6 +41,7 @@ from archscope.errors import (
     InputShapeError,
     InputTooSmallError,
     ModelSourceError,
+    first_line,
 )
 from archscope.formulas import output_sizes
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
@@ -258,7 +259,7 @@ def _load(path: str | os.PathLike[str]) -> onnx.ModelProto:
         model = onnx.load(str(p))
     except Exception as exc:  # protobuf DecodeError, missing external data …
         raise ModelSourceError(
-            f"{path}: not a readable ONNX model ({_first_line(exc)}); export it again or check "
+            f"{path}: not a readable ONNX model ({first_line(exc)}); export it again or check "
             "that its external data files sit beside it"
         ) from None
     if not model.graph.node:
@@ -425,7 +426,7 @@ def _infer_shapes(model: onnx.ModelProto, path: str | os.PathLike[str]) -> dict[
             inferred = onnx.shape_inference.infer_shapes(work, strict_mode=False, data_prop=True)
         except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors alike
             raise ModelSourceError(
-                f"{path}: ONNX shape inference failed: {_first_line(exc)}"
+                f"{path}: ONNX shape inference failed: {first_line(exc)}"
             ) from None
         shapes = _value_shapes(inferred.graph)
         if not _fold_shape_arithmetic(work, shapes):
@@ -546,11 +547,6 @@ def _value_shapes(graph: Any) -> dict[str, Shape]:
 
 def _is_alias(node: Any, alias: dict[str, str]) -> bool:
     return node.op_type == "Identity" and len(node.input) == 1 and node.input[0] in alias
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def _shape_product(shape: Shape) -> str:

@@ -23,9 +23,10 @@ from click.testing import CliRunner
 
 from archscope import bench as bench_lib
 from archscope.bench import BenchConfig, BenchResult, run_bench
-from archscope.check import check_model, first_line
+from archscope.check import check_model
 from archscope.cli import main
 from archscope.commands.bench import failure_reason, render_table
+from archscope.errors import first_line
 from archscope.export import ExporterFailed, export_onnx
 from archscope.registry import get_entry
 
