@@ -256,7 +256,7 @@ class BenchResult:
         """JSON-ready dict with the stable keys documented in docs/benchmarks.md.
 
         A model that could not be trained (:attr:`error`) has ``null`` measurements, empty
-        ``step_ms`` and ``losses``, ``status`` ``"failed"`` and one more key, ``error``.
+        ``step_ms`` and ``losses``, ``status`` ``"failed"`` and ``error`` (``null`` otherwise).
         """
         if self.error is not None:
             return self._failed_dict(self.error)
@@ -295,6 +295,7 @@ class BenchResult:
             "loss_fell": self.loss_fell,
             "status": "ok" if self.ok else "failed",
             "notes": list(self.notes),
+            "error": None,
         }
 
     def _failed_dict(self, error: str) -> dict[str, Any]:

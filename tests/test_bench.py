@@ -510,7 +510,7 @@ _RESULT_KEYS = {
     "achieved_tflops", "peak_tflops",
     "peak_tflops_source", "mfu", "peak_memory_bytes", "estimated_memory_bytes",
     "memory_error_pct", "memory_estimate", "first_loss", "last_loss", "losses", "loss_fell",
-    "status", "notes",
+    "status", "notes", "error",
 }
 
 
