@@ -42,6 +42,8 @@ from archscope.errors import (
     DeviceError,
     ForwardError,
     InputShapeError,
+    autograd_hint,
+    first_line,
 )
 from archscope.memory import MemoryEstimate, estimate_training_memory
 
@@ -665,10 +667,9 @@ class _Trainer:
         except Exception as exc:  # the user's forward failed: say so in one line
             if _does_not_fit(exc):
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ForwardError(
                 f"{type(model).__name__}: the training-mode forward pass failed at batch {batch} "
-                f"({first[:200]}); check the model, --input and --batch-size"
+                f"({first_line(exc, 200)}); check the model, --input and --batch-size"
             ) from None
         if not probe:
             raise ArchscopeError(
@@ -712,7 +713,7 @@ class _Trainer:
         try:
             return self._step()
         except Exception as exc:
-            if _does_not_fit(exc) or isinstance(exc, ArchscopeError):
+            if _does_not_fit(exc) or isinstance(exc, ArchscopeError) or _device_broken(exc):
                 raise
             raise TrainingError(step_failure(exc)) from None
 
@@ -730,6 +731,16 @@ class _Trainer:
         return loss.detach()
 
 
+def _device_broken(exc: BaseException) -> bool:
+    """A CUDA error that leaves the device unusable (an illegal memory access): no later model
+    could run, so it is not one model's failure."""
+    import torch
+
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    return (accelerator_error is not None and isinstance(exc, accelerator_error)) or (
+        "CUDA error" in str(exc))
+
+
 def nothing_to_train(model: nn.Module) -> str | None:
     """Why ``model`` cannot be trained at all (no parameter requires a gradient), or ``None``."""
     params = list(model.parameters())
@@ -742,8 +753,6 @@ def nothing_to_train(model: nn.Module) -> str | None:
 
 def step_failure(exc: BaseException) -> str:
     """One line for a training step that raised: PyTorch's reason, and what to do where known."""
-    from archscope.errors import autograd_hint, first_line
-
     return f"the training step failed: {first_line(exc)}{autograd_hint(str(exc), '--batch-size')}"
 
 

@@ -283,8 +283,11 @@ def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
 
     from torch import nn
 
-    norms = {name for name, m in model.named_modules()
-             if name and isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    from archscope.trace import root_row_name
+
+    root = root_row_name(model)
+    norms = {name or root for name, m in model.named_modules()
+             if (name or root) and isinstance(m, nn.modules.batchnorm._BatchNorm)}
     for record in report.layers:
         if record.kind != "module" or record.name not in norms or not record.input_shapes:
             continue
@@ -371,6 +374,8 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
     import torch
     from torch.utils._pytree import tree_flatten
 
+    from archscope.trace import root_row_name
+
     generator = torch.Generator(device=dev).manual_seed(seed)
     x = torch.randn(batch, *shape, device=dev, generator=generator, dtype=model_dtype(model))
     notes = list(base.notes)
@@ -408,7 +413,8 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
                     before = torch.cuda.memory_allocated(dev)
                     torch.cuda.reset_peak_memory_stats(dev)
                 # a model that is one layer is one row, named after its class (see trace.inspect)
-                named = ([(type(model).__name__, model)] if next(model.children(), None) is None
+                root = root_row_name(model)
+                named = ([(root, model)] if root is not None
                          else [(n, m) for n, m in model.named_modules() if n])
                 handles = [m.register_forward_hook(hook_for(n)) for n, m in named]
                 outputs, backward_ran = _step(model, x, dev)
@@ -474,7 +480,9 @@ def _step(model: nn.Module, x: torch.Tensor,
     import torch
     from torch.utils._pytree import tree_flatten
 
-    output = model(x)
+    # a leaf that requires grad (the input of a model without parameters) goes in as a copy: a
+    # first in-place op (ReLU(inplace=True)) may not overwrite a leaf; its gradient reaches x
+    output = model(x.clone() if x.requires_grad else x)
     outputs = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
     loss = sum((t.float().mean() for t in outputs), torch.zeros((), device=dev))
     if not loss.requires_grad:

@@ -375,8 +375,10 @@ def _captured_exporter() -> Iterator[list[str]]:
 
     ``torch.export`` prints graph dumps when it fails, torch's symbolic-shape machinery logs
     warnings through torch's own handlers, and onnxscript warns: the library never prints, so
-    all of it is collected (in order) into the yielded list, for the caller to show on request
-    (``archscope export --verbose``). Handlers are not replaced, only filtered for the duration.
+    all of it is collected into the yielded list (log records first, then printed text, then
+    warnings), for the caller to show on request (``archscope export --verbose``). Handlers are
+    not replaced, only filtered for the duration. The capture is process-wide (stdout, stderr and
+    the root logger's handlers): what another thread prints or logs meanwhile is captured too.
     """
     captured: list[str] = []
     buffer = io.StringIO()

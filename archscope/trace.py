@@ -318,8 +318,8 @@ class _Tracer(TorchFunctionMode):
     def __init__(self, model: nn.Module, count_flops: bool) -> None:
         super().__init__()
         self.model = model
-        # A model without children is itself the one layer: a row like any other.
-        self.root_row = next(iter(model.children()), None) is None
+        # A model that is one PyTorch layer is itself a row like any other (see root_row_name).
+        self.root_row = root_row_name(model) is not None
         self.names: dict[int, str] = {id(m): n for n, m in model.named_modules()}
         self.frames: list[_Frame] = []
         self.stack: list[_Frame | None] = []  # None stands for the root module's call
@@ -595,6 +595,19 @@ def _check_lazy(model: nn.Module, shape: Shape, batch: int) -> None:
                 f"{where} has lazy parameters that are not materialized yet; run one real forward "
                 f"first (e.g. model(torch.randn({example}))), then inspect the model"
             )
+
+
+def root_row_name(model: nn.Module) -> str | None:
+    """The row name of a model that is traced as one row (its class name), else ``None``.
+
+    That is a model without children that runs a forward PyTorch defines (``nn.Conv2d(3, 4, 3)``,
+    a subclass of ``nn.BatchNorm1d`` that keeps its forward). A childless model with its own
+    forward (``F.linear`` over ``nn.Parameter`` attributes) keeps a row per functional op.
+    """
+    if next(iter(model.children()), None) is not None:
+        return None
+    forward_module = getattr(type(model).forward, "__module__", "") or ""
+    return type(model).__name__ if forward_module.startswith("torch.nn.") else None
 
 
 class _BatchNormNeedsEval(Exception):
@@ -893,6 +906,7 @@ def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...], cou
     """
     rows_of = {r.name: r for r in records if r.kind == "module" and r.call == 0}
     seen = set(counted)
+    borrowed_ids = {id(p) for params in borrowed.values() for p in params}
     # (old index of the ancestor whose subtree the row follows, or None: at the end) → rows
     after: dict[int | None, list[LayerRecord]] = {}
     notes: list[str] = []
@@ -920,7 +934,14 @@ def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...], cou
             param_formula=formulas.shapes_params([tuple(p.shape) for p in new])[1],
             output_formula="", macs=0,
         ))
-        if mname:
+        if mname and any(id(p) in borrowed_ids for p in module._parameters.values()):
+            # another forward reads some of its parameters (a note says so); the rest are unused
+            names = ", ".join(n for n, p in module._parameters.items()
+                              if p is not None and any(p is q for q in new))
+            notes.append(f"{label}.{{{names}}} ({_plural(count, 'parameter')}) "
+                         f"{'is' if len(new) == 1 else 'are'} never used in forward, while its "
+                         f"other parameters are read directly; counted in the total")
+        elif mname:
             notes.append(f"{label} ({type(module).__name__}, {_plural(count, 'parameter')}) is "
                          f"never called in forward; "
                          f"{'its parameter is' if count == 1 else 'its parameters are'} counted in "

@@ -755,3 +755,16 @@ def test_an_eval_mode_factory_is_estimated_in_the_training_mode_it_trains_in(
                                        **kw).total
     assert r.memory_estimate is not None
     assert r.memory_estimate.total == trained != in_eval
+
+
+def test_a_broken_device_is_not_one_models_failure() -> None:
+    # an illegal memory access leaves CUDA unusable for every later model: it stops the run
+    # rather than becoming a FAILED row
+    assert bench_lib._device_broken(RuntimeError(
+        "CUDA error: an illegal memory access was encountered"))
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    if accelerator_error is not None:
+        assert bench_lib._device_broken(accelerator_error("unspecified launch failure"))
+    assert not bench_lib._device_broken(RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        "inplace operation"))

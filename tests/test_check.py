@@ -158,6 +158,38 @@ def bare():       # a model that is one layer
 """
 
 
+_PARAMETER_FREE = """
+from torch import nn
+
+
+class InPlaceFirst(nn.Module):   # no parameters; its first op overwrites its input
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(self.act(x))
+
+
+class BareBN(nn.BatchNorm1d):     # one layer, PyTorch's forward, BatchNorm at batch 1
+    def __init__(self):
+        super().__init__(16)
+"""
+
+
+def test_parameter_free_in_place_and_bare_batchnorm_models_pass(tmp_path: Path) -> None:
+    path = tmp_path / "free.py"
+    path.write_text(_PARAMETER_FREE, encoding="utf-8")
+    inplace = check_model(f"{path}:InPlaceFirst", device="cpu", input_shape=(3, 8, 8), repeats=1)
+    assert inplace.passed, inplace.failures
+    assert inplace.grads_finite and inplace.params == 0
+    bare = check_model(f"{path}:BareBN", device="cpu", input_shape=(16,), repeats=1)
+    assert bare.passed, bare.failures
+    assert bare.batch == 2 and bare.params == 2 * 16 and bare.layers_compared == 1
+    assert any(n.startswith("batch 2: at batch 1 BareBN (BareBN)") for n in bare.notes)
+
+
 def test_a_model_that_is_one_layer_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "factories.py"
     path.write_text(_FACTORIES, encoding="utf-8")

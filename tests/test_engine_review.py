@@ -451,3 +451,59 @@ def test_every_part_of_an_output_formula_evaluates_as_documented() -> None:
     expression, value = pool.output_formula.split(" = ")
     assert evaluate_formula(expression) == int(value) == pool.output_shapes[0][2]
 
+
+
+class _FuncMLP(nn.Module):
+    """No child modules, its own forward: functional ops over its parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(32, 16))
+        self.w2 = nn.Parameter(torch.randn(10, 32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(x, self.w1)),
+                                          self.w2)
+
+
+class _BareBN(nn.BatchNorm1d):
+    def __init__(self) -> None:
+        super().__init__(16)
+
+
+def test_a_childless_model_with_its_own_forward_keeps_a_row_per_op() -> None:
+    model = _FuncMLP()
+    report = inspect(model, (16,))
+    _consistent(report)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 16))
+    assert [(r.name, r.macs) for r in report.layers] == [
+        ("linear", 16 * 32), ("relu", 0), ("linear", 32 * 10), ("(_FuncMLP)", 0)]
+    assert report.total_macs == counter.get_total_flops() // 2 == 832
+    assert report.layers[-1].params == report.total_params == 32 * 16 + 10 * 32
+    # a subclass of a PyTorch layer that keeps its forward is one row, like the layer
+    [row] = inspect(_BareBN(), (16,), batch=2).layers
+    assert (row.name, row.params, row.output_shapes) == ("_BareBN", 32, ((2, 16),))
+
+
+class _PartlyBorrowed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(4, 4)
+        self.tail = nn.Linear(4, 4)  # only its weight is read, by the root's forward
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(self.head(y), self.tail.weight)
+
+
+def test_a_module_partly_read_by_another_forward_gets_consistent_notes() -> None:
+    report = inspect(_PartlyBorrowed(), (4,))
+    _consistent(report)
+    rows = {r.name: r.params for r in report.layers if r.params}
+    assert rows == {"head": 20, "(_PartlyBorrowed)": 16, "tail": 4}
+    notes = [n for n in report.notes if n.startswith("tail")]
+    assert len(notes) == 2
+    assert "tail (Linear, 16 parameters) is not called as a module" in notes[0]
+    assert notes[1] == ("tail.{bias} (4 parameters) is never used in forward, while its other "
+                        "parameters are read directly; counted in the total")
+    assert all("never called" not in n for n in report.notes)
