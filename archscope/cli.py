@@ -127,8 +127,10 @@ def _keeping_stdout_for_results(callback: Any) -> Any:
 def _environment_error(exc: Exception) -> str | None:
     """One-line messages for failures caused by the machine rather than by archscope."""
     if type(exc).__name__ == "OutOfMemoryError":
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return f"out of GPU memory: {first[:200]}; try a smaller --batch or --batch-size auto"
+        from archscope.errors import first_line
+
+        return (f"out of GPU memory: {first_line(str(exc), 200)}; try a smaller --batch or "
+                "--batch-size auto")
     return None
 
 

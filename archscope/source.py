@@ -30,6 +30,7 @@ from archscope.errors import (
     InputShapeError,
     ModelBuildError,
     ModelSourceError,
+    first_line,
 )
 from archscope.registry import get_entry
 
@@ -136,8 +137,7 @@ def _check_device(device: str) -> None:
     try:
         torch.empty(0, device=dev)
     except Exception as exc:  # any backend's own "not available" error
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
+        reason = first_line(exc)
         raise DeviceError(f"device {device!r} is not available here ({reason}); use device='cpu' "
                           "or 'meta'") from None
 
@@ -385,8 +385,7 @@ def _import_module(name: str) -> Any:
 
 def _build_error(doing: str, stage: str, exc: Exception, hint: str = "") -> ModelBuildError:
     """``importing net.py failed: RuntimeError: boom`` (the first line of the message)."""
-    text = str(exc).strip()
-    reason = text.splitlines()[0] if text else type(exc).__name__
+    reason = first_line(exc)
     return ModelBuildError(f"{doing} failed: {type(exc).__name__}: {reason}{hint}", stage=stage,
                            reason=reason)
 

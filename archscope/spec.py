@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ModelSourceError, SpecShapeError
+from archscope.errors import ModelSourceError, SpecShapeError, first_line
 from archscope.formulas import ceil_drops_last_window, output_size
 from archscope.spec_parse import ACTIVATIONS, LayerSpec, ParsedSpec, parse
 
@@ -448,8 +448,7 @@ def build(parsed: ParsedSpec, *, input_shape: tuple[int, ...] | None = None,
             try:
                 state.apply(layer)
             except (RuntimeError, ValueError, OverflowError) as exc:  # torch refusing a size
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise state.fail(f"PyTorch cannot build it: {first}") from None
+                raise state.fail(f"PyTorch cannot build it: {first_line(exc)}") from None
             if layer.options.get("trainable") is False:  # Keras' trainable=False
                 for _, module in state.modules[before:]:
                     module.requires_grad_(False)

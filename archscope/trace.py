@@ -53,6 +53,7 @@ from archscope.errors import (
     InputTooSmallError,
     LayerInputError,
     ModelSourceError,
+    first_line,
 )
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
 from archscope.shapes import format_dims
@@ -1245,7 +1246,7 @@ def _failure_reason(exc: Exception) -> str:
         return (f"a tensor on {mixed.group(1)} meets the meta tensors archscope traces with: a "
                 "tensor attribute that is not a registered buffer (use self.register_buffer) or "
                 "one made in forward without device=x.device")
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def _with_note(report: Report, note: str) -> Report:
