@@ -260,31 +260,16 @@ class BenchResult:
         A model that could not be trained (:attr:`error`) has ``null`` measurements, empty
         ``step_ms`` and ``losses``, ``status`` ``"failed"`` and ``error`` (``null`` otherwise).
         """
-        if self.error is not None:
-            return self._failed_dict(self.error)
-        return {
-            "model": self.model,
-            "input_shape": list(self.input_shape),
-            "device": self.device,
-            "device_name": self.device_name,
-            "batch": self.batch,
-            "batch_source": self.batch_source,
-            "precision": self.precision,
-            "channels_last": self.channels_last,
-            "compile": self.compiled,
-            "optimizer": self.optimizer,
-            "steps": self.steps,
-            "warmup": self.warmup,
+        trained = self.error is None
+        # the measurements, or None for a model that could not be trained
+        m: dict[str, Any] = dict.fromkeys(_MEASURED) if not trained else {
             "images_per_s": self.images_per_s,
             "step_ms_median": self.median_ms,
             "step_ms_p90": self.p90_ms,
-            "step_ms": list(self.step_ms),
             "span_ms": self.span_ms,
             "images_per_s_overall": self.images_per_s_overall,
             "training_flops_per_step": self.training_flops,
             "achieved_tflops": self.achieved_tflops,
-            "peak_tflops": self.peak_tflops,
-            "peak_tflops_source": self.peak_source,
             "mfu": self.mfu,
             "peak_memory_bytes": self.peak_memory_bytes,
             "estimated_memory_bytes": self.estimated_memory_bytes,
@@ -293,24 +278,13 @@ class BenchResult:
                                 if self.memory_estimate is not None else None),
             "first_loss": self.first_loss,
             "last_loss": self.last_loss,
-            "losses": list(self.losses),
-            "loss_fell": self.loss_fell,
-            "status": "ok" if self.ok else "failed",
-            "notes": list(self.notes),
-            "error": None,
         }
-
-    def _failed_dict(self, error: str) -> dict[str, Any]:
-        measured = ("images_per_s", "step_ms_median", "step_ms_p90", "span_ms",
-                    "images_per_s_overall", "training_flops_per_step", "achieved_tflops", "mfu",
-                    "peak_memory_bytes", "estimated_memory_bytes", "memory_error_pct",
-                    "memory_estimate", "first_loss", "last_loss")
         return {
             "model": self.model,
             "input_shape": list(self.input_shape),
             "device": self.device,
             "device_name": self.device_name,
-            "batch": self.batch or None,  # 0: the batch was never found (--batch-size auto)
+            "batch": self.batch or None,  # 0: --batch-size auto failed before finding one
             "batch_source": self.batch_source,
             "precision": self.precision,
             "channels_last": self.channels_last,
@@ -318,16 +292,36 @@ class BenchResult:
             "optimizer": self.optimizer,
             "steps": self.steps,
             "warmup": self.warmup,
-            **dict.fromkeys(measured),
-            "step_ms": [],
+            "images_per_s": m["images_per_s"],
+            "step_ms_median": m["step_ms_median"],
+            "step_ms_p90": m["step_ms_p90"],
+            "step_ms": list(self.step_ms),
+            "span_ms": m["span_ms"],
+            "images_per_s_overall": m["images_per_s_overall"],
+            "training_flops_per_step": m["training_flops_per_step"],
+            "achieved_tflops": m["achieved_tflops"],
             "peak_tflops": self.peak_tflops,
             "peak_tflops_source": self.peak_source,
+            "mfu": m["mfu"],
+            "peak_memory_bytes": m["peak_memory_bytes"],
+            "estimated_memory_bytes": m["estimated_memory_bytes"],
+            "memory_error_pct": m["memory_error_pct"],
+            "memory_estimate": m["memory_estimate"],
+            "first_loss": m["first_loss"],
+            "last_loss": m["last_loss"],
             "losses": list(self.losses),
-            "loss_fell": False,
-            "status": "failed",
+            "loss_fell": self.loss_fell,
+            "status": "ok" if self.ok else "failed",
             "notes": list(self.notes),
-            "error": error,
+            "error": self.error,
         }
+
+
+#: The measured keys of :meth:`BenchResult.to_dict`: ``null`` for a model that could not train.
+_MEASURED = ("images_per_s", "step_ms_median", "step_ms_p90", "span_ms", "images_per_s_overall",
+             "training_flops_per_step", "achieved_tflops", "mfu", "peak_memory_bytes",
+             "estimated_memory_bytes", "memory_error_pct", "memory_estimate", "first_loss",
+             "last_loss")
 
 
 #: ``progress(model, done, total)`` after every step (warm-up included); ``phase`` in the model
