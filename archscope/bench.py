@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from archscope._modes import seeded
-from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, lookup
+from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, cuda_unavailable, lookup
 from archscope.errors import (
     INPUT_ERRORS,
     ArchscopeError,
@@ -366,18 +366,11 @@ def resolve_device(requested: str) -> torch.device:
             f"unknown device {requested!r}; use --device auto, cuda, cuda:N or cpu"
         ) from None
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = (f"torch {torch.__version__} built without CUDA" if torch.version.cuda is None
-                     else f"torch {torch.__version__} (CUDA {torch.version.cuda}) found no GPU")
-            raise DeviceError(
-                f"CUDA is not available ({build}); use --device cpu, or run on a machine with an "
-                "NVIDIA GPU and a CUDA build of torch"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"{requested}: there are only {torch.cuda.device_count()} CUDA device(s); "
-                f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}"
-            )
+        problem = cuda_unavailable(device, requested)
+        if problem is not None:
+            remedy = ("; use --device cpu, or run on a machine with an NVIDIA GPU and a CUDA build "
+                      "of torch") if problem.startswith("CUDA") else ""
+            raise DeviceError(problem + remedy)
     elif device.type != "cpu":
         raise DeviceError(f"device {requested!r} is not supported by bench; use cuda or cpu")
     return device

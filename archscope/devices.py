@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
@@ -128,3 +132,21 @@ def current_device_name(device: str = "cuda") -> str:
     if dev.type == "cuda":
         return str(torch.cuda.get_device_name(dev))
     return dev.type
+
+
+def cuda_unavailable(device: torch.device, requested: str) -> str | None:
+    """Why the CUDA ``device`` cannot be used in this process (the start of a one-line error;
+    each caller adds its own remedy), or ``None`` where it can (or ``device`` is not CUDA)."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    if not torch.cuda.is_available():
+        build = (f"torch {torch.__version__} built without CUDA" if torch.version.cuda is None
+                 else f"torch {torch.__version__} (CUDA {torch.version.cuda}) found no GPU")
+        return f"CUDA is not available ({build})"
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        return (f"{requested}: there are only {count} CUDA device(s); use cuda:0 … "
+                f"cuda:{count - 1}")
+    return None

@@ -126,13 +126,12 @@ def _check_device(device: str) -> None:
     if dev.type in {"meta", "cpu"}:
         return
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            build = (f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None
-                     else f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU")
-            raise DeviceError(f"CUDA is not available ({build}); use device='cpu' or 'meta'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"{device}: there are only {torch.cuda.device_count()} CUDA "
-                              f"device(s); use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+        from archscope.devices import cuda_unavailable
+
+        problem = cuda_unavailable(dev, device)
+        if problem is not None:
+            remedy = "; use device='cpu' or 'meta'" if problem.startswith("CUDA") else ""
+            raise DeviceError(problem + remedy)
         return
     try:
         torch.empty(0, device=dev)
