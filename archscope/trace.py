@@ -400,7 +400,10 @@ class _Tracer(TorchFunctionMode):
             self.seen_conv = True
             if stock:
                 _check_channels(frame, module, shape, self.sample_shape if fed else None)
-        if stock:
+        # forward(x, output_size=…) lets a transposed conv pick another size than the formula's
+        sized = isinstance(module, _CONV_TRANSPOSE) and (
+            len(args) > 1 or kwargs.get("output_size") is not None)
+        if stock and not sized:
             frame.output_formula = _check_and_explain(frame, module, shape)
 
     def _post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
@@ -412,10 +415,6 @@ class _Tracer(TorchFunctionMode):
         leaves, keys = _leaves_with_keys(output)
         frame.output_shapes = tuple(tuple(t.shape) for t in leaves)
         frame.output_keys = keys
-        if isinstance(module, _CONV_TRANSPOSE) and frame.output_formula and not (
-                frame.output_shapes and frame.output_formula.endswith(
-                    f" = {frame.output_shapes[0][-1]}")):
-            frame.output_formula = ""  # forward(x, output_size=…) chose another size
         frame.macs = (self._flops() - frame.flops_before) // 2
         if frame.is_leaf:
             self._produce(leaves, frame.index)
@@ -937,8 +936,8 @@ def _uncalled_parameters(model: nn.Module, records: tuple[LayerRecord, ...], cou
         ))
         if mname and any(id(p) in borrowed_ids for p in module._parameters.values()):
             # another forward reads some of its parameters (a note says so); the rest are unused
-            names = ", ".join(n for n, p in module._parameters.items()
-                              if p is not None and any(p is q for q in new))
+            unused = {id(p) for p in new}
+            names = ", ".join(n for n, p in module._parameters.items() if id(p) in unused)
             notes.append(f"{label}.{{{names}}} ({_plural(count, 'parameter')}) "
                          f"{'is' if len(new) == 1 else 'are'} never used in forward, while its "
                          f"other parameters are read directly; counted in the total")
