@@ -84,6 +84,11 @@ class ExportError(ArchscopeError):
 
 #: What the meta trace finds from the input and the layers' attributes alone, so it holds on any
 #: device: where a real forward fails too (export, bench), it is the better diagnosis.
+#: What a forward that reads tensor values is, in the words the trace (``summary``) and ``export``
+#: both use; each adds why that stops it.
+READS_VALUES = ("the forward reads tensor values (data-dependent control flow such as "
+                "`if x.mean() > 0` or `.item()`)")
+
 INPUT_ERRORS = (InputShapeError, InputTooSmallError, LayerInputError)
 
 

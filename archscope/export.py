@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from archscope._io import atomic_path
 from archscope._modes import kept_modes, model_dtype
-from archscope.errors import ExportError, first_line
+from archscope.errors import READS_VALUES, ExportError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -477,12 +477,6 @@ def _export_proto(
     return proto, "\n".join(captured)
 
 
-#: what ``archscope summary`` says of a forward that reads tensor values (archscope.trace), for
-#: the same cause seen by torch.export.
-_READS_VALUES = ("the forward reads tensor values (data-dependent control flow such as "
-                 "`if x.mean() > 0` or `.item()`)")
-
-
 def _exception_chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and the exceptions it was raised from (``__cause__``, else ``__context__``)."""
     chain: list[BaseException] = []
@@ -509,7 +503,7 @@ def _exporter_reason(exc: BaseException) -> str:
     where = f"{call.group(1)}, line {call.group(2)}: `{call.group(4).strip()}`" if call else ""
     if "GuardOnDataDependentSymNode" in {type(e).__name__ for e in chain} or (
             "data-dependent expression" in text):
-        return (f"{_READS_VALUES}, which torch.export cannot capture in a graph"
+        return (f"{READS_VALUES}, which torch.export cannot capture in a graph"
                 + (f" ({where})" if where else "")
                 + "; compute both branches and choose with torch.where, or use torch.cond")
     root = chain[-1]

@@ -47,6 +47,7 @@ from torch.utils.flop_counter import flop_registry
 from archscope import formulas
 from archscope._modes import batch_of, input_shape_of, kept_modes, model_dtype
 from archscope.errors import (
+    READS_VALUES,
     ArchscopeError,
     ForwardError,
     InputShapeError,
@@ -1230,9 +1231,7 @@ def _failure_reason(exc: Exception) -> str:
     """The exception's first line, or what it means where it comes from tracing on meta."""
     text = str(exc).strip()
     if any(marker in text for marker in _VALUE_READS):
-        return ("the forward reads tensor values (data-dependent control flow such as "
-                "`if x.mean() > 0` or `.item()`), which cannot be computed on the meta device "
-                "where archscope traces")
+        return f"{READS_VALUES}, which cannot be computed on the meta device where archscope traces"
     if "data-independent implementation does not exist" in text:  # nonzero, x[mask]
         return ("the forward makes a tensor whose size depends on tensor values (`x[x > 0]`, "
                 "`nonzero`), which cannot be computed on the meta device where archscope traces")
