@@ -627,7 +627,7 @@ def test_edges_drop_only_a_batch_dimension(tmp_path: Path) -> None:
         if e.src != "input":
             (producer,) = d.node(e.src).records
             label = "×".join(map(str, e.shape)) or "scalar"
-            assert label == shape_cell(report.layers[producer], batch=False), e
+            assert label == shape_cell(report.layers[producer]), e
     concat = next(r.index for r in report.layers if r.type == "Concat")
     assert [e.shape for e in d.out_edges(f"r{concat}")] == [(2,)]
 

@@ -439,12 +439,12 @@ class PerSample(nn.Module):
 def test_only_a_batch_dimension_is_dropped() -> None:
     # PyTorch: (1, 1) → [:, 0] → (1,) is one value per sample; flatten of everything is not.
     report = inspect(PerSample(), (2, 4))
-    cells = {r.name: shape_cell(r, batch=False) for r in report.layers}
+    cells = {r.name: shape_cell(r) for r in report.layers}
     assert cells == {"flatten": "8", "fc": "1", "getitem": "scalar", "sigmoid": "scalar"}
     flat = LayerRecord(index=0, name="view", type="view", kind="function", depth=1, parent=None,
                        is_leaf=True, input_shapes=((1, 64, 3, 3),), output_shapes=((576,),),
                        params=0, trainable_params=0, param_formula="", output_formula="", macs=0)
-    assert shape_cell(flat, batch=False) == "576"  # x.view(-1): the batch is folded in
+    assert shape_cell(flat) == "576"  # x.view(-1): the batch is folded in
 
 
 def test_onnx_shape_arithmetic_keeps_its_dimension(tmp_path: Path) -> None:
@@ -458,7 +458,7 @@ def test_onnx_shape_arithmetic_keeps_its_dimension(tmp_path: Path) -> None:
     report = load_report(str(path))
     by_type: dict[str, list[str]] = {}
     for r in report.layers:
-        by_type.setdefault(r.type, []).append(shape_cell(r, batch=False))
+        by_type.setdefault(r.type, []).append(shape_cell(r))
     assert by_type["Shape"] == ["1"] and by_type["Squeeze"] == ["scalar"]
     assert by_type["Concat"] == ["2"] and by_type["Reshape"] == ["1", "576"]
     assert by_type["Conv"][0] == "32×26×26" and by_type["Gemm"] == ["64", "10"]

@@ -121,7 +121,7 @@ def test_lstm_states_keep_their_layer_dimension(num_layers: int) -> None:
     report = inspect(Recurrent(num_layers), (5, 10), batch=4)
     lstm = report.find("lstm")
     assert [tuple(s) for s in lstm.output_shapes] == at4  # the trace saw the real shapes
-    assert shape_cell(lstm, batch=False, batch_size=4) == expected
+    assert shape_cell(lstm, batch_size=4) == expected
     table = render(report, "table", width=None)
     assert re.search(rf"^lstm\s+LSTM\s+{re.escape(expected)}\s", _table_row(table, "lstm"))
     assert table.splitlines()[0].endswith(" · " + MARKED)
@@ -131,10 +131,10 @@ def test_lstm_states_keep_their_layer_dimension(num_layers: int) -> None:
 def test_lstm_at_batch_1_marks_a_lone_size_1_dimension() -> None:
     # num_layers=2 at batch 1: (2, 1, 20). Only dim 1 can be the batch.
     report = inspect(Recurrent(2), (5, 10), batch=1)
-    assert shape_cell(report.find("lstm"), batch=False, batch_size=1) == "5×20, 2×N×20, 2×N×20"
+    assert shape_cell(report.find("lstm"), batch_size=1) == "5×20, 2×N×20, 2×N×20"
     # num_layers=1 at batch 1: (1, 1, 20). A leading 1 is taken for the batch, as always.
     report = inspect(Recurrent(1), (5, 10), batch=1)
-    assert shape_cell(report.find("lstm"), batch=False, batch_size=1) == "5×20, 1×20, 1×20"
+    assert shape_cell(report.find("lstm"), batch_size=1) == "5×20, 1×20, 1×20"
     assert render(report, "table", width=None).splitlines()[0].endswith(" · " + PLAIN)
 
 
@@ -148,7 +148,7 @@ def test_sequence_first_transpose_marks_the_batch() -> None:
     assert expected == "7×N×16"
 
     report = inspect(SeqFirst(), (7, 16), batch=3)
-    cells = [shape_cell(r, batch=False, batch_size=3) for r in report.layers]
+    cells = [shape_cell(r, batch_size=3) for r in report.layers]
     transpose_in, mha, _, transpose_out = report.layers
     assert transpose_in.output_shapes == ((7, 3, 16),)
     assert cells[0] == expected
@@ -169,7 +169,7 @@ def test_diagram_edges_follow_the_table() -> None:
             rec = report.layers[producer]
             label = "×".join(map(str, e.shape or ())) or "scalar"
             # the first output is what flows on (the LSTM's h_n/c_n are not used)
-            first = shape_cell(rec, batch=False, batch_size=report.batch).split(", ")[0]
+            first = shape_cell(rec, batch_size=report.batch).split(", ")[0]
             assert label == first, e
     report = inspect(SeqFirst(), (7, 16), batch=3)
     d = build_diagram(report, fold=False)
@@ -183,7 +183,7 @@ def test_markdown_shows_the_tables_shape_cells() -> None:
     for report in reports:
         markdown = render(report, "markdown")
         cells = _markdown_cells(markdown)
-        assert cells == {r.name: shape_cell(r, batch=False, batch_size=report.batch)
+        assert cells == {r.name: shape_cell(r, batch_size=report.batch)
                          for r in report.layers}
         assert not any("[" in c for c in cells.values())
         # the same title as the table, on two lines Markdown joins into one
@@ -208,10 +208,10 @@ def test_titles_say_n_only_where_a_shape_marks_it() -> None:
 
 def test_cnn_shapes_do_not_change_with_the_batch() -> None:
     one, four = load_report("lecture_mnist_cnn"), load_report("lecture_mnist_cnn", batch=4)
-    assert [shape_cell(r, batch=False, batch_size=1) for r in one.layers] == [
-        shape_cell(r, batch=False, batch_size=4) for r in four.layers]
+    assert [shape_cell(r, batch_size=1) for r in one.layers] == [
+        shape_cell(r, batch_size=4) for r in four.layers]
     conv = next(r for r in four.layers if r.type == "Conv2d")
-    assert (conv.output_shape, shape_cell(conv, batch=False, batch_size=4)) == (
+    assert (conv.output_shape, shape_cell(conv, batch_size=4)) == (
         (4, 32, 26, 26), "32×26×26")
 
 
@@ -221,7 +221,7 @@ def test_a_folded_batch_is_shown_whole() -> None:
     at4, at3 = Folded()(torch.randn(4, 5, 16)).shape, Folded()(torch.randn(3, 5, 16)).shape
     assert (at4, at3) == ((20, 4), (15, 4))  # the 4 does not follow the batch
     report = inspect(Folded(), (5, 16), batch=4)
-    cells = {r.name: shape_cell(r, batch=False, batch_size=4) for r in report.layers}
+    cells = {r.name: shape_cell(r, batch_size=4) for r in report.layers}
     assert cells == {"reshape": "20×16", "fc": "20×4"}
 
 
@@ -229,7 +229,7 @@ def test_one_value_per_feature_is_not_one_per_sample() -> None:
     # (4, 10) → t() → (10, 4) → sum(1) → (10,): ten sums over the batch, not a value per sample
     assert FeatureSums()(torch.randn(4, 10)).shape == (10,)
     report = inspect(FeatureSums(), (10,), batch=4)
-    cells = {r.name: shape_cell(r, batch=False, batch_size=4) for r in report.layers}
+    cells = {r.name: shape_cell(r, batch_size=4) for r in report.layers}
     assert cells == {"fc": "10", "t": "10×N", "sum": "10"}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archscope.report import LayerRecord, Report, Shape
-from archscope.shapes import format_dims, format_shape
+from archscope.shapes import format_dims
 
 #: Ops whose output describes a shape, not samples (ONNX ``Shape``, ``Size``).
 _SHAPE_OPS = frozenset({"shape", "size"})
@@ -140,16 +140,13 @@ def output_dims(record: LayerRecord, batch: int) -> list[Dims]:
     return [sample_shape(s, record, batch) for s in record.output_shapes]
 
 
-def shape_cell(record: LayerRecord, batch: bool = True, *, batch_size: int = 1) -> str:
-    """Output shape(s): ``[1, 32, 26, 26]``; with ``batch=False`` the table's cell,
-    ``32×26×26`` (:func:`sample_shape` at the report's ``batch_size``; ``scalar`` for one value
-    per sample, ``1×N×20`` where the batch is not first)."""
+def shape_cell(record: LayerRecord, *, batch_size: int = 1) -> str:
+    """Output shape(s) as the table and Markdown show them: ``32×26×26`` (:func:`sample_shape`
+    at the report's ``batch_size``; ``scalar`` for one value per sample, ``1×N×20`` where the
+    batch is not first)."""
     if not record.output_shapes:
         return "—"
-    if batch:
-        cells = [format_shape(s) for s in record.output_shapes]
-    else:
-        cells = [format_dims(d) or "scalar" for d in output_dims(record, batch_size)]
+    cells = [format_dims(d) or "scalar" for d in output_dims(record, batch_size)]
     if record.output_keys:
         return ", ".join(f"{k}: {c}" for k, c in zip(record.output_keys, cells, strict=True))
     return ", ".join(cells)
