@@ -35,7 +35,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from archscope._modes import seeded
-from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, cuda_unavailable, lookup
+from archscope.devices import (
+    PRECISIONS,
+    UNKNOWN_DEVICE,
+    cuda_unavailable,
+    current_device_name,
+    lookup,
+)
 from archscope.errors import (
     INPUT_ERRORS,
     ArchscopeError,
@@ -816,7 +822,7 @@ def make_plan(config: BenchConfig) -> BenchPlan:
         )
     if kind == "cpu" and precision == "tf32":
         notes.append("tf32 is a CUDA tensor-core mode; on the CPU it runs as fp32")
-    device_name = torch.cuda.get_device_name(device) if kind == "cuda" else "cpu"
+    device_name = current_device_name(device)
     if config.peak_tflops is not None:
         peak: float | None = config.peak_tflops
         source: str | None = "--peak-tflops"

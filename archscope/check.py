@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from archscope._modes import kept_modes, model_dtype
+from archscope.devices import current_device_name
 from archscope.errors import (
     ArchscopeError,
     DeviceError,
@@ -216,7 +217,7 @@ def check_model(
     from archscope.source import is_onnx, load_model
 
     dev = resolve_device(device)
-    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    device_name = current_device_name(dev)
     given_batch = batch
     batch = 1 if batch is None else batch
 

@@ -124,7 +124,7 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
     return spec.peak(precision) if spec is not None else None
 
 
-def current_device_name(device: str = "cuda") -> str:
+def current_device_name(device: str | torch.device = "cuda") -> str:
     """The name of ``device`` as torch reports it (``"cpu"`` for the CPU)."""
     import torch
 

@@ -11,8 +11,6 @@ from archscope._io import echo
 from archscope.commands._common import SHAPE, num_classes_option
 
 if TYPE_CHECKING:
-    import torch
-
     from archscope.check import CheckResult
 
 
@@ -52,6 +50,7 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
     """
     from archscope.bench import resolve_device
     from archscope.check import CheckResult, check_model
+    from archscope.devices import current_device_name
     from archscope.errors import ArchscopeError
     from archscope.registry import check_names, model_names
 
@@ -74,7 +73,7 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
             # the JSON document still says what happened; the error line follows on stderr
             errors.append(exc)
             results.append(CheckResult(
-                model=name, device=str(dev), device_name=_device_name(dev),
+                model=name, device=str(dev), device_name=current_device_name(dev),
                 input_shape=tuple(input_shape or ()), batch=batch or 1, weights=weights,
                 error=str(exc)))
     if fmt == "json":
@@ -144,12 +143,6 @@ def _render(r: CheckResult) -> str:
     reasons = "" if r.passed else ": " + "; ".join(r.failures)
     lines.append(f"{verdict} {r.model}{reasons}")
     return "\n".join(lines) + "\n\n"
-
-
-def _device_name(dev: torch.device) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def _mib(n: int) -> str:
