@@ -38,9 +38,9 @@ from archscope._modes import seeded
 from archscope.devices import (
     PRECISIONS,
     UNKNOWN_DEVICE,
-    cuda_unavailable,
     current_device_name,
     lookup,
+    resolve_device,
 )
 from archscope.errors import (
     INPUT_ERRORS,
@@ -52,6 +52,7 @@ from archscope.errors import (
     first_line,
 )
 from archscope.memory import MemoryEstimate, estimate_training_memory
+from archscope.tensors import tensors_of
 
 if TYPE_CHECKING:
     import torch
@@ -358,30 +359,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 # Devices, defaults and the memory estimate
 # --------------------------------------------------------------------------------------------
 
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` → CUDA if available else CPU; ``cuda`` without CUDA is a :class:`DeviceError`."""
-    import torch
-
-    name = requested.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(
-            f"unknown device {requested!r}; use --device auto, cuda, cuda:N or cpu"
-        ) from None
-    if device.type == "cuda":
-        problem = cuda_unavailable(device, requested)
-        if problem is not None:
-            remedy = ("; use --device cpu, or run on a machine with an NVIDIA GPU and a CUDA build "
-                      "of torch") if problem.startswith("CUDA") else ""
-            raise DeviceError(problem + remedy)
-    elif device.type != "cpu":
-        raise DeviceError(f"device {requested!r} is not supported by bench; use cuda or cpu")
-    return device
-
-
 def default_precision(device: torch.device) -> str:
     """bf16 autocast on CUDA (fp16 on GPUs without bf16, e.g. before Ampere); fp32 on the CPU."""
     import torch
@@ -564,19 +541,6 @@ def tf32_flags(enabled: bool) -> Iterator[None]:
         cudnn.allow_tf32 = legacy[1]
 
 
-def _tensors(obj: Any) -> list[torch.Tensor]:
-    """Output tensors in order: a tensor, tuple/list items, dict values in key order."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, dict):
-        return [t for v in obj.values() for t in _tensors(v)]
-    if isinstance(obj, (tuple, list)):
-        return [t for v in obj for t in _tensors(v)]
-    return []
-
-
 def _make_targets(outputs: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
     """Fixed random targets, one per output: class labels for ``(N, K>1)`` logits, else values.
 
@@ -600,7 +564,7 @@ def _loss(output: Any, targets: list[torch.Tensor]) -> torch.Tensor:
     from torch.nn import functional as F
 
     total: torch.Tensor | None = None
-    for out, target in zip(_tensors(output), targets, strict=True):
+    for out, target in zip(tensors_of(output), targets, strict=True):
         if target.dtype == torch.long:
             term = F.cross_entropy(out.float(), target)
         else:
@@ -656,7 +620,7 @@ class _Trainer:
         self.x = self.x.contiguous(memory_format=memory_format)
         try:
             with torch.no_grad(), self._autocast():
-                probe = _tensors(model(self.x))  # eager, untimed: output shapes for the targets
+                probe = tensors_of(model(self.x))  # eager, untimed: output shapes for the targets
         except Exception as exc:  # the user's forward failed: say so in one line
             if _does_not_fit(exc):
                 raise

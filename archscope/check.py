@@ -36,6 +36,7 @@ from archscope.errors import (
     first_line,
 )
 from archscope.memory import estimate_training_memory
+from archscope.tensors import tensors_of
 
 if TYPE_CHECKING:
     import torch
@@ -213,7 +214,7 @@ def check_model(
     """
     import torch
 
-    from archscope.bench import resolve_device
+    from archscope.devices import resolve_device
     from archscope.source import is_onnx, load_model
 
     dev = resolve_device(device)
@@ -373,7 +374,6 @@ def _training_trace(model: nn.Module, shape: Sequence[int], batch: int, name: st
 def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
          shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int) -> CheckResult:
     import torch
-    from torch.utils._pytree import tree_flatten
 
     from archscope.trace import root_row_name
 
@@ -392,10 +392,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             call = calls.get(name, 0)
             calls[name] = call + 1
-            leaves, _ = tree_flatten(output)
-            real_shapes[(name, call)] = tuple(
-                tuple(t.shape) for t in leaves if isinstance(t, torch.Tensor)
-            )
+            real_shapes[(name, call)] = tuple(tuple(t.shape) for t in tensors_of(output))
         return hook
 
     handles: list[Any] = []
@@ -479,12 +476,11 @@ def _step(model: nn.Module, x: torch.Tensor,
     anything that requires a gradient (a model without parameters whose outputs are integers).
     """
     import torch
-    from torch.utils._pytree import tree_flatten
 
     # a leaf that requires grad (the input of a model without parameters) goes in as a copy: a
     # first in-place op (ReLU(inplace=True)) may not overwrite a leaf; its gradient reaches x
     output = model(x.clone() if x.requires_grad else x)
-    outputs = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+    outputs = tensors_of(output)
     loss = sum((t.float().mean() for t in outputs), torch.zeros((), device=dev))
     if not loss.requires_grad:
         return outputs, False

@@ -12,7 +12,9 @@ Precisions map to the units that do the math:
 * ``tf32`` — FP32 tensors, TF32 tensor-core math (``fp32_precision = "tf32"``).
 * ``bf16`` / ``fp16`` — 16-bit tensor-core math (autocast).
 
-This module imports nothing heavy; :func:`current_device_name` imports torch when called.
+It is also where a device name becomes a device, once for every command and the library
+(:func:`resolve_device`). This module imports nothing heavy; its functions import torch when
+called.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from archscope.errors import DeviceError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -150,3 +154,48 @@ def cuda_unavailable(device: torch.device, requested: str) -> str | None:
         return (f"{requested}: there are only {count} CUDA device(s); use cuda:0 … "
                 f"cuda:{count - 1}")
     return None
+
+
+def resolve_device(requested: str | torch.device, *, library: bool = False) -> torch.device:
+    """The device ``requested`` names, checked to be usable in this process.
+
+    For the commands (``library=False``) that is ``auto`` (CUDA when available, else the CPU),
+    ``cpu``, ``cuda`` or ``cuda:N``, and errors name ``--device``. For the library
+    (``library=True``: ``load_model(device=…)``) it is any device torch can allocate on,
+    ``meta`` included, and errors name ``device=``.
+
+    Raises:
+        DeviceError: not a device name, CUDA (or device ``N``) not available here, or a device
+            type the caller cannot run on.
+    """
+    import torch
+
+    name = str(requested).strip().lower()
+    if name == "auto" and not library:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        names = "meta, cpu, cuda or cuda:N" if library else "--device auto, cuda, cuda:N or cpu"
+        raise DeviceError(f"unknown device {str(requested)!r}; use {names}") from None
+    if device.type == "cuda":
+        problem = cuda_unavailable(device, str(requested))
+        if problem is not None:
+            if not problem.startswith("CUDA"):
+                raise DeviceError(problem)
+            remedy = ("use device='cpu' or 'meta'" if library else
+                      "use --device cpu, or run on a machine with an NVIDIA GPU and a CUDA build "
+                      "of torch")
+            raise DeviceError(f"{problem}; {remedy}")
+        return device
+    if device.type == "cpu" or (library and device.type == "meta"):
+        return device
+    if not library:
+        raise DeviceError(f"device {str(requested)!r} is not supported by archscope; use cuda or cpu")
+    try:
+        torch.empty(0, device=device)
+    except Exception as exc:  # any backend's own "not available" error
+        raise DeviceError(f"device {str(requested)!r} is not available here ({first_line(exc)}); "
+                          "use device='cpu' or 'meta'") from None
+    return device
+

@@ -721,29 +721,32 @@ def _float64_outputs(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tens
 
 
 def _flatten_outputs(output: Any) -> tuple[list[str], list[torch.Tensor]]:
-    """Output names and tensors in the exporter's order (dict keys become the names)."""
-    import torch
+    """Output names and tensors in the exporter's order (dict keys become the names).
 
-    if isinstance(output, torch.Tensor):
-        return ["output"], [output]
-    if isinstance(output, dict):
-        names, tensors = [], []
-        for key, value in output.items():
-            sub_names, sub = _flatten_outputs(value)
-            names += [str(key) if len(sub) == 1 else f"{key}_{n}" for n in sub_names]
-            tensors += sub
-        return names, tensors
-    if isinstance(output, (list, tuple)):
-        names, tensors = [], []
-        for i, value in enumerate(output):
-            sub_names, sub = _flatten_outputs(value)
-            names += [f"output_{i}" if len(sub) == 1 else f"output_{i}_{n}" for n in sub_names]
-            tensors += sub
-        return names, tensors
-    raise ExportError(
-        f"the model returns {type(output).__name__}; ONNX export needs tensors, or tuples, lists "
-        "and dicts of tensors"
-    )
+    A part holding one tensor is named after its key (``age``) or position (``output_0``); a part
+    holding several prefixes their names (``age_output_1``); a lone tensor is ``output``.
+    """
+    from archscope.tensors import named_tensors
+
+    try:
+        pairs = named_tensors(output, strict=True)
+    except TypeError as exc:
+        raise ExportError(
+            f"the model returns a non-tensor ({exc}); ONNX export needs tensors, or tuples, lists "
+            "and dicts of tensors"
+        ) from None
+    paths = [path for path, _ in pairs]
+
+    def name(path: tuple[Any, ...], depth: int) -> str:
+        if depth == len(path):
+            return "output"
+        part = path[depth]
+        label = f"output_{part}" if isinstance(part, int) else str(part)
+        if sum(p[:depth + 1] == path[:depth + 1] for p in paths) == 1:
+            return label
+        return f"{label}_{name(path, depth + 1)}"
+
+    return [name(path, 0) for path in paths], [t for _, t in pairs]
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:

@@ -19,7 +19,7 @@ An ONNX file may come from any framework, so nothing here assumes archscope made
 Options apply as they do to a PyTorch model, or fail with a one-line error; none is ignored:
 ``batch`` and ``input_shape`` give symbolic input dimensions numbers and must agree with fixed
 ones, and ``freeze`` marks initializers as non-trainable by the prefix rule of
-:func:`archscope.source.freeze_parameters`. After shape inference, nodes whose shapes contradict
+:func:`archscope.freeze.freeze_parameters`. After shape inference, nodes whose shapes contradict
 each other (a Reshape that changes the element count, a Conv, Gemm or MatMul whose input does not
 fit its weight, an empty output) raise an error naming the node: ONNX's shape inference (in its
 lenient mode) does not check them, and would let an impossible network through.
@@ -206,7 +206,7 @@ def inspect_onnx(
 
     frozen: set[str] = set()
     if freeze:
-        from archscope.source import frozen_names
+        from archscope.freeze import frozen_names
 
         frozen = frozen_names(list(counted), freeze, str(path))
         records = [

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from archscope.errors import (
     ArchscopeError,
-    DeviceError,
     InputShapeError,
     ModelBuildError,
     ModelSourceError,
     first_line,
 )
+from archscope.freeze import freeze_parameters, prefixes_of
 from archscope.registry import get_entry
 
 if TYPE_CHECKING:
@@ -98,7 +98,9 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
         DeviceError: ``device`` is not a device name, or not available here (``cuda`` without
             CUDA).
     """
-    _check_device(device)
+    from archscope.devices import resolve_device
+
+    resolve_device(device, library=True)
     if is_onnx(source):
         raise ModelSourceError(
             f"{source} is an ONNX file: it can be inspected (summary, diagram) but not run as a "
@@ -113,32 +115,6 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
     loaded = _seeded_build(source, num_classes, "cpu", seed)
     note = f"built on the CPU: {_NEEDS_REAL[on_meta.stage]} real tensors ({on_meta.reason})"
     return replace(loaded, notes=(*loaded.notes, note))
-
-
-def _check_device(device: str) -> None:
-    """Raise DeviceError unless ``device`` names a device this process can build on."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise DeviceError(f"unknown device {device!r}; use meta, cpu, cuda or cuda:N") from None
-    if dev.type in {"meta", "cpu"}:
-        return
-    if dev.type == "cuda":
-        from archscope.devices import cuda_unavailable
-
-        problem = cuda_unavailable(dev, device)
-        if problem is not None:
-            remedy = "; use device='cpu' or 'meta'" if problem.startswith("CUDA") else ""
-            raise DeviceError(problem + remedy)
-        return
-    try:
-        torch.empty(0, device=dev)
-    except Exception as exc:  # any backend's own "not available" error
-        reason = first_line(exc)
-        raise DeviceError(f"device {device!r} is not available here ({reason}); use device='cpu' "
-                          "or 'meta'") from None
 
 
 def _seeded_build(source: str, num_classes: int | None, device: str, seed: int) -> LoadedModel:
@@ -207,7 +183,7 @@ def load_report(
     ``input_shape`` is one sample's shape without the batch, as a sequence (``(3, 64, 64)``) or
     as ``--input`` takes it (``"3x64x64"``). ``batch`` defaults to 1, except for an ONNX file,
     which keeps the batch it fixes (an explicit ``batch`` must then agree with it). ``freeze``
-    is one parameter-name prefix or several (see :func:`freeze_parameters`).
+    is one parameter-name prefix or several (see :func:`archscope.freeze.freeze_parameters`).
 
     Raises:
         InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
@@ -221,7 +197,7 @@ def load_report(
         input_shape = input_shape_of(input_shape)
     if batch is not None:
         batch = batch_of(batch)
-    freeze = _prefixes(freeze)
+    freeze = prefixes_of(freeze)
     if is_onnx(source):
         # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N or None,
         # input_shape=, freeze=) -> Report; --input and --batch set symbolic dimensions and must
@@ -264,54 +240,6 @@ def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
     shape = tuple(input_shape) if input_shape is not None else None
     return calc_report(text, name=name, input_shape=shape, batch=batch, freeze=freeze,
                        backward=backward)
-
-
-def freeze_parameters(model: nn.Module, prefixes: str | Sequence[str]) -> int:
-    """Mark parameters whose qualified name starts with any of ``prefixes`` as frozen.
-
-    A prefix matches whole name components (``features`` freezes ``features.0.weight`` but not
-    ``features_extra.weight``); a string is one prefix. Returns the number of parameters frozen.
-
-    Raises:
-        ModelSourceError: a prefix that matches no parameter.
-    """
-    hits = frozen_names([n for n, _ in model.named_parameters()], prefixes)
-    frozen = 0
-    for name, p in model.named_parameters():
-        if name in hits and p.requires_grad:
-            p.requires_grad_(False)
-            frozen += p.numel()
-    return frozen
-
-
-def frozen_names(names: Sequence[str], prefixes: str | Sequence[str], owner: str = ""
-                 ) -> set[str]:
-    """The parameter names under ``prefixes``: the ``--freeze`` rule for models and ONNX files.
-
-    A prefix matches whole name components; ``""`` or ``"*"`` matches all. A string is one
-    prefix (``"features"``, not its letters).
-
-    Raises:
-        ModelSourceError: a prefix that matches no parameter (the top-level names are listed).
-    """
-    frozen: set[str] = set()
-    for prefix in _prefixes(prefixes):
-        clean = prefix.rstrip(".")
-        hits = [n for n in names if n == clean or n.startswith(clean + ".") or clean in {"", "*"}]
-        if not hits:
-            tops = sorted({n.split(".")[0] for n in names})
-            listed = ", ".join(tops) if tops else "none (there are no parameters)"
-            of = f" of {owner}" if owner else ""
-            raise ModelSourceError(
-                f"--freeze {prefix!r} matches no parameter{of}; top-level names are: {listed}"
-            )
-        frozen.update(hits)
-    return frozen
-
-
-def _prefixes(prefixes: str | Sequence[str]) -> tuple[str, ...]:
-    """``"features"`` → ``("features",)``; a sequence of prefixes as it is."""
-    return (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
 
 
 def _looks_like_windows_drive(source: str) -> bool:

@@ -509,7 +509,7 @@ def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
 
     built = build_spec(text, input_shape=input_shape, device="meta", name=name, layout=layout)
     if freeze:
-        from archscope.source import freeze_parameters
+        from archscope.freeze import freeze_parameters
 
         freeze_parameters(built.model, freeze)
     report = inspect(built.model, built.input_shape, batch=batch, name=built.name,

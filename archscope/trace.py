@@ -41,7 +41,6 @@ from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 from archscope import formulas
@@ -58,6 +57,7 @@ from archscope.errors import (
 )
 from archscope.report import MODEL_INPUT, LayerRecord, Report, Shape
 from archscope.shapes import format_dims
+from archscope.tensors import keyed_tensors, tensors_of
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -375,7 +375,7 @@ class _Tracer(TorchFunctionMode):
         if module is self.model and not self.root_row:
             self.stack.append(None)
             return
-        tensors = _tensors((args, kwargs))
+        tensors = tensors_of((args, kwargs))
         parent, depth = self._parent()
         is_leaf = next(iter(module.children()), None) is None
         call = self.calls.get(id(module), 0)
@@ -413,7 +413,7 @@ class _Tracer(TorchFunctionMode):
         frame = self.stack.pop()
         if frame is None:
             return
-        leaves, keys = _leaves_with_keys(output)
+        leaves, keys = keyed_tensors(output)
         frame.output_shapes = tuple(tuple(t.shape) for t in leaves)
         frame.output_keys = keys
         frame.macs = (self._flops() - frame.flops_before) // 2
@@ -433,11 +433,11 @@ class _Tracer(TorchFunctionMode):
             return func(*args, **kwargs)
         if name in _IGNORED_FUNCTIONS:
             return func(*args, **kwargs)
-        inputs = _tensors((args, kwargs))
+        inputs = tensors_of((args, kwargs))
         tracked = self._producers_of(inputs)
         flops_before = self._flops()
         result = func(*args, **kwargs)
-        outputs = _tensors(result)
+        outputs = tensors_of(result)
         if not tracked or not outputs:
             return result
         parent, depth = self._parent()
@@ -703,7 +703,7 @@ def _trace(model: nn.Module, shape: Shape, batch: int, name: str | None, backwar
     finally:
         tracer.detach()
 
-    out_leaves, out_keys = _leaves_with_keys(output)
+    out_leaves, out_keys = keyed_tensors(output)
     borrowed, borrow_notes = _borrowed_parameters(model, tracer)
     records, counted = _records(model, tracer.frames, borrowed)
     records, order, notes = _uncalled_parameters(model, records, counted, borrowed)
@@ -806,7 +806,7 @@ def _swapped(swaps: list[tuple[nn.Module, str, str, Any]]) -> Iterator[None]:
 
 
 def _backward(output: Any) -> None:
-    leaves = [t for t in _tensors(output) if t.requires_grad and t.is_floating_point()]
+    leaves = [t for t in tensors_of(output) if t.requires_grad and t.is_floating_point()]
     if leaves:
         total = sum(t.sum() for t in leaves)
         assert isinstance(total, torch.Tensor)
@@ -1249,23 +1249,6 @@ def _failure_reason(exc: Exception) -> str:
 
 def _with_note(report: Report, note: str) -> Report:
     return replace(report, notes=(*report.notes, note))
-
-
-def _tensors(obj: Any) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(obj)
-    return [x for x in leaves if isinstance(x, torch.Tensor)]
-
-
-def _leaves_with_keys(obj: Any) -> tuple[list[torch.Tensor], tuple[str, ...]]:
-    """Tensors of an output in order, with their dict keys when the output is a dict."""
-    if isinstance(obj, dict):
-        tensors, keys = [], []
-        for key, value in obj.items():
-            for t in _tensors(value):
-                tensors.append(t)
-                keys.append(str(key))
-        return tensors, tuple(keys)
-    return _tensors(obj), ()
 
 
 def _op_name(name: str) -> str:

@@ -36,8 +36,9 @@ from archscope.errors import (
     LayerInputError,
     ModelSourceError,
 )
+from archscope.freeze import freeze_parameters
 from archscope.report import MODEL_INPUT, Report, evaluate_formula
-from archscope.source import freeze_parameters, load_model, load_report
+from archscope.source import load_model, load_report
 from archscope.trace import inspect
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -48,9 +48,8 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
       archscope check resnet18 --weights resnet18-f37072fd.pth
       archscope check --device cuda --format json > check.json
     """
-    from archscope.bench import resolve_device
     from archscope.check import CheckResult, check_model
-    from archscope.devices import current_device_name
+    from archscope.devices import current_device_name, resolve_device
     from archscope.errors import ArchscopeError
     from archscope.registry import check_names, model_names
 
