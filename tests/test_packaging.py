@@ -25,9 +25,9 @@ def test_wheel_installs_and_summarises_vgg16_from_another_directory(tmp_path: Pa
     assert not any(n.startswith("zoo/") for n in names), "no top-level 'zoo' package"
 
     env_dir = tmp_path / "venv"
-    # The venv sees this interpreter's packages (torch …) but not the source tree.
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+    venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    _see_this_interpreters_packages(python)
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q",
                     str(wheel)], check=True, capture_output=True)
     work = tmp_path / "elsewhere"
@@ -40,3 +40,22 @@ def test_wheel_installs_and_summarises_vgg16_from_another_directory(tmp_path: Pa
     where = subprocess.run([str(python), "-c", "import archscope.zoo, sys; print(archscope.zoo.__file__)"],
                            cwd=work, capture_output=True, text=True, env=env, check=True).stdout
     assert str(env_dir) in where, where
+
+
+def _see_this_interpreters_packages(python: Path) -> None:
+    """Let the new venv import the packages this interpreter has (torch …), whatever this
+    interpreter is (the system Python, a venv, a venv over system packages), but not the source
+    tree or an editable install of it.
+
+    The site-packages directories on this interpreter's ``sys.path`` are listed as plain lines
+    in a ``.pth`` file: a plain line only appends the directory, it does not run the ``.pth``
+    files there, so an editable install's import hook is not installed in the new venv.
+    ``venv(system_site_packages=True)`` would see the *base* interpreter's packages instead,
+    which lack torch when the tests run inside a venv.
+    """
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    ours = [p for p in sys.path if Path(p).name in {"site-packages", "dist-packages"}]
+    Path(purelib, "_archscope_test_outer_site.pth").write_text("\n".join(ours) + "\n")
