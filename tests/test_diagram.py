@@ -17,8 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from archscope.cli import main
-from archscope.errors import RenderError
-from archscope.render.dot import (
+from archscope.diagram import (
     Diagram,
     build_diagram,
     choose_depth,
@@ -27,6 +26,7 @@ from archscope.render.dot import (
     kind_of,
     render_dot,
 )
+from archscope.errors import RenderError
 from archscope.report import MODEL_INPUT, LayerRecord, Report
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot not installed")
@@ -424,9 +424,9 @@ def test_cli_num_classes_reaches_the_edges() -> None:
 
 
 def test_cli_missing_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import archscope.diagram
+    import archscope.diagram.graphviz
 
-    monkeypatch.setattr(archscope.diagram, "find_dot", lambda: None)
+    monkeypatch.setattr(archscope.diagram.graphviz, "find_dot", lambda: None)
     out = tmp_path / "m.pdf"
     result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", str(out)])
     assert result.exit_code == 1
