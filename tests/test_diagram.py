@@ -17,16 +17,17 @@ import pytest
 from click.testing import CliRunner
 
 from archscope.cli import main
-from archscope.errors import RenderError
-from archscope.render.dot import (
+from archscope.diagram import (
     Diagram,
     build_diagram,
     choose_depth,
     default_depth,
     describe_hparams,
+    draw,
     kind_of,
     render_dot,
 )
+from archscope.errors import RenderError
 from archscope.report import MODEL_INPUT, LayerRecord, Report
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot not installed")
@@ -214,6 +215,67 @@ def test_dot_is_deterministic_and_well_formed() -> None:
     assert "rankdir=LR" in render_dot(report, depth=2, rankdir="LR")
     with pytest.raises(ValueError):
         render_dot(report, rankdir="BT")
+
+
+def test_draw_says_what_it_drew() -> None:
+    report = _residual_toy()
+    # The deepest record is blocks.0.down.0: blocks (1) → blocks.0 (2) → down (3) → down.0 (4).
+    assert report.find("blocks.0.down.0").depth == 4
+    drawing = draw(report, depth=9, fold=False)
+    assert (drawing.depth, drawing.deepest, drawing.fmt) == (4, 4, "dot")
+    # 20 records less 4 containers (blocks, blocks.0, blocks.0.down, blocks.1): 16 leaves.
+    assert drawing.nodes == len(report.leaves()) == 16
+    assert drawing.source == render_dot(report, depth=9, fold=False)
+    # PNG output carries its resolution; vector formats and DOT do not.
+    assert "dpi=110" in draw(report, depth=2, fmt="png").source
+    assert "dpi=" not in draw(report, depth=2, fmt="svg").source
+    with pytest.raises(ValueError):
+        draw(report, rankdir="RL")
+
+
+def test_fuse_and_fold_are_steps_over_values() -> None:
+    """The steps return new nodes and edges; what they were given stays as it was."""
+    import copy
+
+    from archscope.diagram.fold import fold_runs
+    from archscope.diagram.fuse import fuse
+
+    report = _residual_toy()
+    plain = build_diagram(report, depth=4, fold=False)
+    nodes, edges = list(plain.layer_nodes), list(plain.edges)
+    before = copy.deepcopy((nodes, edges))
+    fused_nodes, fused_edges = fuse(report, nodes, edges)
+    folded_nodes, _ = fold_runs(fused_nodes, fused_edges)
+    assert (nodes, edges) == before
+    # 16 leaves − 2·2 (BN, ReLU into each block's conv1) − 2 (ReLU into each add) = 10 nodes.
+    assert len(fused_nodes) == 10
+    assert sum(n.params for n in folded_nodes) == report.total_params
+
+
+def test_onnx_and_pytorch_convs_read_alike(tmp_path: Path) -> None:
+    """ONNX pads four numbers (begin, begin, end, end) where PyTorch pads two: one label."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    from archscope import inspect
+    from archscope.onnx_inspect import inspect_onnx
+
+    weight = numpy_helper.from_array(np.zeros((8, 2, 3, 3), dtype=np.float32), "W")
+    node = helper.make_node("Conv", ["x", "W"], ["y"], name="conv", kernel_shape=[3, 3],
+                            pads=[1, 1, 1, 1], strides=[2, 2], group=2)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])], [weight],
+    )
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    (from_onnx,) = inspect_onnx(path).leaves()
+    conv = torch.nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2, bias=False)
+    (from_torch,) = inspect(conv, (4, 8, 8)).leaves()
+    # kernel 3×3, stride 2, padding 1, 4→8 channels, 2 groups
+    assert describe_hparams(from_onnx) == describe_hparams(from_torch) == "3×3 s2 p1 · 4→8 · g2"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,9 +486,9 @@ def test_cli_num_classes_reaches_the_edges() -> None:
 
 
 def test_cli_missing_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import archscope.diagram
+    import archscope.diagram.graphviz
 
-    monkeypatch.setattr(archscope.diagram, "find_dot", lambda: None)
+    monkeypatch.setattr(archscope.diagram.graphviz, "find_dot", lambda: None)
     out = tmp_path / "m.pdf"
     result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", str(out)])
     assert result.exit_code == 1
@@ -438,6 +500,35 @@ def test_cli_missing_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", str(dot_file)])
     assert result.exit_code == 0, result.output
     assert dot_file.read_text().startswith("digraph")
+
+
+def test_cli_missing_dot_fails_before_loading_the_model(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import archscope.diagram.graphviz
+
+    # With DOT output the unknown model is what fails …
+    result = CliRunner().invoke(main, ["diagram", "no_such_model", "-o", str(tmp_path / "m.dot")])
+    assert result.exit_code == 1 and "no_such_model" in result.stderr
+    # … without Graphviz, SVG output fails first: the model is never looked up.
+    monkeypatch.setattr(archscope.diagram.graphviz, "find_dot", lambda: None)
+    result = CliRunner().invoke(main, ["diagram", "no_such_model", "-o", str(tmp_path / "m.svg")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: Graphviz's `dot` program is not on PATH")
+    assert "no_such_model" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_path_is_one_error(tmp_path: Path) -> None:
+    from archscope.diagram import write_diagram
+
+    target = tmp_path / "missing" / "m.dot"
+    with pytest.raises(RenderError, match=r"^cannot write .*m\.dot: .*; choose another path"):
+        write_diagram(_residual_toy(), target)
+    assert list(tmp_path.iterdir()) == []
+    result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o", str(target)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot write {target}: ")
+    assert "Traceback" not in result.output
 
 
 def test_cli_bad_extension_and_rankdir(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from torch import nn
 
 from archscope import inspect
 from archscope.cli import main
+from archscope.diagram import build_diagram, render_dot
 from archscope.render import render
 from archscope.render._columns import sample_shape, shape_cell
-from archscope.render.dot import build_diagram, render_dot
 from archscope.report import LayerRecord
 from archscope.source import load_report
 

@@ -40,39 +40,25 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
       archscope diagram resnet18 --depth 3 --no-fold -o resnet18.svg
       archscope diagram lecture_mnist_cnn --rankdir LR -o - | dot -Tpng > mnist.png
     """
-    from archscope.diagram import find_dot, format_for, render_bytes
-    from archscope.errors import RenderError
-
-    rankdir = rankdir.upper()
-    to_stdout = output == "-"
-    fmt = "dot" if to_stdout else (format_for(output) if output else "svg")
-    if fmt != "dot" and find_dot() is None:
-        # Fail before tracing: the drawing could not be written anyway.
-        render_bytes("digraph {}", fmt)
-
-    from archscope._io import atomic_path
-    from archscope.diagram import PNG_DPI
-    from archscope.render.dot import build_diagram, choose_depth, max_depth, write_dot
+    from archscope.diagram import draw, format_for, require_dot, save
     from archscope.source import load_report
 
+    if output == "-":
+        target, fmt = None, "dot"
+    elif output:
+        target, fmt = Path(output), format_for(output)
+    else:
+        target, fmt = Path(_file_stem(model) + ".svg"), "svg"
+    require_dot(fmt)  # before tracing: the drawing could not be written anyway
     report = load_report(model, input_shape=input_shape, num_classes=num_classes)
-    chosen = choose_depth(report, depth, fold=fold)
-    drawing = build_diagram(report, depth=chosen, fold=fold)
-    dot_source = write_dot(drawing, rankdir=rankdir, dpi=PNG_DPI if fmt == "png" else None)
-    status = (f"{report.model}: depth {min(chosen, max_depth(report))} of {max_depth(report)}, "
-              f"{len(drawing.layer_nodes)} nodes{' (folded)' if fold else ''}")
-    if to_stdout:
-        echo(dot_source, nl=False)
+    drawing = draw(report, depth=depth, fold=fold, rankdir=rankdir.upper(), fmt=fmt)
+    status = (f"{report.model}: depth {drawing.depth} of {drawing.deepest}, "
+              f"{drawing.nodes} nodes{' (folded)' if fold else ''}")
+    if target is None:
+        echo(drawing.source, nl=False)
         click.echo(status, err=True)
         return
-    target = Path(output) if output else Path(_file_stem(model) + ".svg")
-    data = render_bytes(dot_source, fmt)
-    try:
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(data)
-    except OSError as exc:
-        raise RenderError(f"cannot write {target}: {exc.strerror or exc}; "
-                          "choose another path with -o") from None
+    save(drawing, target)
     click.echo(f"{status} → wrote {target}", err=True)
 
 

@@ -1,9 +1,8 @@
-"""Draw a Report as SVG, PNG, PDF or DOT through Graphviz.
+"""Graphviz: the output format of a file name, the ``dot`` program, rendered bytes, atomic files.
 
-The DOT source comes from :mod:`archscope.render.dot`; this module picks the format from a file
-name, finds Graphviz's ``dot`` program, runs it through the ``graphviz`` Python package and writes
-the result atomically. Without ``dot`` only ``.dot``/``.gv`` output works, and the error says how to
-install Graphviz.
+SVG, PNG and PDF are laid out by Graphviz's ``dot`` through the ``graphviz`` Python package
+(imported only when rendering). Without ``dot`` only DOT source (``.dot``/``.gv``) can be written,
+and the error says how to install Graphviz.
 """
 
 from __future__ import annotations
@@ -12,10 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from archscope._io import atomic_path, write_text_atomic
+from archscope._io import atomic_path
 from archscope.errors import RenderError
-from archscope.render.dot import render_dot
-from archscope.report import Report
 
 #: File extension → Graphviz output format (``dot`` is the DOT source itself, no Graphviz needed).
 FORMATS: dict[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
@@ -50,17 +47,27 @@ def find_dot() -> str | None:
     return shutil.which("dot")
 
 
+def require_dot(fmt: str) -> None:
+    """Check that ``fmt`` can be rendered here: DOT source always, other formats with ``dot``.
+
+    Raises:
+        RenderError: when ``dot`` is missing for ``fmt``, naming the install command.
+    """
+    if fmt != "dot" and find_dot() is None:
+        raise RenderError(f"Graphviz's `dot` program is not on PATH, needed for .{fmt} output; "
+                          f"{INSTALL_HINT}")
+
+
 def render_bytes(dot_source: str, fmt: str) -> bytes:
-    """Lay out ``dot_source`` with Graphviz ``dot`` and return the ``fmt`` (svg/png/pdf) bytes.
+    """Lay out ``dot_source`` with Graphviz ``dot`` and return the ``fmt`` (svg/png/pdf) bytes;
+    for ``fmt="dot"`` the source itself (UTF-8).
 
     Raises:
         RenderError: when ``dot`` is missing (naming the install command) or fails.
     """
     if fmt == "dot":
         return dot_source.encode("utf-8")
-    if find_dot() is None:
-        raise RenderError(f"Graphviz's `dot` program is not on PATH, needed for .{fmt} output; "
-                          f"{INSTALL_HINT}")
+    require_dot(fmt)
     import graphviz
 
     try:
@@ -76,26 +83,19 @@ def render_bytes(dot_source: str, fmt: str) -> bytes:
     return data
 
 
-def write_diagram(
-    report: Report,
-    path: str | os.PathLike[str],
-    *,
-    depth: int | None = None,
-    fold: bool = True,
-    rankdir: str = "TB",
-) -> Path:
-    """Draw ``report`` into ``path`` (format from its extension) and return the path written.
+def write_rendered(dot_source: str, fmt: str, path: str | os.PathLike[str]) -> Path:
+    """Render ``dot_source`` as ``fmt`` and write it to ``path`` atomically: the file appears
+    only once complete, and on any error nothing is left there.
 
-    The file appears only once it is complete; on any error nothing is left at ``path``.
+    Raises:
+        RenderError: when rendering fails or the file cannot be written.
     """
     target = Path(path)
-    fmt = format_for(target)
-    dot_source = render_dot(report, depth=depth, fold=fold, rankdir=rankdir,
-                            dpi=PNG_DPI if fmt == "png" else None)
-    if fmt == "dot":
-        write_text_atomic(target, dot_source)
-        return target
     data = render_bytes(dot_source, fmt)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise RenderError(f"cannot write {target}: {exc.strerror or exc}; "
+                          "choose another path with -o") from None
     return target
