@@ -59,3 +59,16 @@ def _see_this_interpreters_packages(python: Path) -> None:
     ).stdout.strip()
     ours = [p for p in sys.path if Path(p).name in {"site-packages", "dist-packages"}]
     Path(purelib, "_archscope_test_outer_site.pth").write_text("\n".join(ours) + "\n")
+
+
+def test_every_package_is_listed_for_the_wheel() -> None:
+    """pyproject.toml lists packages explicitly (archscope.zoo lives in zoo/): a new package
+    directory that is not listed would be missing from the wheel."""
+    import re
+
+    text = (ROOT / "pyproject.toml").read_text()
+    (packages,) = re.findall(r"^packages = \[(.*?)\]", text, flags=re.M | re.S)
+    listed = set(re.findall(r'"([\w.]+)"', packages))
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for init in (ROOT / "archscope").rglob("__init__.py")}
+    assert found | {"archscope.zoo"} == listed
