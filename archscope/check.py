@@ -248,10 +248,16 @@ def check(subject: Subject, *, batch: int | None = None, repeats: int | None = N
             ``BatchNorm2d`` on a 1×1 map), which PyTorch refuses; a note says so.
         repeats: timed forward passes (default: 10 on CUDA, 3 on the CPU).
         seed: seed of the random input.
+
+    Raises:
+        DeviceError: ``subject`` is on the meta device (it has no weights to run).
     """
     import torch
 
     dev = torch.device(subject.device)
+    if dev.type == "meta":
+        raise DeviceError(f"{subject.name} is on the meta device: check runs it for real; "
+                          "resolve it with device='cpu' or 'cuda'")
     given_batch = batch
     batch = 1 if batch is None else batch
     model = subject.model

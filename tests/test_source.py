@@ -129,3 +129,15 @@ def test_inspect_subject_traces_in_training_mode_and_keeps_the_models_modes() ->
     # dropout in training mode saves its mask for backward; in eval mode it is the identity
     assert trained.activation_bytes > as_is.activation_bytes
     assert trained.notes[0] == as_is.notes[0] == "built somewhere"
+
+
+def test_a_subject_on_the_meta_device_is_not_run_for_real() -> None:
+    from archscope.bench import BenchConfig, bench_subject, make_plan
+    from archscope.check import check
+    from archscope.errors import DeviceError
+
+    subject = resolve("lecture_mlp")  # shapes only
+    with pytest.raises(DeviceError, match="lecture_mlp is on the meta device: check runs it"):
+        check(subject)
+    with pytest.raises(DeviceError, match="lecture_mlp is on meta, the benchmark runs on cpu"):
+        bench_subject(subject, make_plan(BenchConfig(device="cpu")))

@@ -194,7 +194,12 @@ def bench_subject(
         ForwardError: the forward pass fails (the meta trace's diagnosis where it holds on any
             device: an input that does not fit a layer).
     """
+    import torch
+
     device = plan.device
+    if torch.device(subject.device).type != device.type:
+        raise DeviceError(f"{subject.name} is on {subject.device}, the benchmark runs on "
+                          f"{device}; resolve it with device={str(device)!r}")
     model, name, shape = subject.model, subject.name, subject.input_shape
     batch, batch_source = 0, "auto"  # 0 until the search finds one
     if batch_size is None:
