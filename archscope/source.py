@@ -251,9 +251,9 @@ def resolve(
     """
     from archscope._modes import input_shape_of
 
-    shape = input_shape_of(input_shape) if input_shape is not None else None
+    given = input_shape_of(input_shape) if input_shape is not None else None
     loaded = load_model(source, num_classes=num_classes, device=device, seed=seed)
-    shape = shape or loaded.input_shape
+    shape = given if given is not None else loaded.input_shape
     if shape is None:
         raise InputShapeError(
             f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
