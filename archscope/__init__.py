@@ -6,6 +6,7 @@ import torch::
     import archscope
     report = archscope.inspect(model, (3, 224, 224))
     report = archscope.summary_report("vgg16")      # any model source the CLI accepts
+    subject = archscope.resolve("resnet18", device="cpu")  # a model built once, as commands run it
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ if TYPE_CHECKING:  # the real types for type checkers; at runtime __getattr__ im
     from archscope.errors import ArchscopeError
     from archscope.registry import list_models
     from archscope.report import LayerRecord, Report
-    from archscope.source import load_model
+    from archscope.source import Subject, load_model, resolve
     from archscope.source import load_report as summary_report
     from archscope.trace import inspect
 
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "inspect": ("archscope.trace", "inspect"),
     "load_model": ("archscope.source", "load_model"),
+    "resolve": ("archscope.source", "resolve"),
+    "Subject": ("archscope.source", "Subject"),
     "summary_report": ("archscope.source", "load_report"),
     "list_models": ("archscope.registry", "list_models"),
     "Report": ("archscope.report", "Report"),
@@ -32,8 +35,8 @@ _LAZY = {
     "ArchscopeError": ("archscope.errors", "ArchscopeError"),
 }
 
-__all__ = ["ArchscopeError", "LayerRecord", "Report", "__version__", "inspect", "list_models",
-           "load_model", "summary_report"]
+__all__ = ["ArchscopeError", "LayerRecord", "Report", "Subject", "__version__", "inspect",
+           "list_models", "load_model", "resolve", "summary_report"]
 
 
 def __getattr__(name: str) -> Any:

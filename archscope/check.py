@@ -2,8 +2,9 @@
 
 ``archscope check`` is the proof behind every number ``summary`` prints. For one model it
 
-1. builds it with real weights on the device (or loads a ``state_dict`` with ``strict=True``),
-2. traces it on the meta device with ``summary``'s engine (:func:`archscope.trace.inspect`),
+1. builds it with real weights on the device (or loads a ``state_dict`` with ``strict=True``):
+   :func:`archscope.source.resolve`, whose :class:`~archscope.source.Subject` :func:`check` takes,
+2. traces that model on the meta device with ``summary``'s engine (:func:`archscope.trace.inspect`),
 3. runs one forward and backward pass on random input with forward hooks on every module, and
    checks that each module call's real output shapes equal the trace's record for that call
    (matched by qualified name and call index), that the parameter total equals the engine's and
@@ -12,7 +13,7 @@
    ``torch.cuda.max_memory_allocated`` over one forward + backward step), and
 5. times the forward pass (median of several runs, synchronized on CUDA).
 
-The library returns :class:`CheckResult` values; the command prints them.
+The library returns :class:`CheckResult` values; :mod:`archscope.render.check` renders them.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from archscope.errors import (
     DeviceError,
     ForwardError,
     InputTooSmallError,
-    ModelSourceError,
     UnknownModelError,
+    WeightsError,
     autograd_hint,
     first_line,
 )
 from archscope.memory import estimate_training_memory
+from archscope.source import inspect_subject
 from archscope.tensors import tensors_of
 
 if TYPE_CHECKING:
@@ -43,11 +45,12 @@ if TYPE_CHECKING:
     from torch import nn
 
     from archscope.report import Report
+    from archscope.source import Subject
 
 #: (warm-up runs, timed runs) of the forward-latency measurement per device type.
 _REPEATS = {"cuda": (3, 10), "cpu": (2, 3)}
 
-#: how many shape mismatches / state_dict keys a one-line message names.
+#: how many non-finite gradients a result names.
 _SHOW = 3
 
 #: the note of every check off CUDA (the table's memory row says it already).
@@ -187,20 +190,17 @@ def check_model(
     repeats: int | None = None,
     seed: int = 0,
 ) -> CheckResult:
-    """Build ``source`` on ``device`` and check it against its meta trace (see the module doc).
+    """Build ``source`` on ``device`` and :func:`check` it (see the module doc).
 
     Args:
         source: anything ``archscope summary`` accepts except ONNX files and layer specs without
             weights (a zoo name, ``file.py:Name``, ``package.module:name``, ``spec:…``).
         device: ``auto`` (CUDA when available), ``cuda``, ``cuda:N`` or ``cpu``.
-        batch: batch of the random input. ``None``: 1, or 2 where a BatchNorm in training mode
-            would see one value per channel at batch 1 (``BatchNorm1d`` after a ``Linear``, a
-            ``BatchNorm2d`` on a 1×1 map), which PyTorch refuses; a note says so.
+        batch, repeats: see :func:`check`.
         weights: a ``state_dict`` file (``torch.save``) loaded with ``strict=True``.
         input_shape: C×H×W (default: the model's natural input).
         num_classes: build zoo models with this many classes (the published reference then no
             longer applies).
-        repeats: timed forward passes (default: 10 on CUDA, 3 on the CPU).
         seed: seed of the weights' initialisation and of the random input.
 
     A model that cannot be checked (an ONNX file, a file or module that cannot be found,
@@ -209,52 +209,71 @@ def check_model(
     Raises:
         DeviceError: ``cuda`` requested without CUDA.
         UnknownModelError: ``source`` looks like a zoo name and is none.
-        ModelSourceError: ``weights`` does not load with ``strict=True`` (the message lists
-            missing and unexpected keys).
+        WeightsError: ``weights`` does not load with ``strict=True`` (the message lists missing
+            and unexpected keys).
+    """
+    from archscope.devices import resolve_device
+    from archscope.source import is_onnx, resolve
+
+    dev = resolve_device(device)
+    if is_onnx(source):
+        return failed_check(source, str(dev), input_shape, batch, weights,
+                            f"{source}: check runs PyTorch models; an ONNX file is checked when "
+                            "it is exported (archscope export compares it with onnxruntime)")
+    try:
+        subject = resolve(source, input_shape=input_shape, num_classes=num_classes,
+                          device=str(dev), seed=seed, weights=weights)
+    except (UnknownModelError, DeviceError, WeightsError):
+        raise
+    except ArchscopeError as exc:  # not found, not importable, its own code or spec failed
+        return failed_check(source, str(dev), input_shape, batch, weights, str(exc))
+    return check(subject, batch=batch, repeats=repeats, seed=seed)
+
+
+def failed_check(source: str, device: str, input_shape: Sequence[int] | None, batch: int | None,
+                 weights: str | None, error: str) -> CheckResult:
+    """The result of a model that could not be checked at all: what was asked, and why not."""
+    return CheckResult(model=source, device=device, device_name=current_device_name(device),
+                       input_shape=tuple(input_shape or ()), batch=batch or 1, weights=weights,
+                       error=error)
+
+
+def check(subject: Subject, *, batch: int | None = None, repeats: int | None = None,
+          seed: int = 0) -> CheckResult:
+    """Check ``subject`` (built with real weights on its device) against its meta trace.
+
+    Args:
+        batch: batch of the random input. ``None``: 1, or 2 where a BatchNorm in training mode
+            would see one value per channel at batch 1 (``BatchNorm1d`` after a ``Linear``, a
+            ``BatchNorm2d`` on a 1×1 map), which PyTorch refuses; a note says so.
+        repeats: timed forward passes (default: 10 on CUDA, 3 on the CPU).
+        seed: seed of the random input.
+
+    Raises:
+        DeviceError: ``subject`` is on the meta device (it has no weights to run).
     """
     import torch
 
-    from archscope.devices import resolve_device
-    from archscope.source import is_onnx, load_model
-
-    dev = resolve_device(device)
-    device_name = current_device_name(dev)
+    dev = torch.device(subject.device)
+    if dev.type == "meta":
+        raise DeviceError(f"{subject.name} is on the meta device: check runs it for real; "
+                          "resolve it with device='cpu' or 'cuda'")
     given_batch = batch
     batch = 1 if batch is None else batch
-
-    def failed(message: str) -> CheckResult:
-        return CheckResult(model=source, device=str(dev), device_name=device_name,
-                           input_shape=tuple(input_shape or ()), batch=given_batch or 1,
-                           weights=weights, error=message)
-
-    if is_onnx(source):
-        return failed(f"{source}: check runs PyTorch models; an ONNX file is checked when it is "
-                      "exported (archscope export compares it with onnxruntime)")
-    try:
-        loaded = load_model(source, num_classes=num_classes, device=str(dev), seed=seed)
-    except (UnknownModelError, DeviceError):
-        raise
-    except ArchscopeError as exc:  # not found, not importable, its own code or spec failed
-        return failed(str(exc))
-    model = loaded.model
-    shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
-    if shape is None:
-        return failed(f"{loaded.name} has no default input size; pass one with --input "
-                      "(e.g. 3x224x224)")
-    if weights is not None:
-        load_weights(model, weights, dev, loaded.name)
+    model = subject.model
     base = CheckResult(
-        model=loaded.name, device=str(dev), device_name=device_name, input_shape=tuple(shape),
-        batch=batch, weights=weights, params=sum(p.numel() for p in model.parameters()),
-        reference_params=loaded.reference_params,
-        reference_source=loaded.reference_source if loaded.reference_params is not None else None,
+        model=subject.name, device=str(dev), device_name=current_device_name(dev),
+        input_shape=subject.input_shape, batch=batch, weights=subject.weights,
+        params=sum(p.numel() for p in model.parameters()),
+        reference_params=subject.reference.params if subject.reference else None,
+        reference_source=subject.reference.source if subject.reference else None,
     )
     try:
-        report = _training_trace(model, shape, batch, loaded.name)
+        report = inspect_subject(subject, batch=batch, training=True, count_flops=False)
         lone = _lone_batchnorm(model, report) if given_batch is None else None
         if lone is not None:
             batch = 2
-            report = _training_trace(model, shape, batch, loaded.name)
+            report = inspect_subject(subject, batch=batch, training=True, count_flops=False)
             base = _replace(base, batch=batch, notes=(
                 f"batch 2: at batch 1 {lone} would see one value per channel in training mode, "
                 "which PyTorch refuses; --batch sets the batch",))
@@ -264,10 +283,9 @@ def check_model(
     if repeats is not None:
         timed = repeats
     try:
-        return _run(model, report, base, dev, shape, batch, seed, warmup, timed)
+        return _run(model, report, base, dev, subject.input_shape, batch, seed, warmup, timed)
     except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch ≥ 2.5 only
         pass  # freed below, once the exception no longer holds the failed step's tensors
-    del model, loaded
     torch.cuda.empty_cache()
     return _replace(base, engine_params=report.total_params,
                     error=f"out of memory on {dev} at batch {batch}; try a smaller --batch")
@@ -297,78 +315,6 @@ def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
         if len(shape) >= 2 and shape[1] and math.prod(shape) // shape[1] <= 1:
             return f"{record.name} ({record.type})"
     return None
-
-
-def load_weights(model: nn.Module, path: str, device: torch.device, name: str) -> None:
-    """Load a ``state_dict`` file into ``model`` with ``strict=True``; one-line errors.
-
-    Accepts a plain ``state_dict`` or a checkpoint dict holding one under ``state_dict`` or
-    ``model``. Loaded with ``weights_only=True`` (no pickled code runs).
-    """
-    import torch
-
-    try:
-        obj = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise ModelSourceError(f"weights file {path!r} not found; check the path") from None
-    except Exception as exc:
-        raise ModelSourceError(
-            f"{path}: torch.load cannot read it ({type(exc).__name__}: {first_line(exc)}); is it "
-            "a file torch.save wrote? Save a state_dict with torch.save(model.state_dict(), path)"
-        ) from None
-    state = obj
-    if isinstance(obj, dict) and not _is_state_dict(obj):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict) and _is_state_dict(obj[key]):
-                state = obj[key]
-                break
-    if not isinstance(state, dict) or not _is_state_dict(state):
-        raise ModelSourceError(
-            f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}; save "
-            "one with torch.save(model.state_dict(), path)"
-        )
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
-        raise ModelSourceError(
-            f"{path} does not fit {name} (strict=True): {'; '.join(parts)}; "
-            "is it the state_dict of this model?"
-        )
-    wrong = [
-        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
-        for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if wrong:
-        raise ModelSourceError(
-            f"{path} does not fit {name}: {len(wrong)} tensor(s) have another shape "
-            f"({'; '.join(wrong[:_SHOW])}{' …' if len(wrong) > _SHOW else ''}); "
-            "check --num-classes"
-        )
-    model.load_state_dict(state, strict=True)
-
-
-def _is_state_dict(obj: dict[Any, Any]) -> bool:
-    import torch
-
-    return bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    )
-
-
-def _training_trace(model: nn.Module, shape: Sequence[int], batch: int, name: str) -> Report:
-    """The meta trace in training mode, the mode of the real step it is compared with (the trace
-    keeps the model's own modes; a factory may return its model in eval mode)."""
-    from archscope.trace import inspect
-
-    with kept_modes(model):
-        model.train()
-        return inspect(model, shape, batch=batch, name=name, count_flops=False)
 
 
 def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
@@ -550,9 +496,4 @@ def _shapes(shapes: Sequence[Sequence[int]]) -> str:
     return ", ".join("[" + ", ".join(str(d) for d in s) + "]" for s in shapes) or "nothing"
 
 
-def _few(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_SHOW])
-    return shown + (", …" if len(keys) > _SHOW else "")
-
-
-__all__ = ["CheckResult", "check_model", "load_weights"]
+__all__ = ["CheckResult", "check", "check_model", "failed_check"]

@@ -3,12 +3,12 @@
 Commands live in ``archscope.commands.*`` and are imported only when invoked (or listed by
 ``--help``), and none of them imports torch at module level, so ``archscope --help`` is instant.
 Library errors (:class:`archscope.errors.ArchscopeError`) become one line on stderr here, in one
-place.
+place. Each command is a :class:`archscope.commands._common.ResultsCommand`: what a user's model
+prints goes to stderr, so stdout holds only the command's results.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import sys
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from archscope import __version__
-from archscope._io import results_on_stdout
 from archscope.errors import ArchscopeError
 
 #: command name → "module:attribute" of its click command, in the order ``--help`` lists them.
@@ -87,9 +86,6 @@ class _ArchscopeGroup(click.Group):
             return None
         module_name, _, attr = target.partition(":")
         command: click.Command = getattr(importlib.import_module(module_name), attr)
-        callback = command.callback
-        if callback is not None and not getattr(callback, "_results_on_stdout", False):
-            command.callback = _keeping_stdout_for_results(callback)
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -109,19 +105,6 @@ class _ArchscopeGroup(click.Group):
             if message is None:
                 raise
             raise click.ClickException(message) from None
-
-
-def _keeping_stdout_for_results(callback: Any) -> Any:
-    """Run a command's body with what the user's model prints sent to stderr (help, usage errors
-    and results still go to stdout; see :func:`archscope._io.results_on_stdout`)."""
-
-    @functools.wraps(callback)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with results_on_stdout():
-            return callback(*args, **kwargs)
-
-    run._results_on_stdout = True  # type: ignore[attr-defined]
-    return run
 
 
 def _environment_error(exc: Exception) -> str | None:

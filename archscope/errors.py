@@ -38,6 +38,10 @@ class ModelBuildError(ModelSourceError):
         self.reason = reason
 
 
+class WeightsError(ModelSourceError):
+    """A ``state_dict`` file (``--weights``) that cannot be read or does not fit the model."""
+
+
 class InputShapeError(ArchscopeError):
     """A malformed input shape such as ``3x22a``."""
 

@@ -17,17 +17,14 @@ one of the model's parameters or buffers, under its ``state_dict`` name (other c
 onnxruntime is installed, the same random input is run through PyTorch and onnxruntime and the
 largest absolute difference is reported. A file that fails any of these is never written.
 
-The comparison's tolerance: onnxruntime must agree with PyTorch to ``atol`` (1e-4), unless
-PyTorch's own fp32 result is farther than that from exact arithmetic, in which case no fp32
-implementation could do better and onnxruntime may differ by a few times that inherent error.
-The inherent error is measured, not assumed: the model is run again in float64 (on a float64
-copy of its state, through ``torch.func.functional_call``) and ``max|fp32 − float64|`` is
-PyTorch's own error. This happens only for an output whose difference exceeds ``atol``, which in
-the zoo means the deep randomly initialised ResNets: with BatchNorm statistics still 0 and 1
-their activations grow block by block, and ResNet-152's fp32 logits (up to 1.3e8) are about
-1e2 away from its float64 ones (1.1e2 in docs/onnx.md's table). Calibrating the statistics
-on random data does not rescue an absolute 1e-4: the calibrated ResNet-152's fp32 error is
-still 6.6e-4 (measured; see docs/onnx.md).
+The comparison and its tolerance are :mod:`archscope.onnx_compare`'s: onnxruntime must agree
+with PyTorch to ``atol`` (1e-4), or, where PyTorch's own fp32 result is farther than that from a
+float64 run of the model, to a few times that measured error. In the zoo that means the deep
+randomly initialised ResNets: with BatchNorm statistics still 0 and 1 their activations grow
+block by block, and ResNet-152's fp32 logits (up to 1.3e8) are about 1e2 away from its float64
+ones (1.1e2 in docs/onnx.md's table). Calibrating the statistics on random data does not rescue
+an absolute 1e-4: the calibrated ResNet-152's fp32 error is still 6.6e-4 (measured; see
+docs/onnx.md).
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import re
 import shutil
@@ -50,28 +46,20 @@ from typing import TYPE_CHECKING, Any
 from archscope._io import atomic_path
 from archscope._modes import kept_modes, model_dtype
 from archscope.errors import READS_VALUES, ExportError, first_line
+from archscope.onnx_compare import DEFAULT_ATOL, FP32_ERROR_FACTOR, Agreement, flatten_outputs, verify_export
 
 if TYPE_CHECKING:
     import onnx
     import torch
     from torch import nn
 
+    from archscope.source import Subject
+
 #: The opset used unless ``--opset`` says otherwise, and the lowest accepted: the lowest the
 #: torch.export exporter emits natively. Its conversion to older opsets runs before constants are
 #: folded and fails on the zoo's models (Squeeze/ReduceMean axes), silently keeping opset 18.
 MIN_OPSET = 18
 DEFAULT_OPSET = MIN_OPSET
-
-#: Largest absolute difference between PyTorch and onnxruntime accepted in fp32, unless PyTorch's
-#: own fp32 error is larger (see :data:`FP32_ERROR_FACTOR`).
-DEFAULT_ATOL = 1e-4
-
-#: Where PyTorch's fp32 output is itself more than ``atol`` from the float64 result, onnxruntime
-#: may differ from PyTorch by up to this many times that error. Two fp32 implementations that
-#: sum in different orders land within a few times the error of either (measured on the zoo:
-#: 0.7–2.6×, and 0.7–1.9× for the three ResNets past 1e-4), so 4 leaves room for rounding, not
-#: for a wrong operator.
-FP32_ERROR_FACTOR = 4
 
 #: Protobuf cannot serialise a message of 2 GiB or more; bigger models keep their weights in an
 #: external data file ``<name>.onnx.data`` beside the model.
@@ -126,11 +114,34 @@ class ExportResult:
     notes: tuple[str, ...] = ()
     exporter_output: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the stable keys documented in docs/onnx.md (``exporter_output`` is
+        left out: ``--verbose`` shows it on stderr)."""
+        return {
+            "path": str(self.path),
+            "data_path": str(self.data_path) if self.data_path is not None else None,
+            "opset": self.opset,
+            "input_name": self.input_name,
+            "output_names": list(self.output_names),
+            "input_shape": list(self.input_shape),
+            "dynamic_batch": self.dynamic_batch,
+            "file_bytes": self.file_bytes,
+            "export_seconds": self.export_seconds,
+            "nodes": self.nodes,
+            "max_abs_diff": self.max_abs_diff,
+            "max_abs_output": self.max_abs_output,
+            "fp32_error": self.fp32_error,
+            "tolerance": self.tolerance,
+            "atol": self.atol,
+            "onnxruntime_version": self.onnxruntime_version,
+            "notes": list(self.notes),
+        }
+
 
 def export_onnx(
-    model: nn.Module,
+    model: nn.Module | Subject,
     path: str | os.PathLike[str],
-    input_shape: Sequence[int],
+    input_shape: Sequence[int] | None = None,
     *,
     batch: int = 1,
     opset: int = DEFAULT_OPSET,
@@ -143,9 +154,11 @@ def export_onnx(
     """Export ``model`` (real weights, on the CPU) to ONNX at ``path`` and verify it.
 
     Args:
-        model: the model; it is exported in eval mode, and its mode is restored afterwards.
+        model: the model, or a :class:`~archscope.source.Subject` built on the CPU (whose input
+            shape and name are the defaults of ``input_shape`` and ``name``); it is exported in
+            eval mode, and its mode is restored afterwards.
         path: the ``.onnx`` file to write (replaced atomically: nothing is written on failure).
-        input_shape: one sample's shape, C×H×W.
+        input_shape: one sample's shape, C×H×W (required for a plain module).
         batch: the batch of the example input (with ``dynamic_batch``, at least 2 is traced so the
             exporter cannot specialise the batch to 1).
         opset: ONNX opset version.
@@ -164,6 +177,14 @@ def export_onnx(
     """
     import torch
 
+    from archscope.source import Subject
+
+    if isinstance(model, Subject):
+        name = name or model.name
+        input_shape = model.input_shape if input_shape is None else input_shape
+        model = model.model
+    if input_shape is None:
+        raise TypeError("export_onnx needs input_shape for a plain nn.Module")
     label = name or type(model).__name__
     if opset < MIN_OPSET:
         raise ExportError(
@@ -189,7 +210,7 @@ def export_onnx(
                 reference = model(x)
             except Exception as exc:
                 raise _forward_failure(model, input_shape, x, label, exc) from None
-        output_names, ref_outputs = _flatten_outputs(reference)
+        output_names, ref_outputs = flatten_outputs(reference)
         state_names = set(model.state_dict().keys())
         started = time.perf_counter()
         proto, exporter_output = _export_proto(model, x, opset, dynamic_batch, output_names,
@@ -204,7 +225,7 @@ def export_onnx(
         "output_names": tuple(o.name for o in proto.graph.output),
         "nodes": len(proto.graph.node),
     }
-    agreement: _Agreement | None = None
+    agreement: Agreement | None = None
     version: str | None = None
     with _staged(target, external) as (model_file, data_file):
         try:
@@ -216,7 +237,7 @@ def export_onnx(
         export_seconds = time.perf_counter() - started
         file_bytes = model_file.stat().st_size + (data_file.stat().st_size if data_file else 0)
         if verify:
-            agreement, version = _verify(model, model_file, x, ref_outputs, dynamic_batch,
+            agreement, version = verify_export(model, model_file, x, ref_outputs, dynamic_batch,
                                          atol, label)
             if agreement is not None and not agreement.passed:
                 worst = agreement.worst
@@ -246,57 +267,6 @@ def export_onnx(
         exporter_output=exporter_output,
         **info,
     )
-
-
-@dataclass(frozen=True)
-class _OutputAgreement:
-    """One output: max|PyTorch − onnxruntime|, max|PyTorch|, and PyTorch's fp32 error if measured."""
-
-    diff: float
-    scale: float
-    tolerance: float
-    fp32_error: float | None = None
-
-    @property
-    def ratio(self) -> float:
-        return self.diff / self.tolerance if self.tolerance > 0 else (0.0 if self.diff == 0
-                                                                      else math.inf)
-
-
-@dataclass(frozen=True)
-class _Agreement:
-    """How closely onnxruntime reproduced PyTorch, output by output (see :class:`ExportResult`)."""
-
-    outputs: tuple[_OutputAgreement, ...]
-    notes: tuple[str, ...] = ()
-
-    @property
-    def diff(self) -> float:
-        return max((o.diff for o in self.outputs), default=0.0)
-
-    @property
-    def scale(self) -> float:
-        return max((o.scale for o in self.outputs), default=0.0)
-
-    @property
-    def fp32_error(self) -> float | None:
-        return max((o.fp32_error for o in self.outputs if o.fp32_error is not None), default=None)
-
-    @property
-    def tolerance(self) -> float:
-        return max((o.tolerance for o in self.outputs), default=0.0)
-
-    @property
-    def worst(self) -> _OutputAgreement:
-        """The output closest to (or furthest past) its tolerance."""
-        return max(self.outputs, key=lambda o: o.ratio, default=_OutputAgreement(0.0, 0.0, 0.0))
-
-    @property
-    def passed(self) -> bool:
-        return all(o.diff <= o.tolerance for o in self.outputs)
-
-    def merge(self, other: _Agreement) -> _Agreement:
-        return _Agreement(self.outputs + other.outputs, self.notes + other.notes)
 
 
 def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tensor, label: str,
@@ -598,155 +568,6 @@ def _check_file(model_file: Path, label: str) -> None:
         raise ExportError(
             f"{label}: the ONNX checker rejected the export: {first_line(exc)}{hint}"
         ) from None
-
-
-def _verify(
-    model: nn.Module,
-    model_file: Path,
-    x: torch.Tensor,
-    reference: list[torch.Tensor],
-    dynamic_batch: bool,
-    atol: float,
-    label: str,
-) -> tuple[_Agreement | None, str | None]:
-    """Compare onnxruntime with PyTorch (at batch 1 too, for a dynamic batch)."""
-    import torch
-
-    agreement, version = _compare_onnxruntime(model, model_file, x, reference, atol, label)
-    if agreement is None or not dynamic_batch:
-        return agreement, version
-    with kept_modes(model), torch.no_grad():
-        model.eval()
-        _, reference1 = _flatten_outputs(model(x[:1]))
-    agreement1, _ = _compare_onnxruntime(model, model_file, x[:1], reference1, atol, label)
-    return (agreement.merge(agreement1) if agreement1 else agreement), version
-
-
-def _compare_onnxruntime(
-    model: nn.Module, path: Path, x: torch.Tensor, reference: list[torch.Tensor], atol: float,
-    label: str,
-) -> tuple[_Agreement | None, str | None]:
-    """Run ``x`` through onnxruntime and judge each output against ``reference`` (PyTorch's).
-
-    An output that differs by more than ``atol`` is judged against PyTorch's own fp32 error,
-    measured with a float64 run of the model (:func:`_float64_outputs`).
-    """
-    import numpy as np
-
-    ran = _run_onnxruntime(path, x, label)
-    if ran is None:
-        return None, None
-    outputs, version = ran
-    if len(outputs) != len(reference):
-        raise ExportError(
-            f"{label}: onnxruntime returned {len(outputs)} outputs, PyTorch {len(reference)}"
-        )
-    diffs: list[tuple[float, float]] = []
-    for got, want in zip(outputs, reference, strict=True):
-        expected = want.detach().cpu().numpy()
-        if got.shape != expected.shape:
-            raise ExportError(
-                f"{label}: onnxruntime output shape {list(got.shape)} differs from PyTorch's "
-                f"{list(expected.shape)}"
-            )
-        if not got.size:
-            diffs.append((0.0, 0.0))
-            continue
-        diff = float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max())
-        diffs.append((diff if math.isfinite(diff) else math.inf, float(np.abs(expected).max())))
-    exact: list[torch.Tensor] | None = None
-    notes: tuple[str, ...] = ()
-    if any(diff > atol for diff, _ in diffs):
-        exact, failure = _float64_outputs(model, x)
-        if failure is not None:
-            notes = (f"float64 reference unavailable ({failure}): judged against atol alone",)
-    judged = []
-    for i, (diff, scale) in enumerate(diffs):
-        if exact is None or diff <= atol:
-            judged.append(_OutputAgreement(diff, scale, atol))
-            continue
-        error = float((reference[i].detach().double() - exact[i]).abs().max())
-        judged.append(_OutputAgreement(diff, scale, max(atol, FP32_ERROR_FACTOR * error), error))
-    return _Agreement(tuple(judged), notes), version
-
-
-def _run_onnxruntime(path: Path, x: torch.Tensor, label: str) -> tuple[list[Any], str] | None:
-    """onnxruntime's outputs for ``x`` (CPU provider) and its version; ``None`` if not installed."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    except Exception as exc:
-        hint = ""
-        if "NOT_IMPLEMENTED" in str(exc):  # e.g. no float64 Conv kernel on the CPU provider
-            hint = (f"; onnxruntime has no kernel for this operator in {x.dtype} (the file passed "
-                    "onnx.checker): export a float32 model, or skip the comparison (--no-verify)")
-        raise ExportError(
-            f"{label}: onnxruntime cannot run the export: {first_line(exc)}{hint}"
-        ) from None
-    return list(outputs), str(onnxruntime.__version__)
-
-
-def _float64_outputs(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor] | None,
-                                                                   str | None]:
-    """The model's eval-mode outputs computed in float64: (outputs, None) or (None, why not).
-
-    Runs on a float64 copy of the parameters and buffers through ``torch.func.functional_call``,
-    so the model itself is not converted; tensors the forward creates take float64 as the
-    default dtype for the duration.
-    """
-    import torch
-    from torch.func import functional_call
-
-    state = {
-        name: (t.detach().double() if t.is_floating_point() else t)
-        for name, t in [*model.named_parameters(), *model.named_buffers()]
-    }
-    dtype = torch.get_default_dtype()
-    with kept_modes(model):
-        model.eval()
-        try:
-            torch.set_default_dtype(torch.float64)
-            with torch.no_grad():
-                output = functional_call(model, state, (x.double(),))
-            _, tensors = _flatten_outputs(output)
-            return [t.double() for t in tensors], None
-        except Exception as exc:  # an op without a float64 kernel, out of memory …
-            return None, first_line(exc)
-        finally:
-            torch.set_default_dtype(dtype)
-
-
-def _flatten_outputs(output: Any) -> tuple[list[str], list[torch.Tensor]]:
-    """Output names and tensors in the exporter's order (dict keys become the names).
-
-    A part holding one tensor is named after its key (``age``) or position (``output_0``); a part
-    holding several prefixes their names (``age_output_1``); a lone tensor is ``output``.
-    """
-    from archscope.tensors import named_tensors
-
-    try:
-        pairs = named_tensors(output, strict=True)
-    except TypeError as exc:
-        raise ExportError(
-            f"the model returns a non-tensor ({exc}); ONNX export needs tensors, or tuples, lists "
-            "and dicts of tensors"
-        ) from None
-    paths = [path for path, _ in pairs]
-
-    def name(path: tuple[Any, ...], depth: int) -> str:
-        if depth == len(path):
-            return "output"
-        part = path[depth]
-        label = f"output_{part}" if isinstance(part, int) else str(part)
-        if sum(p[:depth + 1] == path[:depth + 1] for p in paths) == 1:
-            return label
-        return f"{label}_{name(path, depth + 1)}"
-
-    return [name(path, 0) for path in paths], [t for _, t in pairs]
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:

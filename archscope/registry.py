@@ -1,4 +1,5 @@
-"""The zoo's catalogue: model name → builder, default input, reference parameter count.
+"""The zoo's catalogue: model name → builder, default input, reference parameter count and the
+batches ``archscope bench`` trains it at by default: each model's facts in one place.
 
 The table is plain data so that ``archscope list`` and ``--help`` never import torch; a builder's
 module is imported only when the model is built.
@@ -19,6 +20,29 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class BenchBatch:
+    """The batch ``archscope bench`` trains a model at when ``--batch-size`` is not given.
+
+    Attributes:
+        cuda: on a GPU: keeps a data-centre GPU busy without running out of memory on a 24 GB L4
+            at bf16 (the reference runs: resnet50 256, vgg16 128, alexnet 512); small models get
+            big batches so that the step is not dominated by kernel launches.
+        cpu: on the CPU (CI runners, laptops): small, so that a run takes seconds.
+    """
+
+    cuda: int = 64
+    cpu: int = 4
+
+    def on(self, device_type: str) -> int:
+        """The batch for ``device_type`` (``cuda`` or ``cpu``)."""
+        return self.cuda if device_type == "cuda" else self.cpu
+
+
+#: The default batches of a model that is not in the zoo.
+GENERIC_BENCH_BATCH = BenchBatch()
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One zoo model.
 
@@ -31,6 +55,7 @@ class ModelEntry:
         params_source: where ``params`` comes from.
         description: one line for ``archscope list``.
         kwargs: fixed keyword arguments passed to the builder.
+        bench_batch: the batches ``archscope bench`` trains it at by default.
     """
 
     name: str
@@ -41,6 +66,7 @@ class ModelEntry:
     params_source: str
     description: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    bench_batch: BenchBatch = GENERIC_BENCH_BATCH
 
     def build(self, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
         """Build the model (on the current default device: wrap in ``torch.device("meta")``)."""
@@ -54,43 +80,52 @@ class ModelEntry:
 
 
 _TV = "torchvision.models documentation (weights table)"
+# batch 4 makes AlexNet's loss jump about on the CPU
+_ALEXNET_BATCH = BenchBatch(cuda=512, cpu=16)
 
 _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         "lecture_mnist_cnn", "lecture", "archscope.zoo.lecture:lecture_mnist_cnn", (1, 28, 28),
         93_322, "lecture 003, Keras model.summary(): 320 + 18,496 + 36,928 + 36,928 + 650",
         "Keras MNIST CNN: conv32-pool-conv64-pool-conv64-dense64-dense10",
+        bench_batch=BenchBatch(cuda=2048, cpu=64),
     ),
     ModelEntry(
         "lecture_catsdogs_cnn", "lecture", "archscope.zoo.lecture:lecture_catsdogs_cnn",
         (3, 150, 150), 3_453_121, "lecture 000, Keras model.summary() (Dense512 alone 3,211,776)",
         "cats-vs-dogs CNN: 4×(conv3×3 + maxpool2), dense512, dense1",
+        bench_batch=BenchBatch(cuda=256, cpu=16),
     ),
     ModelEntry(
         "lecture_mlp", "lecture", "archscope.zoo.lecture:lecture_mlp", (1, 28, 28), 45_360,
         "lecture 002: (784+1)·50 + (50+1)·100 + (100+1)·10",
         "MNIST MLP 784-50-100-10 with sigmoid",
+        bench_batch=BenchBatch(cuda=2048, cpu=64),
     ),
     ModelEntry(
         "lecture_multitask", "lecture", "archscope.zoo.lecture:lecture_multitask", (3, 200, 200),
         266_055, "archscope's own design (lecture 000's three-headed age/sex/race network)",
         "shared conv base with age, sex and race heads (dict output)",
+        bench_batch=BenchBatch(cuda=256),
     ),
     ModelEntry(
         "alexnet", "alexnet", "archscope.zoo.alexnet:alexnet", (3, 227, 227), 62_378_344,
         "Krizhevsky et al. 2012 layer sizes, single tower (grouped: 60,965,224)",
         "AlexNet as taught: 96-256-384-384-256, LRN, overlapping pooling, dropout",
+        bench_batch=_ALEXNET_BATCH,
     ),
     ModelEntry(
         "alexnet_torchvision", "alexnet", "archscope.zoo.alexnet:alexnet_torchvision",
         (3, 224, 224), 61_100_840, _TV,
         "torchvision's AlexNet ('One weird trick' layout: 64-192-384-256-256)",
+        bench_batch=_ALEXNET_BATCH,
     ),
     *(
         ModelEntry(
             f"vgg{depth}{suffix}", "vgg", f"archscope.zoo.vgg:vgg{depth}{suffix}", (3, 224, 224),
             params, _TV,
             f"VGG-{depth}{' with batch norm' if suffix else ''} (Simonyan & Zisserman 2014)",
+            bench_batch=BenchBatch(cuda=128),
         )
         for depth, suffix, params in (
             (11, "", 132_863_336), (11, "_bn", 132_868_840),
@@ -104,6 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
             f"resnet{depth}", "resnet", f"archscope.zoo.resnet:resnet{depth}", (3, 224, 224),
             params, _TV,
             f"ResNet-{depth} v1.5 ({'basic' if depth < 50 else 'bottleneck'} blocks, He et al. 2015)",
+            bench_batch=BenchBatch(cuda=256 if depth <= 50 else 128),
         )
         for depth, params in (
             (18, 11_689_512), (34, 21_797_672), (50, 25_557_032),
@@ -122,6 +158,13 @@ def list_models() -> list[ModelEntry]:
 
 def model_names() -> list[str]:
     return [e.name for e in _ENTRIES]
+
+
+def bench_batch(name: str) -> BenchBatch:
+    """The default bench batches of the zoo model called exactly ``name``, else the generic ones
+    (a model from a file, a module or a spec)."""
+    entry = _BY_NAME.get(name)
+    return entry.bench_batch if entry is not None else GENERIC_BENCH_BATCH
 
 
 def check_names(sources: Sequence[str]) -> None:

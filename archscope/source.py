@@ -10,6 +10,16 @@ A source is one of:
 
 The name may be an ``nn.Module`` subclass, a callable returning an ``nn.Module`` (both are called
 with ``num_classes=`` when given) or an ``nn.Module`` instance.
+
+Every command that runs or inspects a PyTorch model starts here, with :func:`resolve`: it builds
+the model once (a user's file is imported once per command), settles its input size (the
+``--input`` given or the model's own, else one error) and loads ``--weights``, and returns a
+:class:`Subject`. The commands pass that Subject on (:func:`inspect_subject`,
+:func:`archscope.check.check`, :func:`archscope.bench.bench_subject`,
+:func:`archscope.export.export_onnx`), so nothing downstream builds the model again::
+
+    subject = resolve("resnet18", device="cpu", weights="resnet18.pth")
+    report = inspect_subject(subject, batch=8)
 """
 
 from __future__ import annotations
@@ -29,36 +39,75 @@ from archscope.errors import (
     InputShapeError,
     ModelBuildError,
     ModelSourceError,
+    WeightsError,
     first_line,
 )
 from archscope.freeze import freeze_parameters, prefixes_of
 from archscope.registry import get_entry
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from archscope.report import Report
 
 
-@dataclass
+@dataclass(frozen=True)
+class Reference:
+    """A published parameter count and where it comes from (``torchvision.models …``)."""
+
+    params: int
+    source: str
+
+
+@dataclass(frozen=True)
 class LoadedModel:
-    """A built model with what archscope knows about it.
+    """A built model with what archscope knows about it (what :func:`load_model` returns).
 
     Attributes:
-        model: the module (on the device it was built on).
+        model: the module, on ``device``.
         name: the name to show (the source as typed, or the zoo name).
         input_shape: the natural input (C×H×W) where known, else ``None``.
-        reference_params: the published parameter count for zoo models, else ``None``.
-        reference_source: where ``reference_params`` comes from.
+        reference: the published parameter count of a zoo model at its own ``num_classes``,
+            else ``None``.
         notes: caveats about how it was built, for the report (e.g. built on the CPU).
+        device: where it was built: the device asked for, or ``cpu`` where a build on ``meta``
+            needed real tensors.
     """
 
     model: nn.Module
     name: str
     input_shape: tuple[int, ...] | None
-    reference_params: int | None = None
-    reference_source: str | None = None
+    reference: Reference | None = None
     notes: tuple[str, ...] = ()
+    device: str = "meta"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One model as a command runs it: built once, its input size settled, its weights loaded.
+
+    Made by :func:`resolve`; every command that runs or inspects a PyTorch model takes one.
+
+    Attributes:
+        model: the module, on ``device`` (``meta``: shapes only, no weights).
+        name: the name to show (the source as typed, or the zoo name).
+        input_shape: one sample's shape without the batch (C×H×W): ``--input``, else the model's
+            natural input.
+        reference: the published parameter count of a zoo model at its own ``num_classes``,
+            else ``None``.
+        notes: caveats about how it was built, for the report (e.g. built on the CPU).
+        device: where the model lives (``meta``, ``cpu``, ``cuda:0`` …).
+        weights: the ``state_dict`` file loaded into it, or ``None`` for its initialisation.
+    """
+
+    model: nn.Module
+    name: str
+    input_shape: tuple[int, ...]
+    reference: Reference | None = None
+    notes: tuple[str, ...] = ()
+    device: str = "meta"
+    weights: str | None = None
 
 
 #: what needed real tensors when a build on the meta device failed, by ModelBuildError.stage.
@@ -112,6 +161,7 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
         return _build(source, num_classes, "meta")
     except ModelBuildError as exc:
         on_meta = exc
+    # the file is imported again: what its import made on the meta device has no values
     loaded = _seeded_build(source, num_classes, "cpu", seed)
     note = f"built on the CPU: {_NEEDS_REAL[on_meta.stage]} real tensors ({on_meta.reason})"
     return replace(loaded, notes=(*loaded.notes, note))
@@ -132,13 +182,15 @@ def _build(source: str, num_classes: int | None, device: str) -> LoadedModel:
 
     with torch.device(device), _skip_init(device == "meta"):
         if is_spec(source):
-            return _load_spec(source, num_classes)
-        if ":" in source and not _looks_like_windows_drive(source):
-            return _load_reference(source, num_classes)
-        entry = get_entry(source)
-        model = entry.build(num_classes=num_classes)
-        reference = entry.params if num_classes is None else None
-        return LoadedModel(model, entry.name, entry.input_shape, reference, entry.params_source)
+            loaded = _load_spec(source, num_classes)
+        elif ":" in source and not _looks_like_windows_drive(source):
+            loaded = _load_reference(source, num_classes)
+        else:
+            entry = get_entry(source)
+            model = entry.build(num_classes=num_classes)
+            reference = Reference(entry.params, entry.params_source) if num_classes is None else None
+            loaded = LoadedModel(model, entry.name, entry.input_shape, reference)
+    return replace(loaded, device=str(torch.device(device)))
 
 
 @contextmanager
@@ -169,6 +221,70 @@ def _skip_init(active: bool) -> Iterator[None]:
             setattr(init, n, f)
 
 
+def resolve(
+    source: str,
+    *,
+    input_shape: Sequence[int] | str | None = None,
+    num_classes: int | None = None,
+    device: str = "meta",
+    seed: int = 0,
+    weights: str | None = None,
+) -> Subject:
+    """Build the model ``source`` names, settle its input size and load its weights: a Subject.
+
+    The one entry point for every command that runs or inspects a PyTorch model: the model is
+    built once (see :func:`load_model` for ``num_classes``, ``device`` and ``seed``), so a user's
+    file is imported once, and the Subject is passed on from there.
+
+    Args:
+        input_shape: one sample's shape without the batch, as a sequence (``(3, 64, 64)``) or as
+            ``--input`` takes it (``"3x64x64"``); default: the model's natural input.
+        weights: a ``state_dict`` file (``torch.save``) to load with ``strict=True`` (see
+            :func:`load_weights`); it needs a device with real weights, not ``meta``.
+
+    Raises:
+        InputShapeError: a malformed ``input_shape``, or none for a model without a default
+            input size.
+        WeightsError: ``weights`` cannot be read or does not fit the model.
+        UnknownModelError, ModelSourceError, ModelBuildError, DeviceError: see
+            :func:`load_model`.
+    """
+    from archscope._modes import input_shape_of
+
+    given = input_shape_of(input_shape) if input_shape is not None else None
+    loaded = load_model(source, num_classes=num_classes, device=device, seed=seed)
+    shape = given if given is not None else loaded.input_shape
+    if shape is None:
+        raise InputShapeError(
+            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
+        )
+    if weights is not None:
+        load_weights(loaded.model, weights, loaded.device, loaded.name)
+    return Subject(loaded.model, loaded.name, tuple(shape), loaded.reference, loaded.notes,
+                   loaded.device, weights)
+
+
+def inspect_subject(subject: Subject, *, batch: int = 1, backward: bool = False,
+                    training: bool = False, count_flops: bool = True) -> Report:
+    """The engine's Report of ``subject``'s model at ``batch``, with the subject's notes.
+
+    ``training=True`` traces in training mode, the mode ``check`` and ``bench`` run the model in
+    (a factory may return its model in eval mode); the model's own modes are restored afterwards.
+    Otherwise the model is traced in the modes it is in (see :func:`archscope.trace.inspect`).
+    """
+    from archscope._modes import kept_modes
+    from archscope.trace import inspect
+
+    with kept_modes(subject.model):
+        if training:
+            subject.model.train()
+        report = inspect(subject.model, subject.input_shape, batch=batch, name=subject.name,
+                         backward=backward, count_flops=count_flops)
+    if subject.notes:
+        report = replace(report, notes=(*subject.notes, *report.notes))
+    return report
+
+
 def load_report(
     source: str,
     *,
@@ -184,6 +300,7 @@ def load_report(
     as ``--input`` takes it (``"3x64x64"``). ``batch`` defaults to 1, except for an ONNX file,
     which keeps the batch it fixes (an explicit ``batch`` must then agree with it). ``freeze``
     is one parameter-name prefix or several (see :func:`archscope.freeze.freeze_parameters`).
+    A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`.
 
     Raises:
         InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
@@ -210,23 +327,13 @@ def load_report(
                 "export the model again with the number of classes you want"
             )
         return inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
-    from archscope.trace import inspect
-
     batch = 1 if batch is None else batch
     if is_spec(source):
         return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
-    loaded = load_model(source, num_classes=num_classes)
-    shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
-    if shape is None:
-        raise InputShapeError(
-            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
-        )
+    subject = resolve(source, input_shape=input_shape, num_classes=num_classes)
     if freeze:
-        freeze_parameters(loaded.model, freeze)
-    report = inspect(loaded.model, shape, batch=batch, name=loaded.name, backward=backward)
-    if loaded.notes:
-        report = replace(report, notes=(*loaded.notes, *report.notes))
-    return report
+        freeze_parameters(subject.model, freeze)
+    return inspect_subject(subject, batch=batch, backward=backward)
 
 
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
@@ -240,6 +347,85 @@ def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
     shape = tuple(input_shape) if input_shape is not None else None
     return calc_report(text, name=name, input_shape=shape, batch=batch, freeze=freeze,
                        backward=backward)
+
+
+def load_weights(model: nn.Module, path: str, device: str | torch.device, name: str) -> None:
+    """Load a ``state_dict`` file into ``model`` (on ``device``) with ``strict=True``; one-line
+    errors.
+
+    Accepts a plain ``state_dict`` or a checkpoint dict holding one under ``state_dict`` or
+    ``model``. Loaded with ``weights_only=True`` (no pickled code runs).
+
+    Raises:
+        WeightsError: the file is missing or unreadable, holds no ``state_dict``, or its keys or
+            shapes do not fit ``model``; or ``model`` is on the meta device.
+    """
+    import torch
+
+    if torch.device(device).type == "meta":
+        raise WeightsError(f"{name}: weights need a model with real weights; build it on the CPU "
+                           "or CUDA (device='cpu')")
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weights file {path!r} not found; check the path") from None
+    except Exception as exc:
+        raise WeightsError(
+            f"{path}: torch.load cannot read it ({type(exc).__name__}: {first_line(exc)}); is it "
+            "a file torch.save wrote? Save a state_dict with torch.save(model.state_dict(), path)"
+        ) from None
+    state = obj
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict) and _is_state_dict(obj[key]):
+                state = obj[key]
+                break
+    if not isinstance(state, dict) or not _is_state_dict(state):
+        raise WeightsError(
+            f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}; save "
+            "one with torch.save(model.state_dict(), path)"
+        )
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
+        raise WeightsError(
+            f"{path} does not fit {name} (strict=True): {'; '.join(parts)}; "
+            "is it the state_dict of this model?"
+        )
+    wrong = [
+        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise WeightsError(
+            f"{path} does not fit {name}: {len(wrong)} tensor(s) have another shape "
+            f"({'; '.join(wrong[:_SHOW])}{' …' if len(wrong) > _SHOW else ''}); "
+            "check --num-classes"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+#: how many state_dict keys or tensors a one-line weights message names.
+_SHOW = 3
+
+
+def _is_state_dict(obj: dict[Any, Any]) -> bool:
+    import torch
+
+    return bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _few(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_SHOW])
+    return shown + (", …" if len(keys) > _SHOW else "")
 
 
 def _looks_like_windows_drive(source: str) -> bool:

@@ -1,7 +1,8 @@
-"""Shared pytest fixtures: golden files and GPU skipping."""
+"""Shared pytest fixtures: golden files, GPU skipping and the run commands' small models."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``fixtures/nets.py`` copied to ``nets.py`` in a fresh working directory (short names keep
+    the bench table's model column whole)."""
+    monkeypatch.chdir(tmp_path)
+    return Path(shutil.copy(Path(__file__).parent / "fixtures" / "nets.py", "nets.py"))

@@ -8,6 +8,7 @@ wall time); the ``gpu`` tests run the real thing on a CUDA device and skip witho
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from archscope import bench as bench_lib
 from archscope.bench import (
     BenchConfig,
+    BenchResult,
     estimate_training_memory,
     find_max_batch,
     halve_until_fits,
@@ -30,10 +32,14 @@ from archscope.bench import (
     percentile,
     run_bench,
 )
+from archscope.bench import run as bench_run
+from archscope.bench.trainer import Trainer
 from archscope.cli import main
 from archscope.devices import UNKNOWN_DEVICE, lookup, peak_tflops
 from archscope.errors import DeviceError
 from archscope.registry import get_entry
+from archscope.render.bench import failure_reason, render_table
+from archscope.source import resolve
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -318,9 +324,9 @@ def test_find_max_batch_doubles_then_bisects(largest: int) -> None:
 
 
 def test_batch_cap_keeps_every_tensor_under_2_to_the_31_elements() -> None:
-    from archscope.bench import _batch_cap
+    from archscope.bench.batch import batch_cap
 
-    cap = _batch_cap("vgg16", BenchConfig(), (3, 224, 224))
+    cap = batch_cap(resolve("vgg16"))
     assert cap is not None
     # VGG16's first conv makes the largest tensor: 64·224·224 = 3,211,264 values per image
     assert (cap.layer, cap.elements) == ("features.0", 64 * 224 * 224)
@@ -330,7 +336,7 @@ def test_batch_cap_keeps_every_tensor_under_2_to_the_31_elements() -> None:
 def test_batch_cap_counts_the_input_and_only_tensors_that_grow_with_the_batch(
     tmp_path: Path,
 ) -> None:
-    from archscope.bench import _batch_cap
+    from archscope.bench.batch import batch_cap
 
     # a stem that shrinks the input 16-fold: the input itself is the largest tensor; a fixed
     # 512×512 buffer made in forward does not grow with the batch and does not count
@@ -346,7 +352,7 @@ def test_batch_cap_counts_the_input_and_only_tensors_that_grow_with_the_batch(
         "        mask = torch.ones(512, 512, device=x.device)\n"
         "        return self.fc(self.pool(x).flatten(1)) + mask.sum()\n"
     )
-    cap = _batch_cap(f"{tmp_path}/net.py:Shrink", BenchConfig(), (3, 256, 256))
+    cap = batch_cap(resolve(f"{tmp_path}/net.py:Shrink", input_shape=(3, 256, 256)))
     assert cap is not None and cap.layer == "the input"
     assert cap.elements == 3 * 256 * 256 and cap.batch == (2**31 - 1) // (3 * 256 * 256)
 
@@ -354,11 +360,11 @@ def test_batch_cap_counts_the_input_and_only_tensors_that_grow_with_the_batch(
 def test_fused_sgd_survives_a_first_step_that_grad_scaler_skips() -> None:
     # fp16 training: GradScaler skips a step whose gradients overflowed; fused SGD must not
     # then read momentum buffers it never initialised (CPU fused SGD has the same code path)
-    from archscope.bench import _make_optimizer
+    from archscope.bench.trainer import make_optimizer
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
-    optimizer = _make_optimizer("sgd", model, 0.1, torch.device("cpu"), fused=True)
+    optimizer = make_optimizer("sgd", model, 0.1, torch.device("cpu"), fused=True)
     assert all(torch.equal(s["momentum_buffer"], torch.zeros_like(p))
                for p, s in optimizer.state.items())
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
@@ -382,6 +388,32 @@ def test_fused_sgd_survives_a_first_step_that_grad_scaler_skips() -> None:
         plain.step()
     for got, want in zip(model.parameters(), reference.parameters(), strict=True):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_a_batch_search_trains_the_model_and_the_built_weights_come_back() -> None:
+    # --batch-size auto tries batches by training the model it holds; the benchmark must then
+    # start from the weights the model was built with, as a fresh build would
+    from archscope.bench.batch import BatchCap, Snapshot, fits_in_memory
+
+    subject = resolve("lecture_mnist_cnn", device="cpu")
+    built = {k: v.clone() for k, v in subject.model.state_dict().items()}
+    snapshot = Snapshot(subject.model)
+    fits = fits_in_memory(subject.model, subject.input_shape, make_plan(_cpu_config()), 0,
+                          cap=BatchCap(batch=8, layer="features.conv1", elements=32 * 26 * 26))
+    assert fits(4)  # two SGD steps at batch 4
+    assert not torch.equal(subject.model.state_dict()["features.conv1.weight"],
+                           built["features.conv1.weight"])
+    assert not fits(9)  # past the cap: refused without a step
+    snapshot.restore(subject.model)
+    restored = subject.model.state_dict()
+    assert all(torch.equal(restored[k], v) for k, v in built.items())
+    assert all(p.grad is None for p in subject.model.parameters())
+    assert _same_weights(subject.model, resolve("lecture_mnist_cnn", device="cpu").model)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                   b.state_dict().values(), strict=True))
 
 
 def test_find_max_batch_none_and_limit() -> None:
@@ -408,8 +440,8 @@ def test_oom_at_fixed_batch_names_a_batch_that_fits(monkeypatch: pytest.MonkeyPa
     def out_of_memory(*args: Any, **kwargs: Any) -> Any:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(bench_lib, "bench_model", out_of_memory)
-    monkeypatch.setattr(bench_lib, "_fits", lambda *a, **k: (lambda b: b <= 20))
+    monkeypatch.setattr(bench_run, "bench_model", out_of_memory)
+    monkeypatch.setattr(bench_run, "fits_in_memory", lambda *a, **k: (lambda b: b <= 20))
     with pytest.raises(DeviceError, match=r"batch 64 ran out of memory .*batch 16 fits: pass "
                                           r"--batch-size 16$"):
         run_bench(["lecture_mnist_cnn"], _cpu_config(batch_size=64))
@@ -550,10 +582,8 @@ def test_cli_table_on_cpu_with_peak() -> None:
 
 
 def test_unknown_model_fails_before_any_benchmark_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import archscope.bench as bench_module
-
     ran: list[str] = []
-    monkeypatch.setattr(bench_module, "_bench_one", lambda source, *a, **k: ran.append(source))
+    monkeypatch.setattr(bench_run, "bench_subject", lambda subject, *a, **k: ran.append(subject))
     result = CliRunner().invoke(main, ["bench", "lecture_mnist_cnn", "resnet5", "--device", "cpu"])
     assert result.exit_code == 1 and ran == []
     assert result.stderr.strip() == (
@@ -563,7 +593,7 @@ def test_unknown_model_fails_before_any_benchmark_runs(monkeypatch: pytest.Monke
 
 
 def test_memory_cell_shows_the_estimate_and_its_error_against_the_peak() -> None:
-    from archscope.commands.bench import _memory_cell
+    from archscope.render.bench import memory_cell as _memory_cell
 
     estimate = estimate_training_memory(_fake_report(activation_bytes=2**30 - 4000 - 4000 - 64))
     assert estimate.total == 2**30
@@ -760,11 +790,112 @@ def test_an_eval_mode_factory_is_estimated_in_the_training_mode_it_trains_in(
 def test_a_broken_device_is_not_one_models_failure() -> None:
     # an illegal memory access leaves CUDA unusable for every later model: it stops the run
     # rather than becoming a FAILED row
-    assert bench_lib._device_broken(RuntimeError(
+    from archscope.bench.trainer import device_broken
+
+    assert device_broken(RuntimeError(
         "CUDA error: an illegal memory access was encountered"))
     accelerator_error = getattr(torch, "AcceleratorError", None)
     if accelerator_error is not None:
-        assert bench_lib._device_broken(accelerator_error("unspecified launch failure"))
-    assert not bench_lib._device_broken(RuntimeError(
+        assert device_broken(accelerator_error("unspecified launch failure"))
+    assert not device_broken(RuntimeError(
         "one of the variables needed for gradient computation has been modified by an "
         "inplace operation"))
+
+
+# --------------------------------------------------------------------------------------------
+# A model that cannot be trained is one FAILED result; the footer and loss digits
+# --------------------------------------------------------------------------------------------
+
+
+_NO_PARAMS = "spec:28x28x1 maxpool2 flatten"
+
+
+def _bench_args(*models: str) -> list[str]:
+    return ["bench", *models, "--input", "8x8x8", "--device", "cpu", "--batch-size", "4",
+            "--steps", "2", "--warmup", "1"]
+
+
+def test_bench_training_step_failure_is_a_failed_row_and_the_next_model_still_runs(
+    models: Path,
+) -> None:
+    result = CliRunner().invoke(main, _bench_args(f"{models}:Res", f"{models}:Good"))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()
+            if line.strip().startswith("nets.py:")}
+    res_row, good_row = rows[f"{models}:Res"], rows[f"{models}:Good"]
+    assert res_row.split()[1:] == ["4", "fp32", *["—"] * 7, "FAILED"]
+    assert re.search(r"\d\.\d{4}→\d\.\d{4}$", good_row), good_row  # Good was measured
+    (failed,) = result.stderr.strip().splitlines()
+    assert failed == (
+        f"FAILED: {models}:Res: the training step failed: one of the variables needed for "
+        "gradient computation has been modified by an inplace operation: [torch.FloatTensor "
+        "[4, 8, 8, 8]], which is output 0 of Relu, is at version 3; expected version 1 instead. "
+        "… (an in-place operation such as ReLU(inplace=True), += or .add_() overwrote a tensor "
+        "the backward pass needs: make that operation out-of-place)"
+    )
+
+
+def test_bench_json_records_the_failure_and_stays_json(models: Path) -> None:
+    result = CliRunner().invoke(main, [*_bench_args(f"{models}:Res", f"{models}:Good"),
+                                       "--format", "json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    res, good = data["results"]
+    assert (res["status"], res["loss_fell"], res["losses"], res["step_ms"]) == (
+        "failed", False, [], [])
+    assert res["images_per_s"] is None and res["first_loss"] is None and res["batch"] == 4
+    assert res["error"].startswith("the training step failed: one of the variables needed")
+    assert good["status"] == "ok" and good["error"] is None and len(good["losses"]) == 3
+    json.dumps(data, allow_nan=False)  # no NaN or inf slipped in for the missing timings
+
+
+def test_bench_model_without_parameters_is_refused_before_any_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(Trainer, "step", lambda self: ran.append("stepped"))
+    run = run_bench([_NO_PARAMS], BenchConfig(device="cpu", steps=2, warmup=0))
+    assert ran == []  # refused after the (untimed) forward that checks the model runs
+    (r,) = run.results
+    assert r.error == "the model has no trainable parameters: nothing to train"
+    assert not r.ok and not run.ok and r.status == f"FAILED: {r.error}"
+    assert (r.model, r.input_shape, r.batch, r.batch_source) == (
+        "28x28x1 maxpool2 flatten", (1, 28, 28), 4, "default")
+
+
+def test_bench_cli_without_parameters_and_with_frozen_parameters(models: Path) -> None:
+    result = CliRunner().invoke(main, ["bench", _NO_PARAMS, "--device", "cpu", "--steps", "2"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("FAILED: 28x28x1 maxpool2 flatten: the model has no "
+                                     "trainable parameters: nothing to train")
+    frozen = CliRunner().invoke(main, _bench_args(f"{models}:Frozen"))
+    assert frozen.exit_code == 1
+    assert frozen.stderr.strip() == (f"FAILED: {models}:Frozen: every parameter is frozen "
+                                     "(requires_grad=False): nothing to train")
+
+
+def _result(**kw: Any) -> BenchResult:
+    fields: dict[str, Any] = {
+        "model": "m", "input_shape": (1, 28, 28), "device": "cpu", "device_name": "cpu",
+        "batch": 4, "batch_source": "given", "precision": "fp32", "channels_last": False,
+        "compiled": False, "optimizer": "sgd", "steps": 2, "warmup": 1,
+        "step_ms": (10.0, 10.0), "span_ms": 20.0, "training_flops": None, "peak_tflops": None,
+        "peak_source": None, "peak_memory_bytes": None, "memory_estimate": None,
+        "losses": (2.296, 2.2954, 2.2950),
+    }
+    fields.update(kw)
+    return BenchResult(**fields)
+
+
+def test_bench_losses_keep_five_significant_digits_and_the_footer_counts_in_singular() -> None:
+    run = bench_lib.BenchRun("cpu", "cpu", "2.13.0", None, (_result(),))
+    text = render_table(run)
+    assert "2.2960→2.2950" in text  # not 2.296→2.295
+    assert "2 timed steps after 1 warm-up step, optimizer sgd" in text
+    many = bench_lib.BenchRun("cpu", "cpu", "2.13.0", None, (_result(steps=1, warmup=0),))
+    assert "1 timed step after 0 warm-up steps," in render_table(many)
+    stuck = _result(losses=(2.3, 2.3, 2.3))
+    assert failure_reason(stuck) == ("the loss did not fall on the repeated batch "
+                                     "(2.3000 → 2.3000 over 3 steps)")

@@ -436,3 +436,81 @@ def test_a_float64_model_is_checked_in_float64(tmp_path: Path) -> None:
     assert result.passed, result.failures
     # (3·3·3+1)·4 + (3600+1)·2 = 112 + 7,202
     assert result.params == result.engine_params == 7_314
+
+
+# --------------------------------------------------------------------------------------------
+# The batch check picks for BatchNorm, models without parameters, failure reasons, JSON
+# --------------------------------------------------------------------------------------------
+
+
+_NO_PARAMS = "spec:28x28x1 maxpool2 flatten"
+_BN_SPEC = "spec:784 dense64 bn relu dense10"
+
+
+def test_check_runs_a_batchnorm_after_a_linear_at_batch_2_by_default() -> None:
+    result = check_model(_BN_SPEC, device="cpu", repeats=1)
+    assert result.passed, result.failures
+    assert result.batch == 2
+    # (784+1)·64 + 2·64 (BatchNorm weight and bias) + (64+1)·10 = 50,240 + 128 + 650
+    assert result.params == result.engine_params == 51_018
+    assert result.notes[0] == ("batch 2: at batch 1 bn1 (BatchNorm1d) would see one value per "
+                               "channel in training mode, which PyTorch refuses; --batch sets the "
+                               "batch")
+
+
+def test_check_at_an_explicit_batch_1_fails_naming_the_fix() -> None:
+    result = check_model(_BN_SPEC, device="cpu", batch=1, repeats=1)
+    assert not result.passed and result.batch == 1
+    assert result.error == (
+        "forward/backward failed: Expected more than 1 value per channel when training, got input "
+        "size torch.Size([1, 64]) (BatchNorm in training mode needs more than one value per "
+        "channel: use --batch 2 or more)"
+    )
+
+
+def test_check_cli_batchnorm_spec_passes_and_shows_the_note() -> None:
+    result = CliRunner().invoke(main, ["check", _BN_SPEC, "--device", "cpu", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    assert "784 dense64 bn relu dense10  (cpu, batch 2, input 784)" in result.stdout
+    assert "  note     batch 2: at batch 1 bn1 (BatchNorm1d) would see one value" in result.stdout
+    assert "PASS 784 dense64 bn relu dense10" in result.stdout
+
+
+def test_check_model_without_parameters_passes_with_backward_through_the_input() -> None:
+    result = check_model(_NO_PARAMS, device="cpu", repeats=1)
+    assert result.passed, result.failures
+    assert result.params == result.engine_params == 0
+    assert result.layers_compared == 2 and result.grads_finite and result.outputs_finite
+    assert ("the model has no trainable parameters: the backward pass is checked with respect "
+            "to the input") in result.notes
+
+
+def test_check_inplace_failure_is_cut_after_a_whole_sentence(models: Path) -> None:
+    result = check_model(f"{models}:Res", device="cpu", input_shape=(8, 8, 8), repeats=1)
+    assert not result.passed
+    assert result.error == (
+        "forward/backward failed: one of the variables needed for gradient computation has been "
+        "modified by an inplace operation: [torch.FloatTensor [1, 8, 8, 8]], which is output 0 of "
+        "Relu, is at version 3; expected version 1 instead. … (an in-place operation such as "
+        "ReLU(inplace=True), += or .add_() overwrote a tensor the backward pass needs: make that "
+        "operation out-of-place)"
+    )
+
+
+def test_check_json_with_bad_weights_still_writes_the_document(tmp_path: Path) -> None:
+    state = get_entry("lecture_mlp").build().state_dict()
+    path = tmp_path / "w.pt"
+    torch.save({("module." + k): v for k, v in state.items()}, path)
+    result = CliRunner().invoke(main, ["check", "lecture_mlp", "--device", "cpu",
+                                       "--weights", str(path), "--format", "json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["passed"] is False and data["device"] == "cpu"
+    (entry,) = data["models"]
+    assert entry["model"] == "lecture_mlp" and entry["passed"] is False
+    assert entry["weights"] == str(path)
+    assert entry["error"].startswith(f"{path} does not fit lecture_mlp (strict=True): "
+                                     f"{len(state)} missing key(s)")
+    assert entry["failures"] == [entry["error"]]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: {entry['error']}"]

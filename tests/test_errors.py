@@ -31,6 +31,7 @@ from archscope.errors import (
     InputTooSmallError,
     ModelBuildError,
     ModelSourceError,
+    first_line,
 )
 from archscope.source import load_model, load_report
 from archscope.trace import inspect
@@ -405,3 +406,13 @@ def test_a_bare_archscope_still_shows_its_help(runner: CliRunner) -> None:
     result = runner.invoke(main, [])
     assert "Commands:" in result.output and "summary" in result.output
     assert "Error:" not in result.output
+
+
+def test_first_line_never_cuts_a_word() -> None:
+    words = [f"word{i}" for i in range(100)]  # 100 words, no sentence end: cut at a space
+    text = " ".join(words)
+    cut = first_line(text, limit=50)
+    assert cut == "word0 word1 word2 word3 word4 word5 word6 word7 …" and len(cut) <= 50
+    assert first_line("short\nsecond line") == "short"
+    assert first_line("\x1b[96mcoloured\x1b[0m") == "coloured"
+    assert first_line(ValueError()) == "ValueError"

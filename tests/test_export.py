@@ -11,6 +11,9 @@ parameter count. The heavy models (VGG-13/16/19, ResNet-34/101/152 …) are mark
 from __future__ import annotations
 
 import copy
+import json
+import math
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +25,10 @@ from click.testing import CliRunner
 from torch import nn
 
 from archscope import export as export_module
+from archscope import onnx_compare
 from archscope.cli import main
 from archscope.errors import ExportError
-from archscope.export import FP32_ERROR_FACTOR, ExportResult, export_onnx
+from archscope.export import FP32_ERROR_FACTOR, ExporterFailed, ExportResult, export_onnx
 from archscope.onnx_inspect import inspect_onnx
 from archscope.registry import get_entry, model_names
 
@@ -151,13 +155,13 @@ def test_each_output_is_judged_on_its_own_scale(
         def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"big": self.fc(x) * 0 + 1000.0, "small": self.fc(x)}
 
-    real = export_module._run_onnxruntime
+    real = onnx_compare.run_onnxruntime
 
     def skewed(path: Path, x: torch.Tensor, label: str) -> object:
         (big, small), version = real(path, x, label)
         return [big, small + 1e-3], version
 
-    monkeypatch.setattr(export_module, "_run_onnxruntime", skewed)
+    monkeypatch.setattr(onnx_compare, "run_onnxruntime", skewed)
     # the small head's own fp32 error (against float64) is ~1e-8: 1e-3 is no rounding
     with pytest.raises(ExportError, match=r"by up to 0\.001 on outputs up to .*, more than the "
                                           r"tolerance 0\.0001 \(PyTorch's own fp32 error"):
@@ -168,14 +172,14 @@ def test_each_output_is_judged_on_its_own_scale(
 def test_without_a_float64_reference_atol_alone_decides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = export_module._run_onnxruntime
+    real = onnx_compare.run_onnxruntime
 
     def skewed(path: Path, x: torch.Tensor, label: str) -> object:
         (out,), version = real(path, x, label)
         return [out + 5e-4], version
 
-    monkeypatch.setattr(export_module, "_run_onnxruntime", skewed)
-    monkeypatch.setattr(export_module, "_float64_outputs", lambda *a: (None, "no float64 kernel"))
+    monkeypatch.setattr(onnx_compare, "run_onnxruntime", skewed)
+    monkeypatch.setattr(onnx_compare, "float64_outputs", lambda *a: (None, "no float64 kernel"))
     with pytest.raises(ExportError, match=r"tolerance 0\.0001 \(float64 reference unavailable "
                                           r"\(no float64 kernel\)"):
         export_onnx(get_entry("lecture_mlp").build(), tmp_path / "m.onnx", (1, 28, 28))
@@ -188,7 +192,7 @@ def test_export_keeps_each_layers_own_mode(tmp_path: Path) -> None:
     model[1].eval()
     before = [m.training for m in model.modules()]
     export_onnx(model, tmp_path / "m.onnx", (3, 8, 8), dynamic_batch=True)
-    assert export_module._float64_outputs(model, torch.randn(1, 3, 8, 8))[1] is None
+    assert onnx_compare.float64_outputs(model, torch.randn(1, 3, 8, 8))[1] is None
     assert [m.training for m in model.modules()] == before == [True, True, False, True]
 
 
@@ -196,7 +200,7 @@ def test_float64_outputs_leave_the_model_as_it_was() -> None:
     model = get_entry("resnet18").build().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(1, 3, 32, 32)
-    exact, failure = export_module._float64_outputs(model, x)
+    exact, failure = onnx_compare.float64_outputs(model, x)
     assert failure is None and exact is not None and exact[0].dtype == torch.float64
     assert model.training and torch.get_default_dtype() == torch.float32
     after = model.state_dict()
@@ -286,10 +290,10 @@ def test_exporter_failure_is_one_line_and_leaves_nothing(tmp_path: Path) -> None
 def test_onnxruntime_disagreement_fails_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    disagreement = export_module._Agreement(
-        (export_module._OutputAgreement(diff=0.5, scale=2.0, tolerance=0.004, fp32_error=1e-3),)
+    disagreement = onnx_compare.Agreement(
+        (onnx_compare.OutputAgreement(diff=0.5, scale=2.0, tolerance=0.004, fp32_error=1e-3),)
     )
-    monkeypatch.setattr(export_module, "_compare_onnxruntime", lambda *a, **k: (disagreement, "t"))
+    monkeypatch.setattr(onnx_compare, "compare_onnxruntime", lambda *a, **k: (disagreement, "t"))
     with pytest.raises(ExportError, match=r"by up to 0\.5 on outputs up to 2, more than the "
                                           r"tolerance 0\.004 \(PyTorch's own fp32 error against "
                                           r"float64 is 0\.001\); no file was written"):
@@ -454,3 +458,109 @@ def test_a_float64_model_exports_in_float64(tmp_path: Path) -> None:
     graph = onnx.load(str(result.path)).graph
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     assert next(model.parameters()).dtype == torch.float64
+
+
+# --------------------------------------------------------------------------------------------
+# The exporter's output kept off the terminal, --opset's range, the verdict's wording
+# --------------------------------------------------------------------------------------------
+
+
+
+def test_export_of_data_dependent_control_flow_is_one_line(models: Path, tmp_path: Path) -> None:
+    target = tmp_path / "dd.onnx"
+    line = models.read_text(encoding="utf-8").splitlines().index("        if x.mean() > 0:") + 1
+    result = CliRunner().invoke(main, ["export", f"{models}:DD", "--input", "3x8x8",
+                                       "-o", str(target)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    exporting, error = result.stderr.splitlines()  # nothing of the exporter's own output
+    assert exporting == f"exporting {models}:DD to {target} …"
+    where = re.fullmatch(
+        r"Error: nets\.py:DD: PyTorch's ONNX exporter failed at opset 18: the forward reads "
+        r"tensor values \(data-dependent control flow such as `if x\.mean\(\) > 0` or "
+        r"`\.item\(\)`\), which torch\.export cannot capture in a graph \((.+), line (\d+): "
+        r"`if x\.mean\(\) > 0:`\); compute both branches and choose with torch\.where, or use "
+        r"torch\.cond", error)
+    assert where is not None, error
+    assert Path(where.group(1)).samefile(models) and int(where.group(2)) == line
+    assert not target.exists()
+
+
+def test_export_verbose_shows_what_the_exporter_printed(models: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export", f"{models}:DD", "--input", "3x8x8",
+                                       "-o", str(tmp_path / "dd.onnx"), "--verbose"])
+    assert result.exit_code == 1
+    assert "def forward(" in result.stderr  # the graph torch.export dumped
+    assert result.stderr.splitlines()[-1].startswith("Error: ")
+
+
+def test_export_library_keeps_the_exporter_output_on_the_error(
+    models: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("review_nets", models)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(ExporterFailed) as info:
+        export_onnx(module.DD(), tmp_path / "dd.onnx", (3, 8, 8))
+    assert "\n" not in str(info.value) and "Next steps" not in str(info.value)
+    assert "def forward(" in info.value.output
+    out, err = capfd.readouterr()
+    assert out == "" and "def forward(" not in err and "symbolic_shapes" not in err
+
+
+def test_export_opset_below_18_is_a_usage_error_before_any_work(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export", "lecture_mnist_cnn", "-o",
+                                       str(tmp_path / "m.onnx"), "--opset", "17"])
+    assert result.exit_code == 2
+    (error,) = result.stderr.strip().splitlines()
+    assert error.startswith("Error: Invalid value for '--opset': 17 is not in the range x>=18.")
+    assert "exporting" not in result.stderr
+    help_text = CliRunner().invoke(main, ["export", "--help"]).stdout
+    assert "[default: 18; x>=18]" in " ".join(help_text.split())
+
+
+def test_export_verdict_puts_the_bound_right_after_the_difference(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export", "lecture_mnist_cnn", "-o",
+                                       str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    line = result.stdout.splitlines()[-1]
+    match = re.fullmatch(r"onnxruntime \S+: max \|PyTorch − ONNX\| = (\S+) ≤ 1\.00e-04 "
+                         r"\(outputs up to (\S+)\): passed", line)
+    assert match is not None, line
+    assert float(match.group(1)) <= 1e-4 < float(match.group(2))
+
+
+def test_export_verdict_against_pytorchs_own_error(tmp_path: Path) -> None:
+    # an atol below any fp32 rounding: the comparison falls back to PyTorch's own fp32 error
+    result = CliRunner().invoke(main, ["export", "lecture_mnist_cnn", "-o",
+                                       str(tmp_path / "m.onnx"), "--atol", "1e-12"])
+    assert result.exit_code == 0, result.output
+    line = result.stdout.splitlines()[-1]
+    match = re.fullmatch(r"onnxruntime \S+: max \|PyTorch − ONNX\| = (\S+) ≤ (\S+) \(outputs up "
+                         r"to \S+; above 1\.00e-12, so judged against 4× PyTorch's own fp32 "
+                         r"error against float64, (\S+)\): passed", line)
+    assert match is not None, line
+    diff, bound, error = (float(g) for g in match.groups())
+    assert diff <= bound and math.isclose(bound, 4 * error, rel_tol=1e-2)
+
+
+def test_export_json_describes_the_file_it_wrote(tmp_path: Path) -> None:
+    # the JSON's figures against the file itself: its size on disk and onnx.load's graph
+    net = tmp_path / "tiny.py"
+    net.write_text("from torch import nn\n\n\ndef tiny():\n    return nn.Linear(4, 2)\n",
+                   encoding="utf-8")
+    target = tmp_path / "tiny.onnx"
+    result = CliRunner().invoke(main, ["export", f"{net}:tiny", "--input", "4", "-o", str(target),
+                                       "--no-verify", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # the progress line went to stderr
+    proto = onnx.load(str(target))
+    assert data["path"] == str(target) and data["data_path"] is None
+    assert data["file_bytes"] == target.stat().st_size
+    assert data["nodes"] == len(proto.graph.node) and data["opset"] == 18
+    assert data["input_shape"] == [1, 4] and data["output_names"] == ["output"]
+    assert data["max_abs_diff"] is None and data["tolerance"] is None  # --no-verify
+    assert result.stderr.startswith(f"exporting {net}:tiny to {target} …")

@@ -1,11 +1,13 @@
-"""Click parameter types and options shared by several commands."""
+"""Click parameter types, options and the command class shared by several commands."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
+from archscope._io import results_on_stdout
 from archscope.errors import InputShapeError
 from archscope.render import WIDTH_HELP
 from archscope.shapes import parse_shape
@@ -47,3 +49,25 @@ source_batch_option = click.option(
     "--batch", type=click.IntRange(min=1), default=None,
     help="Batch size traced (default: 1; an ONNX file keeps the batch it fixes).",
 )
+
+
+def format_option(formats: Sequence[str]) -> Callable[[Any], Any]:
+    """``--format``, its choices the renderer's ``FORMATS`` (the first is the default), as
+    ``fmt``."""
+    return click.option("--format", "fmt", type=click.Choice(list(formats)), default=formats[0],
+                        show_default=True, help="Output format.")
+
+
+class ResultsCommand(click.Command):
+    """A command whose body runs with what a user's model prints sent to stderr.
+
+    A model may print (``print(x.shape)`` in ``forward``, a message at import): on stdout that
+    text would corrupt ``--format json``, CSV or ``diagram -o -``. The body runs inside
+    :func:`archscope._io.results_on_stdout`, so results still go to stdout through
+    :func:`archscope._io.echo`; help and usage errors, printed while the arguments are parsed
+    (before the body runs), go where click sends them. Use as ``@click.command(cls=ResultsCommand)``.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with results_on_stdout():
+            return super().invoke(ctx)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import io
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from archscope._io import echo
-from archscope.commands._common import input_option, num_classes_option
-
-if TYPE_CHECKING:
-    from archscope.bench import BenchResult, BenchRun
+from archscope.commands._common import (
+    ResultsCommand,
+    format_option,
+    input_option,
+    num_classes_option,
+)
+from archscope.devices import PRECISIONS  # no torch import
+from archscope.render.bench import FORMATS
 
 
 class BatchSizeType(click.ParamType):
@@ -35,7 +37,7 @@ class BatchSizeType(click.ParamType):
         return number
 
 
-@click.command("bench")
+@click.command("bench", cls=ResultsCommand)
 @click.argument("models", nargs=-1, metavar="[MODEL]...")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when available), cuda, cuda:N or cpu.")
@@ -46,7 +48,7 @@ class BatchSizeType(click.ParamType):
               help="Timed steps (default: 200 on CUDA, 5 on the CPU).")
 @click.option("--warmup", type=click.IntRange(min=0), default=None,
               help="Discarded warm-up steps (default: 20 on CUDA, 1 on the CPU).")
-@click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16", "fp16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="fp32 (IEEE), tf32, bf16 or fp16 autocast (default: bf16 on CUDA, fp32 on CPU).")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory format (default: on for CUDA, off on the CPU).")
@@ -59,8 +61,7 @@ class BatchSizeType(click.ParamType):
                    "(default: looked up for known GPUs).")
 @input_option
 @num_classes_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output format (stdout).")
+@format_option(FORMATS)
 def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, steps: int | None,
           warmup: int | None, precision: str | None, channels_last: bool | None, compile_: bool,
           optimizer: str, peak_tflops: float | None, input_shape: tuple[int, ...] | None,
@@ -82,6 +83,7 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
       archscope bench lecture_mnist_cnn --device cpu --steps 3
     """
     from archscope.bench import DEFAULT_MODELS, BenchConfig, run_bench
+    from archscope.render.bench import failure_reason, render_bench
 
     config = BenchConfig(
         device=device, batch_size=batch_size,  # type: ignore[arg-type]
@@ -92,29 +94,12 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
     names = list(models) or list(DEFAULT_MODELS)
     with _ProgressBar() as progress:
         run = run_bench(names, config, progress=progress)
-    echo(render_json(run) if fmt == "json" else render_table(run), nl=False)
+    echo(render_bench(run, fmt), nl=False)
     failed = [r for r in run.results if not r.ok]
     for r in failed:
         click.echo(f"FAILED: {r.model}: {failure_reason(r)}", err=True)
     if failed:
         raise click.exceptions.Exit(1)
-
-
-def failure_reason(r: BenchResult) -> str:
-    """Why ``r`` failed, in one line: its error, or the losses that did not fall."""
-    if r.error is not None:
-        return r.error
-    return (f"the loss did not fall on the repeated batch ({_loss(r.first_loss)} → "
-            f"{_loss(r.last_loss)} over {_steps(r.warmup + r.steps)})")
-
-
-def _loss(value: float) -> str:
-    """Five significant digits, trailing zeros kept (2.2960, not 2.296): losses line up."""
-    return f"{value:#.5g}"
-
-
-def _steps(n: int, kind: str = "") -> str:
-    return f"{n} {kind}{'step' if n == 1 else 'steps'}"
 
 
 class _ProgressBar:
@@ -143,79 +128,3 @@ class _ProgressBar:
 
     def __exit__(self, *exc: Any) -> None:
         self._progress.__exit__(*exc)
-
-
-def render_json(run: BenchRun) -> str:
-    return json.dumps(run.to_dict(), indent=2) + "\n"
-
-
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "—"
-    if n >= 2**30:
-        return f"{n / 2**30:.2f} GiB"
-    return f"{n / 2**20:.1f} MiB"
-
-
-def _memory_cell(r: BenchResult) -> str:
-    """The estimate, with its error against the measured peak where there is one (CUDA)."""
-    if r.estimated_memory_bytes is None:
-        return "—"
-    text = _bytes(r.estimated_memory_bytes)
-    if r.memory_error_pct is not None:
-        text += f" ({r.memory_error_pct:+.1f}%)"
-    return text
-
-
-def render_table(run: BenchRun, width: int = 160) -> str:
-    """The results as a rich table (no colour), with the device and caveats below it."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    title = f"archscope bench on {run.device_name} ({run.device})"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header, justify in (
-        ("model", "left"), ("batch", "right"), ("mode", "left"), ("img/s", "right"),
-        ("p50 ms", "right"), ("p90 ms", "right"), ("peak mem", "right"),
-        ("estimate (err)", "right"), ("TFLOP/s", "right"), ("MFU", "right"),
-        ("loss first→last", "right"),
-    ):
-        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    notes: list[str] = []
-    for r in run.results:
-        mode = r.precision + (" CL" if r.channels_last else "") + (" compile" if r.compiled else "")
-        if r.error is not None:  # nothing was measured; the reason is on stderr
-            table.add_row(r.model, str(r.batch or "—"), mode, *["—"] * 7, "FAILED")
-            continue
-        tflops = f"{r.achieved_tflops:.2f}" if r.achieved_tflops is not None else "—"
-        mfu = f"{r.mfu:.1%}" if r.mfu is not None else "—"
-        loss = f"{_loss(r.first_loss)}→{_loss(r.last_loss)}" + ("" if r.ok else " FAILED")
-        table.add_row(
-            r.model, str(r.batch), mode, f"{r.images_per_s:,.1f}", f"{r.median_ms:.2f}",
-            f"{r.p90_ms:.2f}", _bytes(r.peak_memory_bytes), _memory_cell(r), tflops, mfu, loss,
-        )
-        for note in r.notes:
-            if note not in notes:
-                notes.append(note)
-        if r.memory_estimate is not None:
-            for note in r.memory_estimate.assumptions:
-                if note not in notes:
-                    notes.append(note)
-    peak_lines = sorted({r.peak_source for r in run.results if r.peak_source})
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=width, color_system=None, highlight=False,
-                      soft_wrap=False)
-    console.print(table)
-    first = run.results[0] if run.results else None
-    if first is not None:
-        console.print(
-            f"{_steps(first.steps, 'timed ')} after {_steps(first.warmup, 'warm-up ')}, optimizer "
-            f"{first.optimizer}, torch {run.torch_version}"
-            + (f", CUDA {run.cuda_version}" if run.cuda_version else "")
-        )
-    for line in peak_lines:
-        console.print(f"MFU peak: {line}")
-    for note in notes:
-        console.print(f"note: {note}")
-    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())

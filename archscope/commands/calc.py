@@ -8,10 +8,10 @@ from __future__ import annotations
 import click
 
 from archscope._io import echo, results
-from archscope.commands._common import batch_option, input_option, width_option
+from archscope.commands._common import ResultsCommand, batch_option, input_option, width_option
 
 
-@click.command()
+@click.command(cls=ResultsCommand)
 @click.argument("spec", nargs=-1)
 @click.option("-f", "--file", "spec_file", default=None,
               type=click.Path(exists=True, dir_okay=False, allow_dash=True),

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from archscope._io import echo
-from archscope.commands._common import input_option, model_argument, num_classes_option
+from archscope.commands._common import ResultsCommand, input_option, model_argument, num_classes_option
 
 
-@click.command()
+@click.command(cls=ResultsCommand)
 @model_argument
 @click.option("-o", "--output", "output", metavar="FILE", default=None,
               help="Where to write: .svg, .png, .pdf, or .dot/.gv for DOT source; '-' writes DOT "

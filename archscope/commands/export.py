@@ -5,11 +5,18 @@ from __future__ import annotations
 import click
 
 from archscope._io import echo
-from archscope.commands._common import input_option, model_argument, num_classes_option
+from archscope.commands._common import (
+    ResultsCommand,
+    format_option,
+    input_option,
+    model_argument,
+    num_classes_option,
+)
 from archscope.export import DEFAULT_OPSET, MIN_OPSET  # plain integers: no torch import
+from archscope.render.export import FORMATS
 
 
-@click.command()
+@click.command(cls=ResultsCommand)
 @model_argument
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
               metavar="FILE.onnx", help="The ONNX file to write.")
@@ -34,9 +41,11 @@ from archscope.export import DEFAULT_OPSET, MIN_OPSET  # plain integers: no torc
 @click.option("-v", "--verbose", is_flag=True,
               help="Show what PyTorch's exporter printed, logged and warned (stderr); without it "
                    "that output is captured and a failure is one line.")
+@format_option(FORMATS)
 def export(model: str, output: str, opset: int, dynamic_batch: bool,
            input_shape: tuple[int, ...] | None, batch: int, num_classes: int | None,
-           weights: str | None, atol: float | None, no_verify: bool, verbose: bool) -> None:
+           weights: str | None, atol: float | None, no_verify: bool, verbose: bool,
+           fmt: str) -> None:
     """Export MODEL to ONNX and verify the file.
 
     The model is built on the CPU with real weights (its initialisation, or --weights) and
@@ -55,31 +64,20 @@ def export(model: str, output: str, opset: int, dynamic_batch: bool,
       archscope export my_net.py:Net --input 3x32x32 -o net.onnx
       archscope summary resnet50.onnx
     """
-    from archscope.errors import InputShapeError
-    from archscope.export import DEFAULT_ATOL, FP32_ERROR_FACTOR, ExporterFailed, export_onnx
-    from archscope.source import load_model
+    from archscope.export import DEFAULT_ATOL, ExporterFailed, export_onnx
+    from archscope.render.export import render_export
+    from archscope.source import resolve
 
-    loaded = load_model(model, num_classes=num_classes, device="cpu")
-    if weights is not None:
-        import torch
-
-        from archscope.check import load_weights
-
-        load_weights(loaded.model, weights, torch.device("cpu"), loaded.name)
-    shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
-    if shape is None:
-        raise InputShapeError(
-            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
-        )
+    subject = resolve(model, input_shape=input_shape, num_classes=num_classes, device="cpu",
+                      weights=weights)
     if not output.lower().endswith(".onnx"):
         click.echo(f"note: {output} does not end in .onnx; archscope summary and diagram recognise "
                    "ONNX files by that suffix", err=True)
-    click.echo(f"exporting {loaded.name} to {output} …", err=True)
+    click.echo(f"exporting {subject.name} to {output} …", err=True)
     try:
         result = export_onnx(
-            loaded.model, output, shape, batch=batch, opset=opset,
-            dynamic_batch=dynamic_batch, verify=not no_verify,
-            atol=DEFAULT_ATOL if atol is None else atol, name=loaded.name,
+            subject, output, batch=batch, opset=opset, dynamic_batch=dynamic_batch,
+            verify=not no_verify, atol=DEFAULT_ATOL if atol is None else atol,
         )
     except ExporterFailed as exc:
         if verbose and exc.output:
@@ -87,27 +85,6 @@ def export(model: str, output: str, opset: int, dynamic_batch: bool,
         raise
     if verbose and result.exporter_output:
         click.echo(result.exporter_output, err=True)
-    dims = ["batch" if dynamic_batch else str(result.input_shape[0]),
-            *(str(d) for d in result.input_shape[1:])]
-    size = result.file_bytes / 2**20
-    data = f" + {result.data_path.name}" if result.data_path else ""
-    echo(f"wrote {result.path}{data} ({size:,.1f} MiB, opset {result.opset}, "
-         f"{result.nodes} nodes) in {result.export_seconds:.1f} s")
-    echo(f"input  {result.input_name} [{', '.join(dims)}]")
-    echo(f"output {', '.join(result.output_names)}")
-    echo("onnx.checker full_check (with strict shape inference): passed")
-    if result.max_abs_diff is not None:
-        # the difference, then the bound it is compared with, then the scale in brackets
-        line = (f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
-                f"{result.max_abs_diff:.2e} ≤ {result.tolerance:.2e} (outputs up to "
-                f"{result.max_abs_output:.3g}")
-        if result.fp32_error is not None:
-            line += (f"; above {result.atol:.2e}, so judged against {FP32_ERROR_FACTOR}× "
-                     f"PyTorch's own fp32 error against float64, {result.fp32_error:.2e}")
-        echo(line + "): passed")
-        for note in result.notes:
-            click.echo(f"note: {note}", err=True)
-    elif no_verify:
-        echo("onnxruntime comparison: skipped (--no-verify)")
-    else:
-        echo("onnxruntime comparison: skipped (install archscope[onnxruntime] to run it)")
+    echo(render_export(result, fmt, verify=not no_verify), nl=False)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)

@@ -6,15 +6,18 @@ import click
 
 from archscope._io import echo, results
 from archscope.commands._common import (
+    ResultsCommand,
+    format_option,
     input_option,
     model_argument,
     num_classes_option,
     source_batch_option,
     width_option,
 )
+from archscope.render import FORMATS
 
 
-@click.command()
+@click.command(cls=ResultsCommand)
 @model_argument
 @input_option
 @source_batch_option
@@ -23,8 +26,7 @@ from archscope.commands._common import (
 @num_classes_option
 @click.option("--freeze", multiple=True, metavar="PREFIX",
               help="Mark parameters under PREFIX (e.g. features) as frozen; repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
-              default="table", show_default=True, help="Output format.")
+@format_option(FORMATS)
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
 @width_option
 def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, depth: int | None,

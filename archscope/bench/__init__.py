@@ -1,0 +1,60 @@
+"""Short training benchmarks: how fast, how big and how close to the hardware limit a model trains.
+
+``run_bench(["resnet50"], BenchConfig(device="cuda"))`` builds each model on the device, trains it
+on one fixed synthetic batch (random images and labels, made on the device once and repeated, so a
+model that learns must drive the loss down) and returns one :class:`BenchResult` per model. Nothing
+is printed; :mod:`archscope.render.bench` renders the results for the ``archscope bench`` command.
+
+How the timing is done (the pattern of nanoGPT's ``bench.py`` and ``torch.utils.benchmark``):
+
+* warm-up steps run first and are discarded (cuDNN autotuning, ``torch.compile``, allocator
+  growth);
+* on CUDA a pair of CUDA events is recorded around every timed step and nothing in the loop waits
+  for the GPU: the loss stays on the device (no ``.item()``), the fused optimizers apply
+  GradScaler's inf check on the device, and the host synchronizes once after the loop to read the
+  events;
+* on the CPU, ``time.perf_counter`` (or an injected clock, for tests) brackets every step;
+* the report gives the median and the 90th percentile of the step times, images/s = batch ÷ median,
+  and achieved FLOP/s = the engine's training FLOPs per step (forward + backward, from
+  :func:`archscope.trace.inspect` of the model being benchmarked, on the meta device) ÷ the median
+  step time;
+* ``optimizer.zero_grad(set_to_none=True)`` frees gradients between steps, as a good loop does.
+
+Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps (the counter is reset after
+warm-up), shown beside the engine's estimate (:func:`estimate_training_memory`).
+
+The modules, in the order a step is taken: :mod:`~archscope.bench.run` (the loop, first in its
+file, and the per-model orchestration), :mod:`~archscope.bench.plan` (config → plan: device
+defaults, precision, backend flags), :mod:`~archscope.bench.batch` (batch search, the 2³¹-element
+cap), :mod:`~archscope.bench.trainer` (the training step), :mod:`~archscope.bench.timers`
+(host-clock and CUDA-event timers, percentile) and :mod:`~archscope.bench.results` (the result
+schema).
+"""
+
+from __future__ import annotations
+
+from archscope.bench.batch import find_max_batch, halve_until_fits
+from archscope.bench.plan import (
+    DEFAULT_MODELS,
+    OPTIMIZERS,
+    BenchConfig,
+    BenchPlan,
+    backend_flags,
+    default_batch,
+    default_precision,
+    make_plan,
+    tf32_flags,
+)
+from archscope.bench.results import BenchResult, BenchRun, failed_result
+from archscope.bench.run import Progress, bench_model, bench_subject, run_bench
+from archscope.bench.timers import Clock, percentile
+from archscope.bench.trainer import TrainingError, nothing_to_train, step_failure
+from archscope.memory import MemoryEstimate, estimate_training_memory
+
+__all__ = [
+    "DEFAULT_MODELS", "OPTIMIZERS", "BenchConfig", "BenchPlan", "BenchResult", "BenchRun", "Clock",
+    "MemoryEstimate", "Progress", "TrainingError", "backend_flags", "bench_model", "bench_subject",
+    "default_batch", "default_precision", "estimate_training_memory", "failed_result",
+    "find_max_batch", "halve_until_fits", "make_plan", "nothing_to_train", "percentile",
+    "run_bench", "step_failure", "tf32_flags",
+]

@@ -1,0 +1,106 @@
+"""``archscope bench``'s results as text: a table with the device and caveats below it, or JSON
+(the schema in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING
+
+from archscope.render.units import human_bytes, milliseconds, percent, signed_percent
+
+if TYPE_CHECKING:
+    from archscope.bench import BenchResult, BenchRun
+
+FORMATS = ("table", "json")
+
+
+def render_bench(run: BenchRun, fmt: str = "table") -> str:
+    """``run`` in ``fmt`` (one of :data:`FORMATS`)."""
+    if fmt == "json":
+        return render_json(run)
+    if fmt == "table":
+        return render_table(run)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def render_json(run: BenchRun) -> str:
+    return json.dumps(run.to_dict(), indent=2) + "\n"
+
+
+def render_table(run: BenchRun, width: int = 160) -> str:
+    """The results as a rich table (no colour), with the device and caveats below it."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"archscope bench on {run.device_name} ({run.device})"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header, justify in (
+        ("model", "left"), ("batch", "right"), ("mode", "left"), ("img/s", "right"),
+        ("p50 ms", "right"), ("p90 ms", "right"), ("peak mem", "right"),
+        ("estimate (err)", "right"), ("TFLOP/s", "right"), ("MFU", "right"),
+        ("loss first→last", "right"),
+    ):
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    notes: list[str] = []
+    for r in run.results:
+        mode = r.precision + (" CL" if r.channels_last else "") + (" compile" if r.compiled else "")
+        if r.error is not None:  # nothing was measured; the reason is on stderr
+            table.add_row(r.model, str(r.batch or "—"), mode, *["—"] * 7, "FAILED")
+            continue
+        tflops = f"{r.achieved_tflops:.2f}" if r.achieved_tflops is not None else "—"
+        mfu = percent(r.mfu) if r.mfu is not None else "—"
+        loss = f"{_loss(r.first_loss)}→{_loss(r.last_loss)}" + ("" if r.ok else " FAILED")
+        peak = human_bytes(r.peak_memory_bytes) if r.peak_memory_bytes is not None else "—"
+        table.add_row(
+            r.model, str(r.batch), mode, f"{r.images_per_s:,.1f}", milliseconds(r.median_ms),
+            milliseconds(r.p90_ms), peak, memory_cell(r), tflops, mfu, loss,
+        )
+        for note in (*r.notes, *(r.memory_estimate.assumptions if r.memory_estimate else ())):
+            if note not in notes:
+                notes.append(note)
+    peak_lines = sorted({r.peak_source for r in run.results if r.peak_source})
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, highlight=False,
+                      soft_wrap=False)
+    console.print(table)
+    first = run.results[0] if run.results else None
+    if first is not None:
+        console.print(
+            f"{_steps(first.steps, 'timed ')} after {_steps(first.warmup, 'warm-up ')}, optimizer "
+            f"{first.optimizer}, torch {run.torch_version}"
+            + (f", CUDA {run.cuda_version}" if run.cuda_version else "")
+        )
+    for line in peak_lines:
+        console.print(f"MFU peak: {line}")
+    for note in notes:
+        console.print(f"note: {note}")
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+def memory_cell(r: BenchResult) -> str:
+    """The estimate, with its error against the measured peak where there is one (CUDA)."""
+    if r.estimated_memory_bytes is None:
+        return "—"
+    text = human_bytes(r.estimated_memory_bytes)
+    if r.memory_error_pct is not None:
+        text += f" ({signed_percent(r.memory_error_pct)})"
+    return text
+
+
+def failure_reason(r: BenchResult) -> str:
+    """Why ``r`` failed, in one line: its error, or the losses that did not fall."""
+    if r.error is not None:
+        return r.error
+    return (f"the loss did not fall on the repeated batch ({_loss(r.first_loss)} → "
+            f"{_loss(r.last_loss)} over {_steps(r.warmup + r.steps)})")
+
+
+def _loss(value: float) -> str:
+    """Five significant digits, trailing zeros kept (2.2960, not 2.296): losses line up."""
+    return f"{value:#.5g}"
+
+
+def _steps(n: int, kind: str = "") -> str:
+    return f"{n} {kind}{'step' if n == 1 else 'steps'}"
