@@ -107,13 +107,11 @@ _CONV = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3}
 _CONV_TRANSPOSE = {"ConvTranspose1d": 1, "ConvTranspose2d": 2, "ConvTranspose3d": 3}
 _POOL = {"MaxPool1d": 1, "MaxPool2d": 2, "MaxPool3d": 3, "AvgPool1d": 1, "AvgPool2d": 2,
          "AvgPool3d": 3}
-#: spatial axes by class, where a kernel may be one number (``MaxPool2d(2)``)
-_AXES = {**_CONV, **_CONV_TRANSPOSE, **_POOL}
 _ADAPTIVE = {"AdaptiveAvgPool1d": 1, "AdaptiveAvgPool2d": 2, "AdaptiveAvgPool3d": 3,
              "AdaptiveMaxPool1d": 1, "AdaptiveMaxPool2d": 2, "AdaptiveMaxPool3d": 3,
              "adaptive_avg_pool1d": 1, "adaptive_avg_pool2d": 2, "adaptive_avg_pool3d": 3,
              "adaptive_max_pool1d": 1, "adaptive_max_pool2d": 2, "adaptive_max_pool3d": 3}
-_PAD = frozenset({"ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d",
+_PAD = frozenset({"pad", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d",
                   "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
                   "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d",
                   "CircularPad2d", "CircularPad3d"})
@@ -127,11 +125,17 @@ _REDUCE = frozenset({"mean", "sum", "amax", "amin", "logsumexp", "std", "var", "
 _RESAMPLE = frozenset({"Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
                        "PixelShuffle", "interpolate", "upsample", "upsample_nearest",
                        "upsample_bilinear", "pixel_shuffle", "Resize", "DepthToSpace"})
-_FUNCTIONAL_WINDOWS = frozenset({"conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                                 "conv_transpose2d", "conv_transpose3d", "max_pool1d",
-                                 "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
-                                 "avg_pool3d", "lp_pool1d", "lp_pool2d", "pad"})
+#: functional convs and pools: windows where the trace records their facts
+_FUNCTIONAL_WINDOWS = {"conv1d": 1, "conv2d": 2, "conv3d": 3, "max_pool1d": 1, "max_pool2d": 2,
+                       "max_pool3d": 3, "avg_pool1d": 1, "avg_pool2d": 2, "avg_pool3d": 3}
+_FUNCTIONAL_OTHERS = frozenset({"conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+                                "lp_pool1d", "lp_pool2d", "lp_pool3d"})
+#: pools whose stride defaults to their kernel (PyTorch's ``stride=None``)
+_POOLS = frozenset({*_POOL, "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+                    "avg_pool2d", "avg_pool3d"})
 _ONNX_WINDOWS = frozenset({"Conv", "MaxPool", "AveragePool"})
+#: spatial axes by layer, where a kernel may be one number (``MaxPool2d(2)``)
+_AXES = {**_CONV, **_CONV_TRANSPOSE, **_POOL, **_FUNCTIONAL_WINDOWS}
 
 
 def layer_geometry(record: LayerRecord, layout: str = "chw") -> Geometry:
@@ -146,7 +150,7 @@ def layer_geometry(record: LayerRecord, layout: str = "chw") -> Geometry:
         return Geometry(Op.NONE)
     if kind in _POINTWISE:
         return Geometry(Op.POINTWISE, merges=True)
-    if kind in _CONV or kind in _POOL or kind in _ONNX_WINDOWS:
+    if kind in _CONV or kind in _POOL or kind in _ONNX_WINDOWS or kind in _FUNCTIONAL_WINDOWS:
         return _window(record, _facts(record), layout)
     if kind in _CONV_TRANSPOSE or kind == "ConvTranspose":
         return _transposed(record, _facts(record))
@@ -173,7 +177,7 @@ def layer_geometry(record: LayerRecord, layout: str = "chw") -> Geometry:
     if kind in _RESAMPLE:
         return Geometry(Op.UNEVEN, reason=f"{kind} resamples its input: its output units are "
                                           "not one per whole step of the input grid")
-    if kind in _FUNCTIONAL_WINDOWS:
+    if kind in _FUNCTIONAL_OTHERS:
         return Geometry(Op.UNKNOWN, reason=f"a functional {kind}: the trace does not record its "
                                            "window")
     return Geometry(Op.UNKNOWN, reason=f"archscope does not know what {kind} does to space")
@@ -230,12 +234,15 @@ def _facts(record: LayerRecord) -> _Facts:
 def _window(record: LayerRecord, f: _Facts, layout: str) -> Geometry:
     """A conv or pool: kernel, stride, padding pairs and dilation, checked against the shapes."""
     if f.kernel is None:
-        return Geometry(Op.UNKNOWN, reason=f"the {record.type}'s kernel is not recorded")
+        what = (f"a functional {record.type}: the trace does not record its window"
+                if record.kind == "function" else f"the {record.type}'s kernel is not recorded")
+        return Geometry(Op.UNKNOWN, reason=what)
     if f.unread:
         return Geometry(Op.UNKNOWN, reason=f"the {record.type}'s padding {f.unread} is not one "
                                            "archscope reads")
     n = len(f.kernel)
-    geometry = Geometry(Op.WINDOW, f.kernel, f.stride or (1,) * n, f.padding or ((0, 0),) * n,
+    stride = f.stride or (f.kernel if record.type in _POOLS else (1,) * n)
+    geometry = Geometry(Op.WINDOW, f.kernel, stride, f.padding or ((0, 0),) * n,
                         f.dilation or (1,) * n)
     # ONNX records carry no ceil_mode: ceil mode only adds a last window at the end, so the
     # figures are the same either way; the shapes say which one the file used.
@@ -268,7 +275,7 @@ def _transposed(record: LayerRecord, f: _Facts) -> Geometry:
 
 
 def _pad(record: LayerRecord, f: _Facts) -> Geometry:
-    """A padding layer: begin/end pairs where the trace recorded them."""
+    """A padding layer (or ``F.pad``): begin/end pairs where the trace recorded them."""
     if f.padding is None:
         return Geometry(Op.UNKNOWN, reason=f"the {record.type}'s (begin, end) padding is not "
                                            "recorded in the trace")

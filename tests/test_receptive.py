@@ -507,6 +507,17 @@ def test_padding_forms(padding: Any, pairs: Any) -> None:
     assert g.op is Op.WINDOW and g.padding == pairs
 
 
+def test_functional_pools_read_their_facts_once_recorded() -> None:
+    # F.max_pool2d(x, 2) as a trace that records functional windows would: stride None → kernel
+    record = replace(_record("max_pool2d", {"kernel": 2}, (1, 1, 8, 8), (1, 1, 4, 4)),
+                     kind="function")
+    g = layer_geometry(record)
+    assert (g.op, g.kernel, g.stride, g.padding) == (Op.WINDOW, (2, 2), (2, 2), ((0, 0),) * 2)
+    bare = layer_geometry(replace(record, hparams={}))
+    assert bare.op is Op.UNKNOWN
+    assert bare.reason == "a functional max_pool2d: the trace does not record its window"
+
+
 def test_padding_layers_read_begin_and_end_pairs() -> None:
     # ZeroPad2d((left 1, right 0, top 2, bottom 0)) as typed facts record it: ((2, 0), (1, 0))
     pad = _record("ZeroPad2d", {"padding": ((2, 0), (1, 0))}, (1, 1, 8, 8), (1, 1, 10, 9))
