@@ -46,8 +46,9 @@ How layers count:
   otherwise **not aligned**, naming each path's jump or centre, rather than a guess.
 * A layer archscope cannot read (a custom module, a ``permute``, a functional conv or pool or a
   padding layer whose window or padding the trace does not record): **unknown**. A status
-  without figures passes on to every layer after it (``after features.3``) until a global pool or a dense layer makes it whole input (an
-  unknown input stays unknown: it may have cropped the map).
+  without figures passes on to every layer after it (``after features.3``) until a global pool
+  or a dense layer makes it whole input (an unknown input stays unknown: it may have cropped
+  the map).
 * A container's figures are those of its output's leaf: the last leaf inside it with its output
   shape (a residual block's last ReLU).
 
