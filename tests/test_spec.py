@@ -484,7 +484,8 @@ def test_ignored_keywords_change_no_count(keys: set[str], with_keys: str, withou
 
 def test_every_ignored_keyword_is_tested() -> None:
     # the docs promise that ignored keywords change no count: each one has a case above
-    from archscope.spec_parse import _IGNORED_KEYS, _IGNORED_KIND_KEYS
+    from archscope.spec.vocabulary import IGNORED_KEYS as _IGNORED_KEYS
+    from archscope.spec.vocabulary import IGNORED_KIND_KEYS as _IGNORED_KIND_KEYS
 
     covered = set().union(*(keys for keys, _, _ in _IGNORED_KEYWORD_CASES))
     ignored = set(_IGNORED_KEYS).union(*_IGNORED_KIND_KEYS.values())
@@ -626,7 +627,7 @@ def test_parse_is_pure_and_numbers_layers() -> None:
 
 
 def test_parse_stage_does_not_import_torch() -> None:
-    code = ("import sys; from archscope.spec_parse import parse; "
+    code = ("import sys; from archscope.spec import parse; "
             "parse('150x150x3 conv32 k3 → maxpool2 → flatten → dense1'); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
