@@ -771,6 +771,32 @@ def test_a_huge_number_is_a_caret_error() -> None:
         parse("28x28x1 conv" + "9" * 5000)
 
 
+@pytest.mark.parametrize(("text", "line", "col", "size", "written"), [
+    ("-28x28x1 conv32 k3", 1, 1, -28, "28x28x1"),
+    ("-784 dense10", 1, 1, -784, "784"),
+    ("chw:-3x28x28 conv8", 1, 5, -3, "3x28x28"),
+    ("input -28x28x1 conv8", 1, 7, -28, "28x28x1"),
+    ("→ -28x28x1 conv8", 1, 3, -28, "28x28x1"),
+    ("import keras\n-28x28x1 conv8", 2, 1, -28, "28x28x1"),
+])
+def test_a_negative_input_size_is_a_caret_error(text: str, line: int, col: int, size: int,
+                                                written: str) -> None:
+    # a "-" glued to the input's first number is its sign, not a separator before it (it was
+    # skipped, and -28x28x1 read as 28×28×1)
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text)
+    first, _shown, caret = str(info.value).split("\n")
+    assert first == (f"line {line}, col {col}: input size {size} is out of range (1 to "
+                     f"1,000,000); write the input shape without the minus, like {written}")
+    assert caret.index("^") - 2 == col - 1
+
+
+def test_a_minus_apart_from_the_input_is_still_a_separator() -> None:
+    assert parse("- 28x28x1 conv8").input_dims == (28, 28, 1)  # a leading separator, spaced
+    assert parse("--28x28x1 conv8").input_dims == (28, 28, 1)  # "--" is never a sign
+    block = parse("-2x[conv8 k1]")  # a separator, then a repeated block (no input)
+    assert block.input_dims is None and [layer.kind for layer in block.layers] == ["conv"] * 2
+
 def test_syntax_error_on_a_later_line() -> None:
     with pytest.raises(SpecSyntaxError, match=r"^line 3, col 7: 'q' is not an option") as info:
         parse("28x28x1\nconv8 k3\nconv8 q3\n")

@@ -59,6 +59,20 @@ class InputShape:
             said_input = True
         self._read_dims(start, said_input)
 
+    def refuse_negative(self) -> None:
+        """``-28x28x1``, ``chw:-3x28x28``: a negative size where the input goes, refused at its
+        ``-`` (not skipped as a separator, which would read 28×28×1)."""
+        cur = self.cur
+        tok, nxt = cur.peek(), cur.peek(1)
+        if tok.kind != "sep" or tok.text != "-" or nxt.kind not in ("num", "dims") or \
+                nxt.pos != tok.end:
+            return
+        if nxt.kind == "num" and cur.is_cross(cur.peek(2)) and cur.is_punct(cur.peek(3), "["):
+            return  # "-2x[ … ]": a separator, then a repeated block
+        first = nxt.value[0] if nxt.kind == "dims" else nxt.value
+        raise cur.error(tok, f"input size -{first} is out of range (1 to {MAX_INT:,}); "
+                        f"write the input shape without the minus, like {nxt.text}")
+
     def _layout_word(self) -> bool:
         """``chw``, ``chw:``, ``nhwc=`` at the cursor: taken; ``True`` when there was one."""
         cur = self.cur
@@ -74,6 +88,7 @@ class InputShape:
     def _read_dims(self, start: Token, said_input: bool) -> None:
         """The dims after the optional ``input``/layout words, and a layout written after them."""
         cur = self.cur
+        self.refuse_negative()
         tok = cur.peek()
         if tok.kind == "num" and cur.is_cross(cur.peek(1)) and cur.is_punct(cur.peek(2), "["):
             return  # "2x[ … ]" is a repeated block, not an input

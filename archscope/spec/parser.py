@@ -52,9 +52,9 @@ class _Parser(Cursor):
 
     # spec ----------------------------------------------------------------------------------
     def parse(self) -> ParsedSpec:
-        self.skip_seps()
+        self._skip_leading_seps()
         while self.pasted.skip():  # import lines before the input shape
-            self.skip_seps()
+            self._skip_leading_seps()
         self.inputs.read()
         layers = self.parse_items(closing=None)
         tok = self.peek()
@@ -65,6 +65,12 @@ class _Parser(Cursor):
                              f"{MAX_LAYERS}; use smaller repeat counts")
         numbered = tuple(replace(layer, number=n) for n, layer in enumerate(layers, 1))
         return ParsedSpec(self.inputs.dims, self.inputs.layout, numbered, self.src)
+
+    def _skip_leading_seps(self) -> None:
+        """Separators before the input; a ``-`` glued to a number there is a negative size."""
+        while self.is_sep(self.peek()):
+            self.inputs.refuse_negative()
+            self.take()
 
     # items ---------------------------------------------------------------------------------
     def parse_items(self, closing: str | None) -> list[LayerSpec]:
