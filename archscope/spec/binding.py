@@ -48,7 +48,7 @@ class LayerBinder:
     """Collects one layer's options from call syntax and plain options, checking each value."""
 
     def __init__(self, cur: Cursor, inputs: InputShape, word: Token, kind: str, act: str) -> None:
-        self.p = cur
+        self.cur = cur
         self.inputs = inputs
         self.word = word
         self.kind = kind
@@ -94,17 +94,17 @@ class LayerBinder:
         return f"; it takes {', '.join(opts)}" if opts else "; it takes no options"
 
     def set(self, name: str, value: Value) -> None:
-        self.opts[name] = coerce(self.p, name, value, self.label)
+        self.opts[name] = coerce(self.cur, name, value, self.label)
 
     # call syntax ---------------------------------------------------------------------------
     def call_args(self) -> None:
         """``Conv2D(32, (3, 3), activation='relu')`` (the cursor is on the ``(``)."""
-        args, kwargs = self.p.parse_call_args()
+        args, kwargs = self.cur.parse_call_args()
         names = self.positional_names(len(args), call=True)
         if len(args) > len(names):
             extra = args[len(names)]
-            raise self.p.error(extra.tok, f"too many values for {self.word.text!r} (it takes "
-                               f"{len(names)}: {', '.join(names) or 'none'})")
+            raise self.cur.error(extra.tok, f"too many values for {self.word.text!r} (it takes "
+                                 f"{len(names)}: {', '.join(names) or 'none'})")
         for name, value in zip(names, args, strict=False):
             self.set(name, value)
         for key, value in kwargs.items():
@@ -129,8 +129,8 @@ class LayerBinder:
         elif canon == "stride" and value.value is None:  # Keras' strides=None: the window
             return
         elif canon is None or canon not in self.accepted():
-            raise self.p.error(tok, f"{key!r} is not an option of {self.word.text!r}"
-                               f"{self.options_hint()}")
+            raise self.cur.error(tok, f"{key!r} is not an option of {self.word.text!r}"
+                                 f"{self.options_hint()}")
         else:
             self.set(canon, value)
 
@@ -140,60 +140,60 @@ class LayerBinder:
         self._require_out()
         positional = [n for n in self.positional_names(0, call=False) if n not in self.opts]
         while True:
-            tok = self.p.peek()
+            tok = self.cur.peek()
             if not (self._plain_value(tok, positional) or self._plain_word(tok)):
                 return
 
     def _require_out(self) -> None:
         """``conv``, ``dense`` … need their size: a number next, unless a call gave it."""
-        tok = self.p.peek()
+        tok = self.cur.peek()
         if self.kind in NEEDS_OUT and "out" not in self.opts and tok.kind != "num" and not (
                 tok.kind == "word" and self.canonical(norm(tok.text)) == "out"):
             meaning, example = NEEDS_OUT[self.kind]
-            raise self.p.error(tok, f"expected a number after {self.word.text!r} (its {meaning}, "
-                               f"like {example}), got {describe(tok)}")
+            raise self.cur.error(tok, f"expected a number after {self.word.text!r} (its {meaning}, "
+                                 f"like {example}), got {describe(tok)}")
 
     def _plain_value(self, tok: Token, positional: list[str]) -> bool:
         """A bare value (``32``, ``3x3``, ``(3, 5)``) at ``tok`` for the next positional option,
         or a ``×3`` repeat; ``True`` when one was read."""
-        p = self.p
-        if tok.kind == "num" and p.is_cross(p.peek(1)) and p.is_punct(p.peek(2), "["):
+        cur = self.cur
+        if tok.kind == "num" and cur.is_cross(cur.peek(1)) and cur.is_punct(cur.peek(2), "["):
             return False  # "2x[ … ]": the next item
-        if tok.kind in ("num", "dims") or (p.is_punct(tok, "(") and p.looks_like_tuple()):
+        if tok.kind in ("num", "dims") or (cur.is_punct(tok, "(") and cur.looks_like_tuple()):
             if not positional:
-                raise p.error(tok, f"unexpected value {tok.text!r} after {self.word.text!r}; "
-                              f"name it, like k3 or s2{self.options_hint()}")
+                raise cur.error(tok, f"unexpected value {tok.text!r} after {self.word.text!r}; "
+                                f"name it, like k3 or s2{self.options_hint()}")
             name = positional.pop(0)
             if tok.kind == "dims" and name == "out" and "kernel" in positional:
                 name = positional.pop(0)  # conv 3x3: a kernel, not a filter count
-            self.set(name, p.parse_value())
+            self.set(name, cur.parse_value())
             self._maybe_stride(name)
             return True
-        if p.is_punct(tok, "×", "*") and p.peek(1).kind == "num":
-            p.take()
-            self.repeat = p.parse_count(tok)
+        if cur.is_punct(tok, "×", "*") and cur.peek(1).kind == "num":
+            cur.take()
+            self.repeat = cur.parse_count(tok)
             return True
         return False
 
     def _plain_word(self, tok: Token) -> bool:
         """An option word at ``tok`` (``k3``, ``same``, ``relu`` …); ``True`` when one was read,
         ``False`` at the next layer or anything that is not a word."""
-        p = self.p
+        cur = self.cur
         if tok.kind != "word":
             return False
         key = norm(tok.text)
         canon = self.canonical(key)
         if self._flag(tok, key):
             return True
-        if canon == "repeat" and p.peek(1).kind == "num":
-            p.take()
-            self.repeat = p.parse_count(tok)
+        if canon == "repeat" and cur.peek(1).kind == "num":
+            cur.take()
+            self.repeat = cur.parse_count(tok)
             return True
         if canon is not None and canon in self.accepted() and self._has_value_after():
-            p.take()
-            if p.is_punct(p.peek(), "=", ":"):
-                p.take()
-            self.set(canon, p.parse_value())
+            cur.take()
+            if cur.is_punct(cur.peek(), "=", ":"):
+                cur.take()
+            self.set(canon, cur.parse_value())
             self._maybe_stride(canon)
             return True
         if self._trailing_activation(tok, key):
@@ -201,18 +201,18 @@ class LayerBinder:
         if key in KIND_OF_WORD or key in ACT_OF_WORD or key in REPEAT_WORDS:
             return False  # the next layer
         if canon is not None and canon in self.accepted():
-            nxt = p.peek(1)
-            raise p.error(nxt, f"expected a value after {tok.text!r}, got {describe(nxt)}")
-        raise p.error(tok, f"{tok.text!r} is not an option of {self.word.text!r}"
-                      f"{did_you_mean(key)}{self.options_hint()}")
+            nxt = cur.peek(1)
+            raise cur.error(nxt, f"expected a value after {tok.text!r}, got {describe(nxt)}")
+        raise cur.error(tok, f"{tok.text!r} is not an option of {self.word.text!r}"
+                        f"{did_you_mean(key)}{self.options_hint()}")
 
     def _flag(self, tok: Token, key: str) -> bool:
         """``same``, ``valid``, ``nobias``, ``ceil``, ``bias`` written alone; ``True`` when taken."""
         if key not in ("same", "valid", "nobias", "ceil", "bias"):
             return False
-        p = self.p
+        cur = self.cur
         accepted = self.accepted()
-        followed_by_value = p.is_punct(p.peek(1), "=", ":")
+        followed_by_value = cur.is_punct(cur.peek(1), "=", ":")
         if key in ("same", "valid") and "padding" in accepted:
             self.set("padding", Value(key, tok))
         elif key == "nobias" and "bias" in accepted:
@@ -221,7 +221,7 @@ class LayerBinder:
             self.set(key, Value(True, tok))
         else:
             return False
-        p.take()
+        cur.take()
         return True
 
     def _trailing_activation(self, tok: Token, key: str) -> bool:
@@ -230,48 +230,48 @@ class LayerBinder:
         Not when the layer has one already, nor for ``leakyrelu0.2`` or ``nn.ReLU()`` (``nn.Linear(…)
         nn.ReLU()``: a call is a layer of its own).
         """
-        p = self.p
+        cur = self.cur
         if key in ACT_OF_WORD and "activation" in self.accepted() and \
-                "activation" not in self.opts and p.peek(1).kind != "num" and not (
-                    p.is_punct(p.peek(1), "(") and p.peek(1).pos == tok.end):
-            p.take()
+                "activation" not in self.opts and cur.peek(1).kind != "num" and not (
+                    cur.is_punct(cur.peek(1), "(") and cur.peek(1).pos == tok.end):
+            cur.take()
             self.set("activation", Value(tok.text, tok))
             return True
         return False
 
     def _has_value_after(self) -> bool:
-        p = self.p
-        nxt = p.peek(1)
-        if p.is_punct(nxt, "=", ":"):
+        cur = self.cur
+        nxt = cur.peek(1)
+        if cur.is_punct(nxt, "=", ":"):
             return True
         words = (*ACT_OF_WORD, "same", "valid", "true", "false", "on", "off", *NO_ACTIVATION)
         return (nxt.kind in ("num", "dims", "str")
                 or (nxt.kind == "word" and norm(nxt.text) in words)
-                or (p.is_punct(nxt, "(") and p.peek(2).kind == "num"))
+                or (cur.is_punct(nxt, "(") and cur.peek(2).kind == "num"))
 
     def _maybe_stride(self, name: str) -> None:
         """``maxpool3/2``, ``k3/2``: a ``/`` after a kernel gives the stride."""
-        if name == "kernel" and self.p.is_punct(self.p.peek(), "/"):
-            self.p.take()
-            self.set("stride", self.p.parse_value())
+        if name == "kernel" and self.cur.is_punct(self.cur.peek(), "/"):
+            self.cur.take()
+            self.set("stride", self.cur.parse_value())
 
     # result --------------------------------------------------------------------------------
     def finish(self) -> list[LayerSpec]:
         """The layer (``repeat`` times), numbered later by the parser."""
-        p = self.p
+        cur = self.cur
         kind, opts = self.kind, self.opts
         if kind == "activation":
             act = opts.get("activation")
             if act is None:
-                raise p.error(self.word, "Activation needs a name, like Activation('relu')")
+                raise cur.error(self.word, "Activation needs a name, like Activation('relu')")
             kind, self.act, opts = "act", act, {}
         if kind == "act":
             opts = {"activation": self.act, **opts}
         if kind in NEEDS_OUT and "out" not in opts:
             meaning, example = NEEDS_OUT[kind]
-            raise p.error(self.word, f"{self.word.text!r} needs its {meaning}, like {example}")
-        end = p.toks[max(p.i - 1, 0)].end
-        text = " ".join(p.src[self.word.pos:end].split())
-        line, col, _ = location(p.src, self.word.pos)
+            raise cur.error(self.word, f"{self.word.text!r} needs its {meaning}, like {example}")
+        end = cur.toks[max(cur.i - 1, 0)].end
+        text = " ".join(cur.src[self.word.pos:end].split())
+        line, col, _ = location(cur.src, self.word.pos)
         spec = LayerSpec(kind, opts, 0, text[:60], line, col)
         return [spec] * self.repeat
