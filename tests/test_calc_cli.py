@@ -108,6 +108,49 @@ def test_calc_syntax_error_exit_2_with_caret() -> None:
     assert "Traceback" not in result.output
 
 
+_NEGATIVE_INPUT_ERROR = (
+    "Error: line 1, col 1: input size -28 is out of range (1 to 1,000,000); write the input "
+    "shape without the minus, like 28x28x1\n"
+    "  -28x28x1 conv32 k3\n"
+    "  ^\n")
+
+
+@pytest.mark.parametrize("args", [
+    ("calc", "-28x28x1 conv32 k3"),  # quoted: one argument
+    ("calc", "-28x28x1", "conv32", "k3"),  # unquoted: click saw '-2' as an option
+    ("calc", "--format", "json", "-28x28x1 conv32", "k3"),
+    ("calc", "--", "-28x28x1 conv32 k3"),
+])
+def test_calc_spec_starting_with_minus_reaches_the_parser(args: tuple[str, ...]) -> None:
+    result = _run(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == _NEGATIVE_INPUT_ERROR  # was "No such option '-2'"
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (("calc", "28x28x1 conv8", "-x"), "Error: No such option '-x'."),
+    (("calc", "28x28x1 conv8", "--bogus"), "Error: No such option '--bogus'."),
+    (("calc", "--input", "-3x28x28", "28x28x1 conv8"), "Error: Invalid value for '--input'"),
+])
+def test_calc_option_errors_stay_option_errors(args: tuple[str, ...], error: str) -> None:
+    # only an argument with no letter after its "-" is spec text; options keep click's errors
+    result = _run(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(error), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_calc_accepts_explain() -> None:
+    # the arithmetic column is always there; --explain (as in summary) is accepted, not refused
+    plain = _run("calc", "28x28x1 conv8 k3 → maxpool2", "--width", "100")
+    explained = _run("calc", "28x28x1 conv8 k3 → maxpool2", "--explain", "--width", "100")
+    assert explained.exit_code == 0, explained.output
+    assert explained.stderr == ""
+    assert explained.stdout == plain.stdout
+    assert "(28−3)/1+1 = 26" in explained.stdout  # the output-size arithmetic, by hand
+    assert "--explain" in _run("calc", "--help").stdout
+
 def test_calc_shape_error_exit_1_names_layer() -> None:
     result = _run("calc", "28x28x1 conv32 k3 maxpool2 conv64 k3 maxpool2 conv64 k3 maxpool2 "
                           "conv64 k3")

@@ -484,7 +484,8 @@ def test_ignored_keywords_change_no_count(keys: set[str], with_keys: str, withou
 
 def test_every_ignored_keyword_is_tested() -> None:
     # the docs promise that ignored keywords change no count: each one has a case above
-    from archscope.spec_parse import _IGNORED_KEYS, _IGNORED_KIND_KEYS
+    from archscope.spec.vocabulary import IGNORED_KEYS as _IGNORED_KEYS
+    from archscope.spec.vocabulary import IGNORED_KIND_KEYS as _IGNORED_KIND_KEYS
 
     covered = set().union(*(keys for keys, _, _ in _IGNORED_KEYWORD_CASES))
     ignored = set(_IGNORED_KEYS).union(*_IGNORED_KIND_KEYS.values())
@@ -626,7 +627,7 @@ def test_parse_is_pure_and_numbers_layers() -> None:
 
 
 def test_parse_stage_does_not_import_torch() -> None:
-    code = ("import sys; from archscope.spec_parse import parse; "
+    code = ("import sys; from archscope.spec import parse; "
             "parse('150x150x3 conv32 k3 → maxpool2 → flatten → dense1'); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -769,6 +770,32 @@ def test_a_huge_number_is_a_caret_error() -> None:
                        r"numbers in a spec go up to 1,000,000\n"):
         parse("28x28x1 conv" + "9" * 5000)
 
+
+@pytest.mark.parametrize(("text", "line", "col", "size", "written"), [
+    ("-28x28x1 conv32 k3", 1, 1, -28, "28x28x1"),
+    ("-784 dense10", 1, 1, -784, "784"),
+    ("chw:-3x28x28 conv8", 1, 5, -3, "3x28x28"),
+    ("input -28x28x1 conv8", 1, 7, -28, "28x28x1"),
+    ("→ -28x28x1 conv8", 1, 3, -28, "28x28x1"),
+    ("import keras\n-28x28x1 conv8", 2, 1, -28, "28x28x1"),
+])
+def test_a_negative_input_size_is_a_caret_error(text: str, line: int, col: int, size: int,
+                                                written: str) -> None:
+    # a "-" glued to the input's first number is its sign, not a separator before it (it was
+    # skipped, and -28x28x1 read as 28×28×1)
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text)
+    first, _shown, caret = str(info.value).split("\n")
+    assert first == (f"line {line}, col {col}: input size {size} is out of range (1 to "
+                     f"1,000,000); write the input shape without the minus, like {written}")
+    assert caret.index("^") - 2 == col - 1
+
+
+def test_a_minus_apart_from_the_input_is_still_a_separator() -> None:
+    assert parse("- 28x28x1 conv8").input_dims == (28, 28, 1)  # a leading separator, spaced
+    assert parse("--28x28x1 conv8").input_dims == (28, 28, 1)  # "--" is never a sign
+    block = parse("-2x[conv8 k1]")  # a separator, then a repeated block (no input)
+    assert block.input_dims is None and [layer.kind for layer in block.layers] == ["conv"] * 2
 
 def test_syntax_error_on_a_later_line() -> None:
     with pytest.raises(SpecSyntaxError, match=r"^line 3, col 7: 'q' is not an option") as info:

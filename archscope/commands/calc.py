@@ -11,7 +11,36 @@ from archscope._io import echo, results
 from archscope.commands._common import ResultsCommand, batch_option, input_option, width_option
 
 
-@click.command(cls=ResultsCommand)
+def _is_spec_text(arg: str) -> bool:
+    """``-28x28x1 conv32 k3``, ``-784``: a ``-`` then no letter or ``-``, so no option's name."""
+    return len(arg) > 1 and arg[0] == "-" and not (arg[1].isalpha() or arg[1] == "-")
+
+
+class _SpecCommand(ResultsCommand):
+    """A command whose SPEC may start with ``-``: ``calc '-28x28x1 conv32 k3'`` reaches the spec
+    parser, which refuses the negative size with a caret, where click would report ``No such
+    option '-2'``. Options (``-f``, ``--format`` …), their values and their errors are unchanged.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {name for param in self.params
+                       if isinstance(param, click.Option) and not param.is_flag
+                       for name in param.opts}
+        texts: dict[str, str] = {}  # placeholder → the argument; no argv string holds a NUL
+        marked = []
+        for i, arg in enumerate(args):
+            if _is_spec_text(arg) and not (i and args[i - 1] in takes_value):
+                placeholder = f"\0{len(texts)}"
+                texts[placeholder] = arg
+                arg = placeholder
+            marked.append(arg)
+        rest = super().parse_args(ctx, marked)
+        if texts and ctx.params.get("spec"):
+            ctx.params["spec"] = tuple(texts.get(piece, piece) for piece in ctx.params["spec"])
+        return rest
+
+
+@click.command(cls=_SpecCommand)
 @click.argument("spec", nargs=-1)
 @click.option("-f", "--file", "spec_file", default=None,
               type=click.Path(exists=True, dir_okay=False, allow_dash=True),
@@ -23,13 +52,17 @@ from archscope.commands._common import ResultsCommand, batch_option, input_optio
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
               default="table", show_default=True, help="Output format.")
 @width_option
+@click.option("--explain", is_flag=True,
+              help="Accepted as in summary; calc always shows the output-size arithmetic column.")
 def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
-         input_shape: tuple[int, ...] | None, batch: int, fmt: str, width: int | None) -> None:
+         input_shape: tuple[int, ...] | None, batch: int, fmt: str, width: int | None,
+         explain: bool) -> None:
     """Count a network typed as a line of layers: shapes with their arithmetic, parameters
     with their formula, MACs and totals.
 
     SPEC starts with the input (H×W×C as Keras writes it, or chw:C×H×W), then layers separated
-    by →, ->, |, commas or spaces. See docs/spec.md.
+    by →, ->, |, commas or spaces. Quote it: unquoted, the shell takes > and | for a redirection
+    and a pipe. See docs/spec.md.
 
     \b
     Examples:

@@ -1,39 +1,28 @@
-"""The layer-spec language of ``archscope calc``: a network typed as one line of layers.
+"""Building a parsed spec: layer specs → a named ``nn.Sequential`` (torch imported when called).
 
-::
-
-    150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → flatten → dense512 → dense1
-
-Two stages, so that the language can be tested without torch:
-
-* :func:`parse` (:mod:`archscope.spec_parse`, pure Python) turns text into a :class:`ParsedSpec`.
-* :func:`build` turns a parsed spec into a real ``nn.Sequential`` (modules named ``conv1``,
-  ``relu1``, ``pool1`` …, ``fc1``), tracking shapes with the integer formulas of
-  :mod:`archscope.formulas` only to size the layers and to refuse a layer that cannot apply
-  (:class:`~archscope.errors.SpecShapeError` names the layer number and the shapes). Shapes,
-  parameters and MACs shown to users always come from the engine's
-  :class:`~archscope.report.Report` (:func:`calc_report`).
-
-:func:`to_layout` re-orders a report's shapes into the order the user wrote (H×W×C for ``hwc``).
-The grammar and examples are in docs/spec.md.
+Modules are named ``conv1``, ``relu1``, ``pool1`` …, ``fc1``. A sample's shape is tracked with the
+integer formulas of :mod:`archscope.formulas` only to size the layers and to refuse a layer that
+cannot apply (:class:`~archscope.errors.SpecShapeError` names the layer number and the shapes);
+the shapes, parameters and MACs shown to users come from the engine's Report
+(:func:`archscope.spec.calc_report`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ModelSourceError, SpecShapeError, first_line
+from archscope.errors import SpecShapeError, first_line
 from archscope.formulas import ceil_drops_last_window, output_size
-from archscope.spec_parse import ACTIVATIONS, LayerSpec, ParsedSpec, parse
+from archscope.spec.layout import show_shape
+from archscope.spec.parsed import LayerSpec, ParsedSpec
+from archscope.spec.parser import parse
+from archscope.spec.vocabulary import ACTIVATIONS
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from archscope.report import Report
 
 
 @dataclass(frozen=True)
@@ -53,15 +42,6 @@ class BuiltSpec:
     notes: tuple[str, ...] = ()
     keras_bn_channels: int = 0
 
-
-# ──────────────────────────────────────────────────────────────────────────────── build
-
-
-def show_shape(shape: tuple[int, ...], layout: str) -> str:
-    """A sample's shape the way the user wrote it: ``(128, 7, 7)`` → ``7×7×128`` for ``hwc``."""
-    if len(shape) == 3 and layout == "hwc":
-        shape = (shape[1], shape[2], shape[0])
-    return "×".join(str(d) for d in shape)
 
 
 class _Build:
@@ -126,25 +106,14 @@ class _Build:
                pool: bool = False) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
         """Explicit padding for a conv/pool and the output size; refuses windows that do not fit.
 
-        ``same`` follows Keras: output ⌈n/s⌉, total padding ``(out − 1)·s + d·(k − 1) + 1 − n``
-        split with the extra pixel at the bottom/right; an odd split becomes a padding layer.
+        ``same`` is Keras' (:func:`_same_padding`); an odd split becomes a padding layer.
         Returns ``((ph, pw), None)`` or ``((0, 0), (left, right, top, bottom))``.
         """
         _, h, w = self.need_image(what)
         pad: tuple[int, int]
         asym: tuple[int, int, int, int] | None = None
         if padding == "same":
-            totals = []
-            for n, k, s, d in zip((h, w), kernel, stride, dilation, strict=True):
-                out = -(-n // s)
-                totals.append(max((out - 1) * s + d * (k - 1) + 1 - n, 0))
-            before = [t // 2 for t in totals]
-            after = [t - b for t, b in zip(totals, before, strict=True)]
-            if before == after:
-                pad = (before[0], before[1])
-            else:
-                pad = (0, 0)
-                asym = (before[1], after[1], before[0], after[0])
+            pad, asym = _same_padding((h, w), kernel, stride, dilation)
         elif padding == "valid" or padding is None:
             pad = (0, 0)
         else:
@@ -306,7 +275,7 @@ class _Build:
                             f"{self.shown()} input to one row per sample (dims 1 to {ndim - 1}); "
                             "archscope's flatten does only that: start_dim=1, end_dim=-1")
         self.add("flatten", self.nn.Flatten())
-        self.shape = (_prod(self.shape),)
+        self.shape = (math.prod(self.shape),)
 
     def _dense(self, o: dict[str, Any]) -> None:
         if len(self.shape) != 1:
@@ -398,11 +367,48 @@ class _Build:
         self.add_activation(o["activation"], o)
 
 
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+def _same_padding(hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                  dilation: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+    """Keras' ``same`` padding: output ⌈n/s⌉, total padding ``(out − 1)·s + d·(k − 1) + 1 − n``
+    split with the extra pixel at the bottom/right.
+
+    Returns ``((ph, pw), None)`` when the split is even, else ``((0, 0), (left, right, top,
+    bottom))``: ``(5, 5)`` with a 2×2 kernel, stride 1 → ``((0, 0), (0, 1, 0, 1))``.
+    """
+    totals = []
+    for n, k, s, d in zip(hw, kernel, stride, dilation, strict=True):
+        out = -(-n // s)
+        totals.append(max((out - 1) * s + d * (k - 1) + 1 - n, 0))
+    before = [t // 2 for t in totals]
+    after = [t - b for t, b in zip(totals, before, strict=True)]
+    if before == after:
+        return (before[0], before[1]), None
+    return (0, 0), (before[1], after[1], before[0], after[0])
+
+
+def _start_shape(parsed: ParsedSpec, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The input a sample has, C×H×W or ``(F,)``: ``input_shape`` if given, else the spec's."""
+    shape = input_shape if input_shape is not None else parsed.input_shape
+    if shape is None:
+        raise SpecShapeError("the spec has no input shape; start it with one, like "
+                             "'150x150x3 conv32 k3 …' (H×W×C) or 'chw:3x150x150 …', "
+                             "or pass --input")
+    shape = tuple(shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if not 1 <= len(shape) <= 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise SpecShapeError(f"input shape {shape} must be C×H×W or a number of features")
+    return shape
+
+
+def _channels_note(parsed: ParsedSpec) -> list[str]:
+    """A note when an input written H×W×C looks like C×H×W (``3x150x150``: 150 channels?)."""
+    if parsed.layout == "hwc" and parsed.input_dims is not None and len(parsed.input_dims) == 3:
+        h, w, c = parsed.input_dims
+        if h in (1, 3) and c > 4 and w == c:
+            return [f"the input {h}×{w}×{c} is read as H×W×C ({c} channels); "
+                    f"write chw:{h}x{w}x{c} if you meant {h} channels"]
+    return []
 
 
 def build(parsed: ParsedSpec, *, input_shape: tuple[int, ...] | None = None,
@@ -421,27 +427,12 @@ def build(parsed: ParsedSpec, *, input_shape: tuple[int, ...] | None = None,
     import torch
     from torch import nn
 
-    shape = input_shape if input_shape is not None else parsed.input_shape
-    if shape is None:
-        raise SpecShapeError("the spec has no input shape; start it with one, like "
-                             "'150x150x3 conv32 k3 …' (H×W×C) or 'chw:3x150x150 …', "
-                             "or pass --input")
-    shape = tuple(shape)
-    if len(shape) == 2:
-        shape = (1, *shape)
-    if not 1 <= len(shape) <= 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
-        raise SpecShapeError(f"input shape {shape} must be C×H×W or a number of features")
+    shape = _start_shape(parsed, input_shape)
     if not parsed.layers:
         raise SpecShapeError("the spec has no layers; add some, like '28x28x1 conv32 k3 → "
                              "flatten → dense10'")
     state = _Build(parsed, shape)
-    notes: list[str] = []
-    if parsed.layout == "hwc" and parsed.input_dims is not None and len(parsed.input_dims) == 3 \
-            and input_shape is None:
-        h, w, c = parsed.input_dims
-        if h in (1, 3) and c > 4 and w == c:
-            notes.append(f"the input {h}×{w}×{c} is read as H×W×C ({c} channels); "
-                         f"write chw:{h}x{w}x{c} if you meant {h} channels")
+    notes = _channels_note(parsed) if input_shape is None else []
     with torch.device(device) if device is not None else contextlib.nullcontext():
         for layer in parsed.layers:
             before = len(state.modules)
@@ -460,107 +451,7 @@ def build(parsed: ParsedSpec, *, input_shape: tuple[int, ...] | None = None,
                      state.bn_channels if state.keras_bn else 0)
 
 
-def read_spec(source: str) -> tuple[str, str]:
-    """``spec:`` argument → (spec text, model name): a file's text if it exists, else itself."""
-    path = Path(source)
-    try:
-        is_file = len(source) < 4096 and "\n" not in source and path.is_file()
-    except (OSError, ValueError):
-        is_file = False
-    if is_file:
-        try:
-            return path.read_text(encoding="utf-8"), source
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelSourceError(f"cannot read spec file {source}: {exc}") from None
-    if not any(c.isspace() for c in source) and (
-            "/" in source or source.lower().endswith((".spec", ".txt", ".net"))):
-        raise ModelSourceError(f"spec file {source} does not exist; give a file's path or the "
-                               "layers themselves, like 'spec:28x28x1 conv32 k3 → dense10'")
-    return source, " ".join(source.split())
-
-
 def build_spec(text: str, *, input_shape: tuple[int, ...] | None = None, device: Any = None,
                name: str | None = None, layout: str = "hwc") -> BuiltSpec:
     """Parse and build in one step."""
     return build(parse(text, layout=layout), input_shape=input_shape, device=device, name=name)
-
-
-def load_spec_source(source: str) -> tuple[nn.Module, str, tuple[int, ...]]:
-    """What ``spec:SOURCE`` means to :mod:`archscope.source`: a file or the spec text itself.
-
-    Returns the model built on the current default device, its display name (the file's path or
-    the text) and its input shape C×H×W.
-    """
-    text, name = read_spec(source)
-    built = build_spec(text, name=name)
-    return built.model, built.name, built.input_shape
-
-
-def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
-                input_shape: tuple[int, ...] | None = None, batch: int = 1,
-                freeze: Sequence[str] = (), backward: bool = False) -> Report:
-    """Parse, build (on meta) and inspect a spec: what ``calc`` and every ``spec:`` source show.
-
-    Shapes are re-ordered into the spec's layout (:func:`to_layout`) and the build's notes (an
-    implicit flatten …) are added to the report's notes. ``freeze`` marks parameters frozen as
-    ``summary --freeze`` does; ``backward`` also counts training FLOPs.
-    """
-    from archscope.trace import inspect
-
-    built = build_spec(text, input_shape=input_shape, device="meta", name=name, layout=layout)
-    if freeze:
-        from archscope.freeze import freeze_parameters
-
-        freeze_parameters(built.model, freeze)
-    report = inspect(built.model, built.input_shape, batch=batch, name=built.name,
-                     backward=backward)
-    notes = [*report.notes, *built.notes]
-    if built.keras_bn_channels:
-        notes.append(keras_batchnorm_note(report.total_params, report.non_trainable_params,
-                                          built.keras_bn_channels))
-    report = replace(report, notes=tuple(notes))
-    return to_layout(report, built.layout if len(built.input_shape) == 3 else "chw")
-
-
-def keras_batchnorm_note(total: int, non_trainable: int, bn_channels: int) -> str:
-    """What Keras' ``model.summary()`` would count: each BatchNormalization's moving mean and
-    variance (2·C) as non-trainable parameters, where PyTorch keeps them as buffers.
-
-    ``keras_batchnorm_note(1_640_106, 0, 96)`` says 1,640,298 parameters, 192 non-trainable.
-    """
-    stats = 2 * bn_channels
-    return (f"Keras' model.summary() would show {total + stats:,} parameters ({total:,} + "
-            f"2·{bn_channels:,}), {non_trainable + stats:,} of them non-trainable: it counts "
-            "each BatchNormalization's moving mean and variance (2·C) as parameters; PyTorch "
-            "keeps them as buffers (not counted)")
-
-
-def to_layout(report: Report, layout: str) -> Report:
-    """Show a report's shapes in the user's order: N×C×H×W → N×H×W×C when ``layout == "hwc"``.
-
-    Only the shapes move (and ``Report.layout`` says ``"hwc"``, so JSON is self-describing);
-    counts, MACs and formulas are the engine's, unchanged.
-    """
-    if layout != "hwc" or report.layout == "hwc":  # already in the user's order
-        return report
-
-    def perm(shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else shape
-
-    layers = tuple(
-        replace(r, input_shapes=tuple(perm(s) for s in r.input_shapes),
-                output_shapes=tuple(perm(s) for s in r.output_shapes))
-        for r in report.layers
-    )
-    shape = report.input_shape
-    input_shape = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
-    note = ("shapes are shown H×W×C (channels last), the order the spec is written in; "
-            "PyTorch runs the model as N×C×H×W")
-    return replace(report, input_shape=input_shape, layers=layers,
-                   output_shapes=tuple(perm(s) for s in report.output_shapes),
-                   notes=(*report.notes, note), layout="hwc")
-
-
-__all__ = ["BuiltSpec", "LayerSpec", "ParsedSpec", "build", "build_spec", "calc_report",
-           "keras_batchnorm_note", "load_spec_source", "parse", "read_spec", "show_shape",
-           "to_layout"]
