@@ -16,7 +16,7 @@ How the timing is done (the pattern of nanoGPT's ``bench.py`` and ``torch.utils.
 * on the CPU, ``time.perf_counter`` (or an injected clock, for tests) brackets every step;
 * the report gives the median and the 90th percentile of the step times, images/s = batch ÷ median,
   and achieved FLOP/s = the engine's training FLOPs per step (forward + backward, from
-  :func:`archscope.trace.inspect` on the meta device) ÷ the median step time;
+  :func:`archscope.engine.inspect` on the meta device) ÷ the median step time;
 * ``optimizer.zero_grad(set_to_none=True)`` frees gradients between steps, as a good loop does.
 
 Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps (the counter is reset after
@@ -932,7 +932,7 @@ def _load(source: str, *, num_classes: int | None, device: str, seed: int = 0) -
 def _engine_report(source: str, *, num_classes: int | None, input_shape: tuple[int, ...],
                    batch: int) -> Report:
     """The engine's report of ``source`` at ``batch`` with the backward pass (meta device)."""
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     loaded = _load(source, num_classes=num_classes, device="meta")
     loaded.model.train()  # the mode the benchmark trains in (a factory may return eval mode)

@@ -3,7 +3,7 @@
 ``archscope check`` is the proof behind every number ``summary`` prints. For one model it
 
 1. builds it with real weights on the device (or loads a ``state_dict`` with ``strict=True``),
-2. traces it on the meta device with ``summary``'s engine (:func:`archscope.trace.inspect`),
+2. traces it on the meta device with ``summary``'s engine (:func:`archscope.engine.inspect`),
 3. runs one forward and backward pass on random input with forward hooks on every module, and
    checks that each module call's real output shapes equal the trace's record for that call
    (matched by qualified name and call index), that the parameter total equals the engine's and
@@ -285,7 +285,7 @@ def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
 
     from torch import nn
 
-    from archscope.trace import root_row_name
+    from archscope.engine import root_row_name
 
     root = root_row_name(model)
     norms = {name or root for name, m in model.named_modules()
@@ -364,7 +364,7 @@ def _is_state_dict(obj: dict[Any, Any]) -> bool:
 def _training_trace(model: nn.Module, shape: Sequence[int], batch: int, name: str) -> Report:
     """The meta trace in training mode, the mode of the real step it is compared with (the trace
     keeps the model's own modes; a factory may return its model in eval mode)."""
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     with kept_modes(model):
         model.train()
@@ -375,7 +375,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
          shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int) -> CheckResult:
     import torch
 
-    from archscope.trace import root_row_name
+    from archscope.engine import root_row_name
 
     generator = torch.Generator(device=dev).manual_seed(seed)
     x = torch.randn(batch, *shape, device=dev, generator=generator, dtype=model_dtype(model))
@@ -410,7 +410,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
                     _sync(dev)
                     before = torch.cuda.memory_allocated(dev)
                     torch.cuda.reset_peak_memory_stats(dev)
-                # a model that is one layer is one row, named after its class (see trace.inspect)
+                # a model that is one layer is one row, named after its class (see engine.inspect)
                 root = root_row_name(model)
                 named = ([(root, model)] if root is not None
                          else [(n, m) for n, m in model.named_modules() if n])

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from archscope.errors import ModelSourceError, SpecShapeError, first_line
 from archscope.formulas import ceil_drops_last_window, output_size
+from archscope.report import Layout
 from archscope.spec_parse import ACTIVATIONS, LayerSpec, ParsedSpec, parse
 
 if TYPE_CHECKING:
@@ -505,7 +506,7 @@ def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
     implicit flatten …) are added to the report's notes. ``freeze`` marks parameters frozen as
     ``summary --freeze`` does; ``backward`` also counts training FLOPs.
     """
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     built = build_spec(text, input_shape=input_shape, device="meta", name=name, layout=layout)
     if freeze:
@@ -558,7 +559,7 @@ def to_layout(report: Report, layout: str) -> Report:
             "PyTorch runs the model as N×C×H×W")
     return replace(report, input_shape=input_shape, layers=layers,
                    output_shapes=tuple(perm(s) for s in report.output_shapes),
-                   notes=(*report.notes, note), layout="hwc")
+                   notes=(*report.notes, note), layout=Layout.HWC)
 
 
 __all__ = ["BuiltSpec", "LayerSpec", "ParsedSpec", "build", "build_spec", "calc_report",

@@ -19,10 +19,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import registry
+from archscope.engine import inspect
 from archscope.errors import ForwardError, InputTooSmallError
 from archscope.report import MODEL_INPUT, evaluate_formula
 from archscope.source import load_model, load_report
-from archscope.trace import inspect
 
 ENTRIES = registry.list_models()
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archscope.render._columns import Dims, sample_shape, shared_note
-from archscope.report import MODEL_INPUT, LayerRecord, Report
+from archscope.report import MODEL_INPUT, BatchAxis, LayerFacts, LayerRecord, Report
 
 #: Layer kinds in legend order: kind → (legend label, fill colour, border colour).
 KIND_STYLES: dict[str, tuple[str, str, str]] = {
@@ -592,7 +592,7 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
     )
     outputs: list[Node] = []
     # Dict outputs name their nodes by key where the report carries them.
-    keys = tuple(getattr(report, "output_keys", ()) or ())
+    keys = report.output_keys
     for i, shape in enumerate(report.output_shapes):
         outputs.append(
             Node(
@@ -601,7 +601,7 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
                 title=((keys[i] if keys[i].startswith("output") else f"output {keys[i]}")
                        if len(keys) == len(report.output_shapes)
                        else "output" if len(report.output_shapes) == 1 else f"output {i}"),
-                detail=_dims(_drop_batch(report, shape, _producer(report, i))) or "scalar",
+                detail=_dims(_drop_batch(shape, report.output_batch_axes[i])) or "scalar",
                 order=float(len(layers) + i),
             )
         )
@@ -623,7 +623,8 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         src = "input" if p == MODEL_INPUT else key_of.get(p)
         if src is not None:
             out_shape = report.output_shapes[i] if i < len(report.output_shapes) else None
-            edges.append(Edge(src, outputs[i].id, _drop_batch(report, out_shape, p)))
+            out_axis = report.output_batch_axes[i] if i < len(report.output_shapes) else None
+            edges.append(Edge(src, outputs[i].id, _drop_batch(out_shape, out_axis)))
     edges = _dedup(edges)
 
     node_list = sorted(nodes.values(), key=lambda n: n.order)
@@ -665,27 +666,24 @@ def _dims(shape: Sequence[int | str] | None) -> str:
     return "×".join(str(d) for d in shape) if shape else ""
 
 
-def _producer(report: Report, output: int) -> int:
-    return report.outputs[output] if output < len(report.outputs) else MODEL_INPUT
-
-
-def _drop_batch(report: Report, shape: Sequence[int] | None, producer: int) -> Dims | None:
+def _drop_batch(shape: Sequence[int] | None, batch_axis: BatchAxis) -> Dims | None:
     """``shape`` as the table's Output shape cell shows it, by the same rule
-    (:func:`archscope.render._columns.sample_shape`): the batch dimension dropped where it is
-    first, ``N`` where it is not."""
+    (:func:`archscope.render._columns.sample_shape`): the recorded batch dimension dropped
+    where it is first, ``N`` where it is not."""
     if shape is None:
         return None
-    record = None if producer == MODEL_INPUT else report.layers[producer]
-    return sample_shape(tuple(shape), record, report.batch)
+    return sample_shape(tuple(shape), batch_axis)
 
 
 def _edge_shape(report: Report, consumer: LayerRecord, pos: int, producer: int) -> Dims | None:
     """The shape of the tensor flowing from ``producer`` into ``consumer``'s input ``pos``."""
     if len(consumer.input_shapes) == len(consumer.inputs):
-        return _drop_batch(report, consumer.input_shapes[pos], producer)
+        return _drop_batch(consumer.input_shapes[pos], consumer.input_batch_axes[pos])
     if producer == MODEL_INPUT:
         return tuple(report.input_shape)
-    return _drop_batch(report, report.layers[producer].output_shape, producer)
+    made = report.layers[producer]
+    return _drop_batch(made.output_shape,
+                       made.output_batch_axes[0] if made.output_batch_axes else None)
 
 
 def _skip_edges(report: Report) -> set[tuple[int, int]]:
@@ -759,11 +757,15 @@ def _pair(value: Any) -> tuple[int, ...] | None:
         return None
 
 
-def _hp(h: dict[str, Any], *names: str) -> Any:
-    for n in names:
-        if n in h and h[n] is not None:
-            return h[n]
-    return None
+def _padding(facts: LayerFacts) -> tuple[int, ...] | None:
+    """Padding as the node shows it: one number per axis where both ends match (``(1, 1)``),
+    else ONNX's order, every axis's begin then every end (``(0, 0, 1, 1)``); none where a rule
+    (``padding='same'``, ``auto_pad``) sets it."""
+    if facts.padding is None or facts.padding_mode is not None:
+        return None
+    begins = tuple(b for b, _ in facts.padding)
+    ends = tuple(e for _, e in facts.padding)
+    return begins if begins == ends else begins + ends
 
 
 def _square(values: tuple[int, ...] | None) -> str:
@@ -779,15 +781,15 @@ def _uniform(values: tuple[int, ...] | None, default: int) -> bool:
 
 def describe_hparams(rec: LayerRecord) -> str:
     """Key hyperparameters of one layer: ``k3×3 s2 p1 · 64→128``, ``25088→4096``, ``p=0.5``."""
-    h = rec.hparams or {}
+    f = rec.facts
     kind = kind_of(rec.type)
     parts: list[str] = []
     if kind in ("conv", "pool"):
         spatial_dims = max(len(rec.output_shape or ()) - 2, 1)
-        kernel = _spread(_pair(_hp(h, "kernel", "kernel_size", "kernel_shape")), spatial_dims)
-        stride = _spread(_pair(_hp(h, "stride", "strides")), spatial_dims)
-        padding = _spread(_pair(_hp(h, "padding", "pads")), spatial_dims)
-        dilation = _spread(_pair(_hp(h, "dilation", "dilations")), spatial_dims)
+        kernel = _spread(f.kernel, spatial_dims)
+        stride = _spread(f.stride, spatial_dims)
+        padding = _spread(_padding(f), spatial_dims)
+        dilation = _spread(f.dilation, spatial_dims)
         spatial = []
         if kernel:
             spatial.append(_square(_collapse(kernel)))
@@ -797,31 +799,32 @@ def describe_hparams(rec: LayerRecord) -> str:
             spatial.append("p" + _compact(padding))
         if dilation and not _uniform(dilation, 1):
             spatial.append("d" + _compact(dilation))
-        out_size = _pair(_hp(h, "output_size"))
+        out_size = _pair(f.output_size)
         if out_size and not kernel:
             spatial.append("→ " + _square(out_size))
         if spatial:
             parts.append(" ".join(spatial))
-        c_in, c_out = _hp(h, "in_channels"), _hp(h, "out_channels")
+        c_in, c_out = f.in_channels, f.out_channels
         if c_in is not None and c_out is not None:
             parts.append(f"{c_in}→{c_out}")
         elif c_out is not None:
             parts.append(str(c_out))
-        groups = _hp(h, "groups", "group")
+        groups = f.groups
         if groups not in (None, 1):
             parts.append(f"g{groups}")
     elif kind == "linear":
-        f_in, f_out = _hp(h, "in_features"), _hp(h, "out_features")
+        f_in, f_out = f.in_features, f.out_features
         if f_in is not None and f_out is not None:
             parts.append(f"{f_in}→{f_out}")
         elif f_out is not None:
             parts.append(f"{f_out} units")
     elif kind == "norm":
-        features = _hp(h, "num_features", "normalized_shape", "num_channels", "size")
+        features = next((v for v in (f.num_features, f.normalized_shape, f.size)
+                         if v is not None), None)
         if features is not None:
             parts.append(_square(_pair(features)) or str(features))
     elif kind == "dropout":
-        p = _hp(h, "p", "ratio", "rate")
+        p = f.p
         if p is not None:
             parts.append(f"p={p}")
     return " · ".join(parts)
@@ -889,11 +892,9 @@ def _block_summary(leaves: list[LayerRecord]) -> str:
     if convs and len(convs) <= 4:
         parts = []
         for r in convs:
-            h = r.hparams or {}
-            kernel = _pair(_hp(h, "kernel", "kernel_size", "kernel_shape"))
-            stride = _pair(_hp(h, "stride", "strides"))
+            kernel, stride = r.facts.kernel, r.facts.stride
             text = _square(kernel) if kernel else r.type
-            c_out = _hp(h, "out_channels")
+            c_out = r.facts.out_channels
             if c_out is not None:
                 text += f",{c_out}"
             if stride and not _uniform(stride, 1):
@@ -921,7 +922,7 @@ def _signature(report: Report, records: list[int], role: str, is_main: bool) -> 
             layers[i].type,
             layers[i].depth - base,
             layers[i].is_leaf,
-            tuple(sorted((str(k), repr(v)) for k, v in (layers[i].hparams or {}).items())),
+            layers[i].facts,
             layers[i].input_shapes,
             layers[i].output_shapes,
             layers[i].params,
@@ -966,7 +967,7 @@ def _fuse(report: Report, nodes: list[Node], edges: list[Edge]) -> tuple[list[No
             p.records = sorted(p.records + n.records)
             p.params += n.params
             p.title = f"{p.title} + {_short(rec)}"
-            if n.kind == "dropout" and rec.hparams:
+            if n.kind == "dropout" and rec.facts.p is not None:
                 detail = describe_hparams(rec)
                 if detail:
                     p.detail = f"{p.detail} · {detail}" if p.detail else detail

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import archscope
+from archscope.engine import inspect
 from archscope.errors import (
     DeviceError,
     InputShapeError,
@@ -39,7 +40,6 @@ from archscope.errors import (
 from archscope.freeze import freeze_parameters
 from archscope.report import MODEL_INPUT, Report, evaluate_formula
 from archscope.source import load_model, load_report
-from archscope.trace import inspect
 
 ROOT = Path(__file__).resolve().parent.parent
 
