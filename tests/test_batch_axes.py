@@ -1,8 +1,10 @@
-"""Which dimension the table, markdown and diagram leave out as the batch.
+"""The batch axis the engine records for every shape, and how the table, markdown and diagram
+show it.
 
-Oracle: a real CPU forward of the same module at two batch sizes. The dimension whose size follows
-the batch is the batch; the expected cell leaves it out where it is first and writes it ``N``
-where it is not. Nothing here re-uses the renderer's rule to compute what it expects.
+Oracle: a real CPU forward (or onnxruntime run) of the same model at two batch sizes. The
+dimension whose size follows the batch is the batch; the expected cell leaves it out where it is
+first and writes it ``N`` where it is not. Nothing here re-uses the engine's rule to compute what
+it expects.
 """
 
 from __future__ import annotations
@@ -364,3 +366,95 @@ def test_summary_cli_shows_the_lstm_states(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         assert re.search(row, result.stdout, re.MULTILINE), result.stdout
         assert "4×20" not in result.stdout
+
+
+# --- the engine's second trace ---------------------------------------------------------------
+
+
+class Counted(nn.Module):
+    """A small CNN that counts its forwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3)
+        self.fc = nn.Linear(6 * 6 * 6, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_a_second_trace_only_where_a_shape_does_not_say() -> None:
+    # batch 4: every shape leads with the batch and has no other 4: one forward
+    model = Counted()
+    report = inspect(model, (3, 8, 8), batch=4)
+    assert model.calls == 1
+    assert all(axes == (0,) for r in report.layers
+               for axes in (r.input_batch_axes, r.output_batch_axes))
+    # batch 1: any size-1 dimension could be the batch; a second forward at batch 2 says which
+    model = Counted()
+    report = inspect(model, (3, 8, 8), batch=1)
+    assert model.calls == 2
+    assert [r.output_batch_axes for r in report.layers] == [(0,)] * 4  # conv relu flatten fc
+    assert report.output_batch_axes == (0,)
+
+
+class FixedBatch(nn.Module):
+    """``x.view(4, 16).t()``: runs only at batch 4, so no second trace can tell the axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(4, 16).t()
+
+
+def test_a_forward_that_fixes_its_batch_is_read_from_sizes() -> None:
+    with pytest.raises(RuntimeError):
+        FixedBatch()(torch.randn(5, 16))  # the second trace's batch fails for real too
+    report = inspect(FixedBatch(), (16,), batch=4)
+    # (16, 4): the only 4 came in with the batch (the transposed input leads with it)
+    assert {r.name: shape_cell(r) for r in report.layers} == {"view": "16", "t": "16×N"}
+
+
+def test_json_carries_the_batch_axes() -> None:
+    report = inspect(Recurrent(), (5, 10), batch=4)
+    data = json.loads(render(report, "json"))
+    layers = {r["name"]: r for r in data["layers"]}
+    assert layers["lstm"]["output_batch_axes"] == [0, 1, 1]
+    assert layers["lstm"]["input_batch_axes"] == [0]
+    assert data["output_batch_axes"] == [0]
+
+
+def _transpose_graph(tmp_path: Path, batch: int | str) -> Path:
+    """x (N, 4, 8) → Transpose(1, 0, 2) → (4, N, 8) → Relu: at N = 4 two dimensions are 4."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="transpose", perm=[1, 0, 2]),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    graph = helper.make_graph(
+        nodes, "seq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / f"seq_{batch}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_onnx_symbolic_batch_gets_its_axis_from_a_second_shape_inference(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    path = _transpose_graph(tmp_path, "N")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    at = {b: session.run(None, {"x": torch.randn(b, 4, 8).numpy()})[0].shape for b in (4, 5)}
+    expected = _expected_cell(at[4], at[5])
+    assert expected == "4×N×8"
+
+    report = load_report(str(path), batch=4)
+    assert [shape_cell(r) for r in report.layers] == [expected, expected]
+    assert report.find("transpose").input_batch_axes == (0,)
+    assert report.output_batch_axes == (1,)
+
+
+def test_onnx_fixed_batch_is_read_from_sizes(tmp_path: Path) -> None:
+    # The file fixes the batch at 4: no other batch can be inferred, so the sizes decide, and
+    # (4, 4, 8) reads as batch first, as before the axis was recorded.
+    report = load_report(str(_transpose_graph(tmp_path, 4)))
+    assert [shape_cell(r) for r in report.layers] == ["4×8", "4×8"]
