@@ -14,17 +14,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real types for type checkers; at runtime __getattr__ imports lazily
+    from archscope.engine import inspect
     from archscope.errors import ArchscopeError
     from archscope.registry import list_models
     from archscope.report import LayerRecord, Report
     from archscope.source import Subject, load_model, resolve
     from archscope.source import load_report as summary_report
-    from archscope.trace import inspect
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "inspect": ("archscope.trace", "inspect"),
+    "inspect": ("archscope.engine", "inspect"),
     "load_model": ("archscope.source", "load_model"),
     "resolve": ("archscope.source", "resolve"),
     "Subject": ("archscope.source", "Subject"),

@@ -4,7 +4,7 @@
 
 1. builds it with real weights on the device (or loads a ``state_dict`` with ``strict=True``):
    :func:`archscope.source.resolve`, whose :class:`~archscope.source.Subject` :func:`check` takes,
-2. traces that model on the meta device with ``summary``'s engine (:func:`archscope.trace.inspect`),
+2. traces that model on the meta device with ``summary``'s engine (:func:`archscope.engine.inspect`),
 3. runs one forward and backward pass on random input with forward hooks on every module, and
    checks that each module call's real output shapes equal the trace's record for that call
    (matched by qualified name and call index), that the parameter total equals the engine's and
@@ -303,7 +303,7 @@ def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
 
     from torch import nn
 
-    from archscope.trace import root_row_name
+    from archscope.engine import root_row_name
 
     root = root_row_name(model)
     norms = {name or root for name, m in model.named_modules()
@@ -321,7 +321,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
          shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int) -> CheckResult:
     import torch
 
-    from archscope.trace import root_row_name
+    from archscope.engine import root_row_name
 
     generator = torch.Generator(device=dev).manual_seed(seed)
     x = torch.randn(batch, *shape, device=dev, generator=generator, dtype=model_dtype(model))
@@ -356,7 +356,7 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
                     _sync(dev)
                     before = torch.cuda.memory_allocated(dev)
                     torch.cuda.reset_peak_memory_stats(dev)
-                # a model that is one layer is one row, named after its class (see trace.inspect)
+                # a model that is one layer is one row, named after its class (see engine.inspect)
                 root = root_row_name(model)
                 named = ([(root, model)] if root is not None
                          else [(n, m) for n, m in model.named_modules() if n])

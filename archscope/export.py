@@ -273,8 +273,8 @@ def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tens
                      exc: Exception) -> ExportError:
     """The error for a failed forward: the meta trace's, which names the layer and the likely
     cause (an input in the wrong layout, too small), where it has one; else PyTorch's."""
+    from archscope.engine import inspect
     from archscope.errors import INPUT_ERRORS
-    from archscope.trace import inspect
 
     try:
         inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False)
@@ -291,7 +291,7 @@ def _constants_to_nodes(proto: onnx.ModelProto, state_names: set[str]) -> None:
 
     Constant folding leaves computed constants (shape arithmetic, an adaptive pool's divisors) as
     initializers; as ``Constant`` nodes they cannot be mistaken for parameters by a reader such as
-    :func:`archscope.onnx_inspect.inspect_onnx`, which counts initializers as parameters.
+    :func:`archscope.engine.inspect_onnx`, which counts initializers as parameters.
     """
     import onnx
 

@@ -3,9 +3,8 @@
 :func:`layer_geometry` turns a :class:`~archscope.report.LayerRecord` into a :class:`Geometry`:
 a window (kernel, stride, padding as ``(begin, end)`` pairs, dilation per spatial axis), a
 pass-through, a merge, a global view, a flatten … It reads the record's ``type`` and shapes, and
-its hyperparameters through one function, :func:`_facts`, which turns ``LayerRecord.hparams``
-into the vocabulary of typed layer facts (per axis, padding as pairs): moving the trace to typed
-facts changes that one function. Layers are recognised by their type name in the tables below
+its hyperparameters through one function, :func:`_facts`, which reads the record's typed
+:class:`~archscope.report.LayerFacts` (per axis, padding as pairs). Layers are recognised by their type name in the tables below
 (PyTorch module classes, functional ops as the trace names them, ONNX operators), never by
 substrings. Pure Python: no torch import.
 """
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
 from math import prod
-from typing import Any
 
 from archscope.formulas import output_size
 from archscope.report import LayerRecord, Shape
@@ -134,8 +132,6 @@ _FUNCTIONAL_OTHERS = frozenset({"conv_transpose1d", "conv_transpose2d", "conv_tr
 _POOLS = frozenset({*_POOL, "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
                     "avg_pool2d", "avg_pool3d"})
 _ONNX_WINDOWS = frozenset({"Conv", "MaxPool", "AveragePool"})
-#: spatial axes by layer, where a kernel may be one number (``MaxPool2d(2)``)
-_AXES = {**_CONV, **_CONV_TRANSPOSE, **_POOL, **_FUNCTIONAL_WINDOWS}
 
 
 def layer_geometry(record: LayerRecord, layout: str = "chw") -> Geometry:
@@ -143,7 +139,7 @@ def layer_geometry(record: LayerRecord, layout: str = "chw") -> Geometry:
 
     ``layout`` is the report's (``Report.layout``): in ``"hwc"`` reports the image shapes are
     written N×H×W×C. A conv or pool whose recorded output size does not follow from its window
-    (a subclass with its own ``forward``, an ONNX ``auto_pad``) is UNKNOWN rather than guessed.
+    (a subclass with its own ``forward``) is UNKNOWN rather than guessed.
     """
     kind = record.type
     if not record.output_shapes:
@@ -203,30 +199,15 @@ class _Facts:
 
 
 def _facts(record: LayerRecord) -> _Facts:
-    """The one reader of a record's hyperparameters (``LayerRecord.hparams``).
-
-    Forms: PyTorch's (kernel, stride, dilation as one number or one per axis; padding one number,
-    one per axis, ``"same"`` — ``d·(k−1)`` zeros in all, the odd one at the end, as
-    ``torch.nn.modules.conv._ConvNd`` pads — or ``"valid"``), ONNX's (``padding`` = ``pads``,
-    the begins then the ends) and typed facts' (a ``(begin, end)`` pair per axis).
-    """
-    h = record.hparams or {}
-    value = h.get("kernel")
-    n = _AXES.get(record.type) or (len(value) if isinstance(value, list | tuple) else 1)
-    kernel = _tuple(value, n) if value is not None else None
-    dilation = _tuple(h["dilation"], n) if h.get("dilation") is not None else None
-    padding, unread = None, ""
-    if "padding" in h:
-        padding = _pairs(h["padding"], kernel, dilation or (1,) * n)
-        unread = "" if padding is not None else f"{h['padding']!r}"
-    dim = h.get("dim")
-    return _Facts(
-        kernel=kernel,
-        stride=_tuple(h["stride"], n) if h.get("stride") is not None else None,
-        padding=padding, dilation=dilation,
-        ceil_mode=bool(h["ceil_mode"]) if "ceil_mode" in h else None,
-        dim=dim if isinstance(dim, int) else None, unread=unread,
-    )
+    """The one reader of a record's hyperparameters: its :class:`~archscope.report.LayerFacts`,
+    which both front-ends fill in alike (padding as one ``(begin, end)`` pair per axis, also for
+    ``padding='same'`` and ONNX ``auto_pad``)."""
+    f = record.facts
+    unread = ""
+    if f.padding is None and f.padding_mode is not None:
+        unread = repr(f.padding_mode)
+    return _Facts(kernel=f.kernel, stride=f.stride, padding=f.padding, dilation=f.dilation,
+                  ceil_mode=f.ceil_mode, dim=f.dim, unread=unread)
 
 
 # -- readers -----------------------------------------------------------------------------------
@@ -378,43 +359,6 @@ def _unshuffle(record: LayerRecord, layout: str) -> Geometry:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def _flat(value: Any) -> tuple[Any, ...]:
-    return tuple(value) if isinstance(value, list | tuple) else (value,)
-
-
-def _tuple(value: Any, n: int) -> tuple[int, ...]:
-    """``2`` → ``(2, 2)``; ``(3, 1)`` stays."""
-    if isinstance(value, list | tuple):
-        return tuple(int(v) for v in value)
-    return (int(value),) * n
-
-
-def _pairs(value: Any, kernel: tuple[int, ...] | None,
-           dilation: tuple[int, ...]) -> tuple[PadPair, ...] | None:
-    """Padding as ``(begin, end)`` per axis from the forms :func:`_facts` lists (a layer without
-    a kernel, a padding layer, only as pairs)."""
-    flat = _flat(value)
-    if flat and all(isinstance(p, list | tuple) and len(p) == 2 for p in flat):
-        return tuple((int(p[0]), int(p[1])) for p in flat)
-    if kernel is None:
-        return None
-    n = len(kernel)
-    if value == "valid":
-        return ((0, 0),) * n
-    if value == "same":
-        totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-        return tuple((t // 2, t - t // 2) for t in totals)
-    if isinstance(value, str):
-        return None
-    if len(flat) == 1:
-        return ((int(flat[0]), int(flat[0])),) * n
-    if len(flat) == n:
-        return tuple((int(p), int(p)) for p in flat)
-    if len(flat) == 2 * n:
-        return tuple((int(flat[i]), int(flat[i + n])) for i in range(n))
-    return None
-
 
 def _spatial(shape: Shape, layout: str) -> Shape:
     """The spatial sizes of a batched image shape (N×C×… or, in ``"hwc"`` reports, N×H×W×C)."""

@@ -7,13 +7,20 @@ a module never called), and the model's totals. The records double as a data-flo
 ``LayerRecord.inputs`` names the records that produced each input tensor, so ``diagram`` draws the
 same trace that ``summary`` prints.
 
+Both front-ends (the PyTorch tracer and the ONNX reader) fill the same typed contract: a
+record's :class:`LayerFacts` speak one vocabulary (padding is one ``(begin, end)`` pair per
+spatial axis from either), :class:`Kind` and :class:`Layout` are ``str``-valued enums, and every
+shape comes with the index of its batch axis, recorded by the front-end rather than guessed by
+the renderers.
+
 This module imports nothing heavy: reports can be built, compared and rendered without torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from fractions import Fraction
 from typing import Any
 
@@ -21,6 +28,109 @@ Shape = tuple[int, ...]
 
 #: ``LayerRecord.inputs`` uses this index for the model's input tensor(s).
 MODEL_INPUT = -1
+
+#: The index of a shape's batch dimension, or ``None`` where it has none (see
+#: :attr:`LayerRecord.output_batch_axes`).
+BatchAxis = int | None
+
+
+class Kind(str, Enum):
+    """What a record is: a module call or a functional op. Compares equal to its value
+    (``Kind.MODULE == "module"``), which is also what ``str()``, f-strings and JSON give."""
+
+    MODULE = "module"
+    FUNCTION = "function"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Layout(str, Enum):
+    """The order of the image shapes in a report: ``"chw"`` (N×C×H×W, PyTorch's) or ``"hwc"``
+    (N×H×W×C, a layer spec written channels last). Compares equal to its value."""
+
+    CHW = "chw"
+    HWC = "hwc"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+#: A padding of one spatial axis: the zeros added before and after it.
+PadPair = tuple[int, int]
+
+
+@dataclass(frozen=True, repr=False)
+class LayerFacts:
+    """A layer's hyperparameters, in one vocabulary for every front-end.
+
+    Every field is ``None`` where it does not apply (a ReLU has no facts at all). Spatial fields
+    hold one value per spatial axis, in the layer's order (``(3, 3)`` for a 3×3 kernel; a
+    ``MaxPool2d(2)`` has ``kernel=(2, 2)``), whatever form the layer was written in.
+
+    Attributes:
+        kernel, stride, dilation: of a convolution or pooling window, per spatial axis.
+        padding: one ``(begin, end)`` pair of zeros per spatial axis (PyTorch's ``padding=1`` on
+            a 2-D conv is ``((1, 1), (1, 1))``; ONNX's ``pads=[0, 0, 1, 1]`` is
+            ``((0, 1), (0, 1))``).
+        padding_mode: where the padding follows a rule rather than numbers: PyTorch's
+            ``"same"``/``"valid"``, ONNX's ``auto_pad`` (``"SAME_UPPER"``, ``"SAME_LOWER"``,
+            ``"VALID"``); ``padding`` then holds the pairs the rule gives where they are known.
+        output_padding: a transposed convolution's extra size at the end of each axis.
+        groups: a convolution's groups.
+        in_channels, out_channels: of a convolution.
+        in_features, out_features: of a dense layer (``Linear``, ONNX ``Gemm``/``MatMul`` with
+            a weight).
+        bias: whether a convolution or dense layer adds a bias.
+        ceil_mode: a pooling window's rounding (``True``: ceil).
+        pool: ``"max"``, ``"avg"`` or ``"lp"`` for a pooling layer.
+        output_size: an adaptive pool's target size per spatial axis (``None`` in an axis it
+            keeps).
+        num_features: the channels a BatchNorm, InstanceNorm or GroupNorm normalises.
+        normalized_shape: a LayerNorm's trailing shape.
+        p: a dropout's probability.
+        start_dim: where a flatten starts; dim: the axis a ``cat`` joins along.
+        num_embeddings, embedding_dim: an embedding table's size.
+        size, alpha, beta, k: a LocalResponseNorm's window and constants.
+    """
+
+    kernel: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
+    padding: tuple[PadPair, ...] | None = None
+    padding_mode: str | None = None
+    dilation: tuple[int, ...] | None = None
+    output_padding: tuple[int, ...] | None = None
+    groups: int | None = None
+    in_channels: int | None = None
+    out_channels: int | None = None
+    in_features: int | None = None
+    out_features: int | None = None
+    bias: bool | None = None
+    ceil_mode: bool | None = None
+    pool: str | None = None
+    output_size: tuple[int | None, ...] | None = None
+    num_features: int | None = None
+    normalized_shape: tuple[int, ...] | None = None
+    p: float | None = None
+    start_dim: int | None = None
+    dim: int | None = None
+    num_embeddings: int | None = None
+    embedding_dim: int | None = None
+    size: int | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    k: float | None = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if getattr(self, f.name) is not None)
+        return f"LayerFacts({shown})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The facts that apply, JSON-ready (tuples as lists, padding as ``[begin, end]``
+        pairs); the ``hparams`` object of ``--format json``."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)
+                if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -36,7 +146,8 @@ class LayerRecord:
             itself (or reads from a child it never calls) are a shape-less row named after its
             class in parentheses (``(Net)``), last.
         type: module class name (``Conv2d``) or op name (``add``, ``flatten``, ``cat``).
-        kind: ``"module"`` or ``"function"``.
+        kind: :attr:`Kind.MODULE` or :attr:`Kind.FUNCTION` (equal to ``"module"`` /
+            ``"function"``).
         depth: 1 for the root's children, +1 per level; functional ops sit one level below the
             container that called them.
         parent: index of the enclosing container's record, or ``None`` at depth 1. A module
@@ -46,6 +157,12 @@ class LayerRecord:
         is_leaf: ``True`` for modules without child modules and for functional ops.
         input_shapes / output_shapes: shapes of every tensor going in / coming out (tuple, list and
             dict outputs are flattened in order), batch dimension included.
+        input_batch_axes / output_batch_axes: for each of those shapes, the index of its batch
+            dimension, or ``None`` where it has none (the batch folded into another dimension,
+            ``x.reshape(-1, 16)``; a tensor about shapes; a sum over the batch). Recorded by the
+            front-end: the axis whose size follows the batch when the model is traced at
+            another batch size (see :mod:`archscope.engine.batch_axes`). An LSTM's ``h_n``
+            ``(1, 4, 20)`` has its batch at 1.
         output_keys: for dict outputs, the key of each output tensor; else empty.
         params: parameters this row owns and counts: its own direct parameters (not its children's),
             minus any already counted by an earlier row (tied weights, repeated calls), plus those
@@ -63,8 +180,8 @@ class LayerRecord:
             ``torch.utils.flop_counter`` (FLOPs / 2), batch included.
         call: 0 for a module's first call, 1 for its second …
         shared_with: for a repeated call or tied weights, the name of the row that counts them.
-        hparams: key hyperparameters for display (``kernel``, ``stride``, ``padding``,
-            ``in_channels``, ``out_channels``, ``groups``, ``in_features``, ``out_features`` …).
+        facts: the layer's hyperparameters (:class:`LayerFacts`: kernel, stride, padding pairs,
+            channels or features …), empty for layers without any.
         inputs: for each input tensor, the index of the record that produced it, or
             :data:`MODEL_INPUT`. Only leaf records and functional ops are producers; a container's
             output is the output of the leaf inside it.
@@ -73,7 +190,7 @@ class LayerRecord:
     index: int
     name: str
     type: str
-    kind: str
+    kind: Kind
     depth: int
     parent: int | None
     is_leaf: bool
@@ -84,11 +201,21 @@ class LayerRecord:
     param_formula: str
     output_formula: str
     macs: int
+    input_batch_axes: tuple[BatchAxis, ...]
+    output_batch_axes: tuple[BatchAxis, ...]
     call: int = 0
     shared_with: str | None = None
     output_keys: tuple[str, ...] = ()
-    hparams: dict[str, Any] = field(default_factory=dict)
+    facts: LayerFacts = field(default_factory=LayerFacts)
     inputs: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Kind(self.kind))
+        for shapes, axes, what in ((self.input_shapes, self.input_batch_axes, "input"),
+                                   (self.output_shapes, self.output_batch_axes, "output")):
+            if len(axes) != len(shapes):
+                raise ValueError(f"{self.name}: {len(shapes)} {what} shapes but {len(axes)} "
+                                 f"batch axes; give one axis (or None) per shape")
 
     @property
     def output_shape(self) -> Shape | None:
@@ -118,22 +245,25 @@ class Report:
         param_bytes: bytes of all parameters.
         trainable_param_bytes: bytes of the parameters with ``requires_grad`` (the ones that get
             gradients and optimizer state; differs from the count's share of ``param_bytes`` when
-            a frozen part is stored in another dtype). ``None`` in reports made before it existed.
+            a frozen part is stored in another dtype).
         buffer_bytes: bytes of all buffers (BatchNorm running statistics …).
         activation_bytes: bytes of the tensors autograd keeps for backward in one training step
             (measured with ``torch.autograd.graph.saved_tensors_hooks``; parameters excluded);
             ``None`` when unknown (an ONNX file records nothing autograd would save).
         output_shapes: shapes of the model's outputs.
+        output_batch_axes: the batch axis of each output shape, or ``None`` (see
+            :attr:`LayerRecord.output_batch_axes`). The model input's batch axis is always 0.
         outputs: producer record index of each model output (see ``LayerRecord.inputs``).
         layers: every record in call order (a shape-less row for parameters no call owns
             follows its nearest called ancestor's subtree; see ``LayerRecord.parent``).
         notes: caveats found while tracing (e.g. traced in eval mode).
         output_keys: for a model returning a dict, the key of each output; for an ONNX file with
             several outputs, each output's graph name; else empty.
-        layout: the order of every image shape in the report: ``"chw"`` (C×H×W, N×C×H×W with
-            the batch; PyTorch's order and the default) or ``"hwc"`` (H×W×C, N×H×W×C: a layer
-            spec written that way, re-ordered by :func:`archscope.spec.to_layout`). Only the
-            shapes move; counts, MACs and formulas are the same.
+        layout: the order of every image shape in the report (a :class:`Layout`):
+            ``"chw"`` (C×H×W, N×C×H×W with the batch; PyTorch's order and the default) or
+            ``"hwc"`` (H×W×C, N×H×W×C: a layer spec written that way, re-ordered by
+            :func:`archscope.spec.to_layout`). Only the shapes move; counts, MACs and formulas
+            are the same.
     """
 
     model: str
@@ -147,15 +277,22 @@ class Report:
     forward_flops: int
     backward_flops: int | None
     param_bytes: int
+    trainable_param_bytes: int
     buffer_bytes: int
     activation_bytes: int | None
     output_shapes: tuple[Shape, ...]
+    output_batch_axes: tuple[BatchAxis, ...]
     outputs: tuple[int, ...]
     layers: tuple[LayerRecord, ...]
     notes: tuple[str, ...] = ()
     output_keys: tuple[str, ...] = ()
-    layout: str = "chw"
-    trainable_param_bytes: int | None = None
+    layout: Layout = Layout.CHW
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", Layout(self.layout))
+        if len(self.output_batch_axes) != len(self.output_shapes):
+            raise ValueError(f"{len(self.output_shapes)} output shapes but "
+                             f"{len(self.output_batch_axes)} batch axes")
 
     @property
     def macs_per_sample(self) -> int:
@@ -189,7 +326,7 @@ class Report:
             "model": self.model,
             "model_type": self.model_type,
             "input_shape": list(self.input_shape),
-            "layout": self.layout,
+            "layout": self.layout.value,
             "batch": self.batch,
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
@@ -203,6 +340,7 @@ class Report:
             "buffer_bytes": self.buffer_bytes,
             "activation_bytes": self.activation_bytes,
             "output_shapes": [list(s) for s in self.output_shapes],
+            "output_batch_axes": list(self.output_batch_axes),
             "output_keys": list(self.output_keys),
             "notes": list(self.notes),
             "layers": [
@@ -210,13 +348,15 @@ class Report:
                     "index": r.index,
                     "name": r.name,
                     "type": r.type,
-                    "kind": r.kind,
+                    "kind": r.kind.value,
                     "depth": r.depth,
                     "parent": r.parent,
                     "is_leaf": r.is_leaf,
                     "input_shapes": [list(s) for s in r.input_shapes],
+                    "input_batch_axes": list(r.input_batch_axes),
                     "output_shape": list(r.output_shape) if r.output_shape is not None else None,
                     "output_shapes": [list(s) for s in r.output_shapes],
+                    "output_batch_axes": list(r.output_batch_axes),
                     "params": r.params,
                     "trainable": r.trainable_params,
                     "param_formula": r.param_formula,
@@ -224,7 +364,7 @@ class Report:
                     "macs": r.macs,
                     "call": r.call,
                     "shared_with": r.shared_with,
-                    "hparams": _jsonable(r.hparams),
+                    "hparams": r.facts.to_dict(),
                     "inputs": list(r.inputs),
                 }
                 for r in self.layers
@@ -302,4 +442,5 @@ def _parse_atom(s: str, i: int) -> tuple[Fraction, int]:
     return Fraction(int(s[i:j])), j
 
 
-__all__ = ["MODEL_INPUT", "LayerRecord", "Report", "Shape", "asdict", "evaluate_formula"]
+__all__ = ["MODEL_INPUT", "BatchAxis", "Kind", "LayerFacts", "LayerRecord", "Layout", "PadPair",
+           "Report", "Shape", "asdict", "evaluate_formula"]

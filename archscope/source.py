@@ -137,7 +137,7 @@ def load_model(source: str, *, num_classes: int | None = None, device: str = "me
     A model whose file or constructor cannot run on the meta device (it reads tensor values, as
     ConvNeXt's and Swin's ``[x.item() for x in torch.linspace(0, rate, depth)]`` does) is built
     again on the CPU, with real weights; the returned model's ``notes`` say so. The engine traces
-    it on the meta device all the same (:func:`archscope.trace.inspect` swaps its weights for
+    it on the meta device all the same (:func:`archscope.engine.inspect` swaps its weights for
     meta stand-ins).
 
     Raises:
@@ -270,10 +270,10 @@ def inspect_subject(subject: Subject, *, batch: int = 1, backward: bool = False,
 
     ``training=True`` traces in training mode, the mode ``check`` and ``bench`` run the model in
     (a factory may return its model in eval mode); the model's own modes are restored afterwards.
-    Otherwise the model is traced in the modes it is in (see :func:`archscope.trace.inspect`).
+    Otherwise the model is traced in the modes it is in (see :func:`archscope.engine.inspect`).
     """
     from archscope._modes import kept_modes
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     with kept_modes(subject.model):
         if training:
@@ -306,7 +306,7 @@ def load_report(
         InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
             default input size.
         UnknownModelError, ModelSourceError, ModelBuildError: see :func:`load_model`.
-        InputTooSmallError, ForwardError: see :func:`archscope.trace.inspect`.
+        InputTooSmallError, ForwardError: see :func:`archscope.engine.inspect`.
     """
     from archscope._modes import batch_of, input_shape_of
 
@@ -316,10 +316,10 @@ def load_report(
         batch = batch_of(batch)
     freeze = prefixes_of(freeze)
     if is_onnx(source):
-        # Contract with archscope/onnx_inspect.py: inspect_onnx(path, batch=N or None,
+        # Contract with archscope/engine/onnx.py: inspect_onnx(path, batch=N or None,
         # input_shape=, freeze=) -> Report; --input and --batch set symbolic dimensions and must
         # agree with fixed ones.
-        from archscope.onnx_inspect import inspect_onnx
+        from archscope.engine import inspect_onnx
 
         if num_classes is not None:
             raise ModelSourceError(
@@ -327,6 +327,7 @@ def load_report(
                 "export the model again with the number of classes you want"
             )
         return inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
+
     batch = 1 if batch is None else batch
     if is_spec(source):
         return _spec_report(source, input_shape, batch, num_classes, freeze, backward)

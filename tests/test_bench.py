@@ -251,7 +251,7 @@ def test_memory_estimate_frozen_parameters_have_no_grads_or_state() -> None:
 def test_memory_estimate_counts_the_bytes_of_trainable_parameters_in_their_own_dtype() -> None:
     from torch import nn
 
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     class HalfBackbone(nn.Module):  # a frozen fp16 backbone under a trainable fp32 head
         def __init__(self) -> None:
@@ -284,8 +284,8 @@ def test_memory_estimate_without_optimizer_is_what_check_runs() -> None:
 def test_check_and_bench_share_one_estimate() -> None:
     # check's figure is the same function's, not a second copy of the formula
     from archscope.check import check_model
+    from archscope.engine import inspect
     from archscope.registry import get_entry
-    from archscope.trace import inspect
 
     result = check_model("lecture_mnist_cnn", device="cpu", batch=4, repeats=1)
     report = inspect(get_entry("lecture_mnist_cnn").build(), (1, 28, 28), batch=4)
@@ -760,8 +760,8 @@ def test_an_eval_mode_factory_is_estimated_in_the_training_mode_it_trains_in(
     # same model built in training mode does, whatever mode the factory returned
     from torch import nn
 
+    from archscope.engine import inspect
     from archscope.memory import estimate_training_memory
-    from archscope.trace import inspect
 
     source = textwrap.dedent("""
         from torch import nn

@@ -204,8 +204,8 @@ def test_a_model_that_is_one_layer_is_checked(tmp_path: Path) -> None:
 def test_an_eval_mode_factory_is_traced_in_the_training_mode_it_runs_in(tmp_path: Path) -> None:
     # check trains; its estimate must count what training saves (dropout's mask among it), as
     # the same model built in training mode does, whatever mode the factory returned
+    from archscope.engine import inspect
     from archscope.memory import estimate_training_memory
-    from archscope.trace import inspect
 
     path = tmp_path / "factories.py"
     path.write_text(_FACTORIES, encoding="utf-8")

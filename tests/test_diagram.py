@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from archscope.diagram import (
     render_dot,
 )
 from archscope.errors import RenderError
-from archscope.report import MODEL_INPUT, LayerRecord, Report
+from archscope.report import MODEL_INPUT, LayerFacts, LayerRecord, Report
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot not installed")
 
@@ -40,13 +41,15 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot
 
 def _rec(index: int, name: str, type_: str, depth: int, parent: int | None, inputs: tuple[int, ...],
          shape: tuple[int, ...], params: int = 0, *, kind: str = "module", leaf: bool = True,
-         hparams: dict[str, object] | None = None,
+         facts: LayerFacts | None = None,
          in_shapes: tuple[tuple[int, ...], ...] | None = None) -> LayerRecord:
+    in_shapes = in_shapes if in_shapes is not None else ()
     return LayerRecord(
         index=index, name=name, type=type_, kind=kind, depth=depth, parent=parent, is_leaf=leaf,
-        input_shapes=in_shapes if in_shapes is not None else (), output_shapes=(shape,),
+        input_shapes=in_shapes, output_shapes=(shape,),
         params=params, trainable_params=params, param_formula="", output_formula="", macs=0,
-        hparams=hparams or {}, inputs=inputs if leaf else (),
+        input_batch_axes=(0,) * len(in_shapes), output_batch_axes=(0,),
+        facts=facts or LayerFacts(), inputs=inputs if leaf else (),
     )
 
 
@@ -56,8 +59,9 @@ def _report(layers: list[LayerRecord], outputs: tuple[int, ...], name: str = "to
     return Report(
         model=name, model_type="Toy", input_shape=(8, 16, 16), batch=1, total_params=total,
         trainable_params=total, non_trainable_params=0, total_macs=0, forward_flops=0,
-        backward_flops=None, param_bytes=4 * total, buffer_bytes=0, activation_bytes=0,
-        output_shapes=(out_shape,), outputs=outputs, layers=tuple(layers),
+        backward_flops=None, param_bytes=4 * total, trainable_param_bytes=4 * total,
+        buffer_bytes=0, activation_bytes=0, output_shapes=(out_shape,), output_batch_axes=(0,),
+        outputs=outputs, layers=tuple(layers),
     )
 
 
@@ -68,15 +72,15 @@ def _residual_toy() -> Report:
     """
     x = (1, 8, 16, 16)
     y = (1, 16, 8, 8)
-    conv = {"kernel": (3, 3), "stride": (1, 1), "padding": (1, 1), "in_channels": 8,
-            "out_channels": 8, "groups": 1}
+    conv = LayerFacts(kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1)), in_channels=8,
+                      out_channels=8, groups=1)
     layers = [
-        _rec(0, "stem", "Conv2d", 1, None, (MODEL_INPUT,), x, 584, hparams=conv),
+        _rec(0, "stem", "Conv2d", 1, None, (MODEL_INPUT,), x, 584, facts=conv),
         _rec(1, "blocks", "Sequential", 1, None, (), y, leaf=False),
         # block 0 (downsamples 8×16×16 → 16×8×8)
         _rec(2, "blocks.0", "Block", 2, 1, (), y, leaf=False),
         _rec(3, "blocks.0.conv1", "Conv2d", 3, 2, (0,), y, 1168,
-             hparams={**conv, "stride": (2, 2), "out_channels": 16}),
+             facts=replace(conv, stride=(2, 2), out_channels=16)),
         _rec(4, "blocks.0.bn", "BatchNorm2d", 3, 2, (3,), y, 32),
         _rec(5, "blocks.0.relu", "ReLU", 3, 2, (4,), y),
         _rec(6, "blocks.0.conv2", "Conv2d", 3, 2, (5,), y, 2320),
@@ -94,7 +98,7 @@ def _residual_toy() -> Report:
         _rec(17, "blocks.1.relu", "ReLU", 3, 11, (16,), y),
         _rec(18, "flatten", "flatten", 1, None, (17,), (1, 1024), kind="function"),
         _rec(19, "fc", "Linear", 1, None, (18,), (1, 10), 10250,
-             hparams={"in_features": 1024, "out_features": 10}),
+             facts=LayerFacts(in_features=1024, out_features=10)),
     ]
     return _report(layers, (19,))
 
@@ -118,17 +122,17 @@ def test_kinds_come_from_a_type_table() -> None:
 
 
 def test_hparams_text() -> None:
-    conv = _rec(0, "c", "Conv2d", 1, None, (MODEL_INPUT,), (1, 64, 112, 112), hparams={
-        "in_channels": 3, "out_channels": 64, "kernel": (7, 7), "stride": (2, 2),
-        "padding": (3, 3), "dilation": (1, 1), "groups": 1})
+    conv = _rec(0, "c", "Conv2d", 1, None, (MODEL_INPUT,), (1, 64, 112, 112), facts=LayerFacts(
+        in_channels=3, out_channels=64, kernel=(7, 7), stride=(2, 2),
+        padding=((3, 3), (3, 3)), dilation=(1, 1), groups=1))
     assert describe_hparams(conv) == "7×7 s2 p3 · 3→64"
     pool = _rec(0, "p", "MaxPool2d", 1, None, (MODEL_INPUT,), (1, 64, 56, 56),
-                hparams={"kernel": 3, "stride": 2, "padding": 1})
+                facts=LayerFacts(kernel=(3, 3), stride=(2, 2), padding=((1, 1), (1, 1))))
     assert describe_hparams(pool) == "3×3 s2 p1"
     fc = _rec(0, "f", "Linear", 1, None, (MODEL_INPUT,), (1, 10),
-              hparams={"in_features": 512, "out_features": 10})
+              facts=LayerFacts(in_features=512, out_features=10))
     assert describe_hparams(fc) == "512→10"
-    drop = _rec(0, "d", "Dropout", 1, None, (MODEL_INPUT,), (1, 10), hparams={"p": 0.5})
+    drop = _rec(0, "d", "Dropout", 1, None, (MODEL_INPUT,), (1, 10), facts=LayerFacts(p=0.5))
     assert describe_hparams(drop) == "p=0.5"
 
 
@@ -191,9 +195,9 @@ def test_fold_fuses_norm_and_activation_into_the_layer_before() -> None:
 
 def test_fold_counts_identical_consecutive_layers() -> None:
     x = (1, 8, 4, 4)
-    conv = {"kernel": (3, 3), "in_channels": 8, "out_channels": 8}
+    conv = LayerFacts(kernel=(3, 3), in_channels=8, out_channels=8)
     layers = [
-        _rec(i, f"f.{i}", "Conv2d", 1, None, (i - 1 if i else MODEL_INPUT,), x, 584, hparams=conv,
+        _rec(i, f"f.{i}", "Conv2d", 1, None, (i - 1 if i else MODEL_INPUT,), x, 584, facts=conv,
              in_shapes=(x,))
         for i in range(4)
     ]
@@ -260,7 +264,7 @@ def test_onnx_and_pytorch_convs_read_alike(tmp_path: Path) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     from archscope import inspect
-    from archscope.onnx_inspect import inspect_onnx
+    from archscope.engine import inspect_onnx
 
     weight = numpy_helper.from_array(np.zeros((8, 2, 3, 3), dtype=np.float32), "W")
     node = helper.make_node("Conv", ["x", "W"], ["y"], name="conv", kernel_shape=[3, 3],
@@ -629,7 +633,7 @@ def _tiny_models() -> dict[str, object]:
 def test_parallel_branches_and_dense_chains() -> None:
     """Inception branches stay separate nodes in a frame; a DenseNet-like chain of cats expands
     instead of becoming a cycle; a model's own parameter is named in the title."""
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     report = inspect(_tiny_models()["net"], (3, 8, 8), name="net")
     d = build_diagram(report, depth=1, fold=False)
@@ -660,7 +664,8 @@ def test_title_says_param_or_params() -> None:
         _rec(0, "conv", "Conv2d", 1, None, (MODEL_INPUT,), x, 584),
         LayerRecord(index=1, name="(Toy)", type="Toy", kind="module", depth=1, parent=None,
                     is_leaf=True, input_shapes=(), output_shapes=(), params=1,
-                    trainable_params=1, param_formula="1", output_formula="", macs=0),
+                    trainable_params=1, param_formula="1", output_formula="", macs=0,
+                    input_batch_axes=(), output_batch_axes=()),
     ]
     dot = render_dot(_report(layers, (0,)))
     assert "1 param outside the data flow: (Toy)" in dot
@@ -672,7 +677,7 @@ def test_shared_weights_are_marked_on_the_later_node() -> None:
     import torch
     from fixtures.tricky import TiedLM, Twice
 
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     tied = inspect(TiedLM(), (3,), dtype=torch.long)
     d = build_diagram(tied, fold=False)
@@ -691,7 +696,8 @@ def test_shared_weights_are_marked_on_the_later_node() -> None:
                       parent=0, is_leaf=True, input_shapes=((1, 4, 8, 8),),
                       output_shapes=((1, 4, 8, 8),), params=148 if i == 1 else 0,
                       trainable_params=148 if i == 1 else 0, param_formula="", output_formula="",
-                      macs=0, call=i - 1, shared_with=None if i == 1 else "block.conv",
+                      macs=0, input_batch_axes=(0,), output_batch_axes=(0,), call=i - 1,
+                      shared_with=None if i == 1 else "block.conv",
                       inputs=(i - 1 if i == 2 else MODEL_INPUT,)) for i in (1, 2)),
     ], (2,))
     (node,) = build_diagram(collapsed, depth=1).layer_nodes
@@ -704,9 +710,9 @@ def test_edges_drop_only_a_batch_dimension(tmp_path: Path) -> None:
     import torch
     from torch import nn
 
+    from archscope.engine import inspect
     from archscope.render._columns import shape_cell
     from archscope.source import load_report
-    from archscope.trace import inspect
 
     path = tmp_path / "mnistd.onnx"
     result = CliRunner().invoke(main, ["export", "lecture_mnist_cnn", "-o", str(path),

@@ -19,10 +19,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import registry
+from archscope.engine import inspect
 from archscope.errors import ForwardError, InputTooSmallError
 from archscope.report import MODEL_INPUT, evaluate_formula
 from archscope.source import load_model, load_report
-from archscope.trace import inspect
 
 ENTRIES = registry.list_models()
 
@@ -317,3 +317,23 @@ class _UpTo(nn.Module):
 def test_transposed_conv_given_an_output_size_shows_no_wrong_arithmetic() -> None:
     [record] = inspect(_UpTo(), (4, 7, 7)).layers
     assert record.output_shapes == ((1, 4, 14, 14),) and record.output_formula == ""
+
+
+def test_stand_ins_are_swapped_in_for_a_block_and_out_even_after_an_error() -> None:
+    from archscope.engine.stand_ins import autograd_on, kept_tensor_attributes, meta_state, swapped
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 3))
+    model[2].weight = model[0].weight  # tied: one stand-in for both
+    before = dict([*model.named_parameters(remove_duplicate=False), *model.named_buffers()])
+    swaps, parameter_storages = meta_state(model)
+    assert len(parameter_storages) == len(list(model.parameters())) == 5
+    with (pytest.raises(RuntimeError, match="inside"), torch.no_grad(), autograd_on(),
+          kept_tensor_attributes(model), swapped(swaps)):
+        assert torch.is_grad_enabled()
+        assert all(p.is_meta for p in model.parameters())
+        assert model[2].weight is model[0].weight
+        model[0].extra = torch.zeros(1)  # a tensor attribute written during the block
+        raise RuntimeError("inside")
+    after = dict([*model.named_parameters(remove_duplicate=False), *model.named_buffers()])
+    assert after.keys() == before.keys() and all(after[n] is t for n, t in before.items())
+    assert not hasattr(model[0], "extra")

@@ -26,6 +26,7 @@ from fixtures.broken import (
 from torch import nn
 
 from archscope.cli import main
+from archscope.engine import inspect
 from archscope.errors import (
     ForwardError,
     InputTooSmallError,
@@ -34,7 +35,6 @@ from archscope.errors import (
     first_line,
 )
 from archscope.source import load_model, load_report
-from archscope.trace import inspect
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BROKEN = FIXTURES / "broken.py"

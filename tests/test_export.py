@@ -4,7 +4,7 @@ Each zoo model is exported once (module-scoped cache) from real CPU weights; onn
 same random input and must agree with PyTorch to 1e-4 in fp32, except where PyTorch's own fp32
 result is farther than that from a float64 run of the same model (the deep random-init ResNets,
 whose BatchNorm statistics are still 0 and 1): then within 4× that measured error. The file
-re-inspected with :func:`archscope.onnx_inspect.inspect_onnx` must hold exactly the PyTorch
+re-inspected with :func:`archscope.engine.inspect_onnx` must hold exactly the PyTorch
 parameter count. The heavy models (VGG-13/16/19, ResNet-34/101/152 …) are marked ``slow``.
 """
 
@@ -27,9 +27,9 @@ from torch import nn
 from archscope import export as export_module
 from archscope import onnx_compare
 from archscope.cli import main
+from archscope.engine import inspect_onnx
 from archscope.errors import ExportError
 from archscope.export import FP32_ERROR_FACTOR, ExporterFailed, ExportResult, export_onnx
-from archscope.onnx_inspect import inspect_onnx
 from archscope.registry import get_entry, model_names
 
 # Published totals, written out (not read from the registry): torchvision's "Params" column and

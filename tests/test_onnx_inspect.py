@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope.cli import main
+from archscope.engine import inspect_onnx
 from archscope.errors import (
     ForwardError,
     InputShapeError,
@@ -26,9 +27,8 @@ from archscope.errors import (
     ModelSourceError,
 )
 from archscope.export import export_onnx
-from archscope.onnx_inspect import inspect_onnx
 from archscope.registry import get_entry
-from archscope.report import MODEL_INPUT, evaluate_formula
+from archscope.report import MODEL_INPUT, LayerFacts, evaluate_formula
 from archscope.source import load_report
 
 
@@ -119,8 +119,19 @@ def test_handmade_graph_rows(small_cnn: Path) -> None:
     assert rows["fc"].macs == 2 * 10 * 8
     assert rows["proj"].macs == 2 * 4 * 10
     assert report.total_macs == sum(r.macs for r in report.layers)
-    assert rows["conv2"].hparams["groups"] == 2
-    assert rows["fc"].hparams == {"in_features": 8, "out_features": 10}
+    assert rows["conv2"].facts.groups == 2
+    assert (rows["fc"].facts.in_features, rows["fc"].facts.out_features) == (8, 10)
+    # the facts speak PyTorch's vocabulary: pads [1, 1, 1, 1] are a (begin, end) pair per axis
+    assert rows["conv1"].facts == LayerFacts(
+        kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+        in_channels=3, out_channels=8, bias=True)
+    assert rows["conv2"].facts == LayerFacts(
+        kernel=(3, 3), stride=(2, 2), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=2,
+        in_channels=8, out_channels=8, bias=False)
+    assert rows["fc"].facts.bias and rows["proj"].facts == LayerFacts(
+        in_features=10, out_features=4, bias=False)
+    assert rows["bn1"].facts == LayerFacts(num_features=8)
+    assert rows["relu"].facts == LayerFacts()
 
 
 def test_handmade_graph_edges(small_cnn: Path) -> None:
@@ -519,9 +530,9 @@ def test_ceil_mode_pool_export_below_opset_22_names_the_fix(tmp_path: Path) -> N
 def test_output_arithmetic_is_the_same_as_for_the_pytorch_model(tmp_path: Path) -> None:
     # one rule for both sources: every conv/pool of the exported ResNet-18 explains its output
     # size exactly as the trace of the PyTorch model does (stride 2, padding 3, ⌊⌋ …)
+    from archscope.engine import inspect
     from archscope.export import export_onnx
     from archscope.registry import get_entry
-    from archscope.trace import inspect
 
     model = get_entry("resnet18").build()
     export_onnx(model, tmp_path / "r18.onnx", (3, 64, 64), verify=False)

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 import archscope
-from archscope.onnx_inspect import inspect_onnx
+from archscope.engine import inspect_onnx
 from archscope.receptive import (
     LayerField,
     Op,
@@ -36,7 +36,7 @@ from archscope.receptive import (
     receptive_fields,
 )
 from archscope.registry import get_entry
-from archscope.report import LayerRecord, Report
+from archscope.report import LayerFacts, LayerRecord, Report
 from archscope.spec import calc_report
 
 HALF = Fraction(1, 2)
@@ -478,62 +478,60 @@ def test_onnx_graph(tmp_path: Path) -> None:
     assert cat.status is RFStatus.NOT_ALIGNED
     assert cat.note == "paths merge with different centres: 0.5 (add), 1.5 (even)"
     assert fields.find("gap").status is RFStatus.WHOLE_INPUT
-    # auto_pad: the pads the file lists are not the ones it uses, and the shapes say so
+    # auto_pad SAME_UPPER on a 2×2 kernel pads 2−1 = 1 in all, the odd one at the end: (0, 1)
+    # per axis, the pads the explicit file lists, so the figures are the same
     auto = receptive_fields(inspect_onnx(str(_onnx(tmp_path, "auto")))).find("even")
-    assert auto.status is RFStatus.UNKNOWN
-    assert auto.note.startswith("its output size does not follow from its kernel")
+    assert _figures(auto) == (8 + 1 * 2, 2, HALF + HALF * 2)
 
 
 # -- the one reader of layer facts -----------------------------------------------------------------
 
-def _record(type_: str, hparams: dict[str, Any], shape_in: tuple[int, ...],
+def _record(type_: str, facts: LayerFacts, shape_in: tuple[int, ...],
             shape_out: tuple[int, ...], inputs: tuple[int, ...] = (-1,)) -> LayerRecord:
     return LayerRecord(index=0, name="layer", type=type_, kind="module", depth=1, parent=None,
                        is_leaf=True, input_shapes=(shape_in,), output_shapes=(shape_out,),
                        params=0, trainable_params=0, param_formula="", output_formula="",
-                       macs=0, hparams=hparams, inputs=inputs)
+                       macs=0, facts=facts, inputs=inputs, input_batch_axes=(0,),
+                       output_batch_axes=(0,))
 
 
-@pytest.mark.parametrize("padding, pairs", [
-    (1, ((1, 1), (1, 1))),  # PyTorch, one number
-    ((1, 0), ((1, 1), (0, 0))),  # PyTorch, one per axis
-    ((1, 0, 2, 1), ((1, 2), (0, 1))),  # ONNX pads: begins, then ends
-    (((1, 2), (0, 1)), ((1, 2), (0, 1))),  # typed facts: a pair per axis
-])
-def test_padding_forms(padding: Any, pairs: Any) -> None:
+@pytest.mark.parametrize("pairs", [((1, 1), (1, 1)), ((1, 2), (0, 1))])
+def test_padding_pairs_are_read_as_recorded(pairs: Any) -> None:
     out = (1, 1, 8 + sum(pairs[0]) - 2, 8 + sum(pairs[1]) - 2)
-    g = layer_geometry(_record("Conv", {"kernel": (3, 3), "stride": (1, 1), "padding": padding},
-                               (1, 1, 8, 8), out))
+    facts = LayerFacts(kernel=(3, 3), stride=(1, 1), padding=pairs)
+    g = layer_geometry(_record("Conv", facts, (1, 1, 8, 8), out))
     assert g.op is Op.WINDOW and g.padding == pairs
 
 
 def test_functional_pools_read_their_facts_once_recorded() -> None:
     # F.max_pool2d(x, 2) as a trace that records functional windows would: stride None → kernel
-    record = replace(_record("max_pool2d", {"kernel": 2}, (1, 1, 8, 8), (1, 1, 4, 4)),
+    record = replace(_record("max_pool2d", LayerFacts(kernel=(2, 2)), (1, 1, 8, 8), (1, 1, 4, 4)),
                      kind="function")
     g = layer_geometry(record)
     assert (g.op, g.kernel, g.stride, g.padding) == (Op.WINDOW, (2, 2), (2, 2), ((0, 0),) * 2)
-    bare = layer_geometry(replace(record, hparams={}))
+    bare = layer_geometry(replace(record, facts=LayerFacts()))
     assert bare.op is Op.UNKNOWN
     assert bare.reason == "a functional max_pool2d: the trace does not record its window"
 
 
 def test_padding_layers_read_begin_and_end_pairs() -> None:
     # ZeroPad2d((left 1, right 0, top 2, bottom 0)) as typed facts record it: ((2, 0), (1, 0))
-    pad = _record("ZeroPad2d", {"padding": ((2, 0), (1, 0))}, (1, 1, 8, 8), (1, 1, 10, 9))
-    conv = replace(_record("Conv2d", {"kernel": (3, 3), "stride": (2, 2), "padding": (0, 0)},
+    pad = _record("ZeroPad2d", LayerFacts(padding=((2, 0), (1, 0))), (1, 1, 8, 8), (1, 1, 10, 9))
+    conv = replace(_record("Conv2d", LayerFacts(kernel=(3, 3), stride=(2, 2),
+                                                padding=((0, 0), (0, 0))),
                            (1, 1, 10, 9), (1, 1, 4, 4), inputs=(0,)), index=1, name="conv")
     report = Report(model="m", model_type="M", input_shape=(1, 8, 8), batch=1, total_params=0,
                     trainable_params=0, non_trainable_params=0, total_macs=0, forward_flops=0,
                     backward_flops=None, param_bytes=0, buffer_bytes=0, activation_bytes=0,
-                    output_shapes=((1, 1, 4, 4),), outputs=(1,), layers=(pad, conv))
+                    output_shapes=((1, 1, 4, 4),), outputs=(1,), layers=(pad, conv),
+                    trainable_param_bytes=0, output_batch_axes=(0,))
     fields = receptive_fields(report)
     assert fields[0].centre == (-2, -1) and fields[0].rf == (1, 1)
     assert fields[0].centre_formula == "H: 0 − 2·1 = −2; W: 0 − 1·1 = −1"
     # then 3×3/2: centre −2 + 1 = −1 (rows), −1 + 1 = 0 (columns)
     assert (fields[1].rf, fields[1].jump, fields[1].centre) == ((3, 3), (2, 2), (-1, 0))
     # today's trace records no padding for a ZeroPad2d: unknown, not guessed
-    bare = layer_geometry(_record("ZeroPad2d", {}, (1, 1, 8, 8), (1, 1, 10, 9)))
+    bare = layer_geometry(_record("ZeroPad2d", LayerFacts(), (1, 1, 8, 8), (1, 1, 10, 9)))
     assert bare.op is Op.UNKNOWN
 
 

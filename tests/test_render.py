@@ -443,7 +443,8 @@ def test_only_a_batch_dimension_is_dropped() -> None:
     assert cells == {"flatten": "8", "fc": "1", "getitem": "scalar", "sigmoid": "scalar"}
     flat = LayerRecord(index=0, name="view", type="view", kind="function", depth=1, parent=None,
                        is_leaf=True, input_shapes=((1, 64, 3, 3),), output_shapes=((576,),),
-                       params=0, trainable_params=0, param_formula="", output_formula="", macs=0)
+                       params=0, trainable_params=0, param_formula="", output_formula="", macs=0,
+                       input_batch_axes=(0,), output_batch_axes=(None,))
     assert shape_cell(flat) == "576"  # x.view(-1): the batch is folded in
 
 

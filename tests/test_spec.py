@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from archscope.engine import inspect
 from archscope.errors import ArchscopeError, SpecShapeError, SpecSyntaxError
 from archscope.formulas import output_size
 from archscope.report import evaluate_formula
 from archscope.spec import build, build_spec, calc_report, parse, read_spec, to_layout
-from archscope.trace import inspect
 
 CATSDOGS = ("150x150x3 conv32 k3 → maxpool2 → conv64 k3 → maxpool2 → conv128 k3 → maxpool2 → "
             "conv128 k3 → maxpool2 → flatten → dense512 → dense1")

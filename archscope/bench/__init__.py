@@ -16,7 +16,7 @@ How the timing is done (the pattern of nanoGPT's ``bench.py`` and ``torch.utils.
 * on the CPU, ``time.perf_counter`` (or an injected clock, for tests) brackets every step;
 * the report gives the median and the 90th percentile of the step times, images/s = batch ÷ median,
   and achieved FLOP/s = the engine's training FLOPs per step (forward + backward, from
-  :func:`archscope.trace.inspect` of the model being benchmarked, on the meta device) ÷ the median
+  :func:`archscope.engine.inspect` of the model being benchmarked, on the meta device) ÷ the median
   step time;
 * ``optimizer.zero_grad(set_to_none=True)`` frees gradients between steps, as a good loop does.
 

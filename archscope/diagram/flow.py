@@ -15,7 +15,7 @@ from archscope.diagram.kinds import is_residual
 from archscope.diagram.labels import dims_text
 from archscope.diagram.model import Edge, Node
 from archscope.render._columns import Dims, sample_shape
-from archscope.report import MODEL_INPUT, LayerRecord, Report
+from archscope.report import MODEL_INPUT, BatchAxis, LayerRecord, Report
 
 
 def input_node(report: Report) -> Node:
@@ -34,11 +34,11 @@ def output_nodes(report: Report) -> tuple[Node, ...]:
             title = keys[i] if keys[i].startswith("output") else f"output {keys[i]}"
         else:
             title = "output" if len(shapes) == 1 else f"output {i}"
-        producer = report.outputs[i] if i < len(report.outputs) else MODEL_INPUT
+        axis = report.output_batch_axes[i] if i < len(report.output_batch_axes) else None
         nodes.append(Node(
             id=f"output{i}" if len(shapes) > 1 else "output", role="output", kind="io",
             records=(), params=0, title=title,
-            detail=dims_text(_drop_batch(report, shape, producer)) or "scalar",
+            detail=dims_text(_drop_batch(shape, axis)) or "scalar",
             order=float(len(report.layers) + i),
         ))
     return tuple(nodes)
@@ -64,7 +64,8 @@ def connect(report: Report, key_of: Mapping[int, str], outputs: Sequence[Node]) 
         src = "input" if p == MODEL_INPUT else key_of.get(p)
         if src is not None:
             out_shape = report.output_shapes[i] if i < len(report.output_shapes) else None
-            edges.append(Edge(src, outputs[i].id, _drop_batch(report, out_shape, p)))
+            out_axis = report.output_batch_axes[i] if i < len(report.output_batch_axes) else None
+            edges.append(Edge(src, outputs[i].id, _drop_batch(out_shape, out_axis)))
     return dedup(edges)
 
 
@@ -119,20 +120,21 @@ def dedup(edges: Iterable[Edge]) -> list[Edge]:
     return list(seen.values())
 
 
-def _drop_batch(report: Report, shape: Sequence[int] | None, producer: int) -> Dims | None:
+def _drop_batch(shape: Sequence[int] | None, batch_axis: BatchAxis) -> Dims | None:
     """``shape`` as the table's Output shape cell shows it, by the same rule
-    (:func:`archscope.render._columns.sample_shape`): the batch dimension dropped where it is
-    first, ``N`` where it is not."""
+    (:func:`archscope.render._columns.sample_shape`): the recorded batch dimension dropped
+    where it is first, ``N`` where it is not."""
     if shape is None:
         return None
-    record = None if producer == MODEL_INPUT else report.layers[producer]
-    return sample_shape(tuple(shape), record, report.batch)
+    return sample_shape(tuple(shape), batch_axis)
 
 
 def _edge_shape(report: Report, consumer: LayerRecord, pos: int, producer: int) -> Dims | None:
     """The shape of the tensor flowing from ``producer`` into ``consumer``'s input ``pos``."""
     if len(consumer.input_shapes) == len(consumer.inputs):
-        return _drop_batch(report, consumer.input_shapes[pos], producer)
+        return _drop_batch(consumer.input_shapes[pos], consumer.input_batch_axes[pos])
     if producer == MODEL_INPUT:
         return tuple(report.input_shape)
-    return _drop_batch(report, report.layers[producer].output_shape, producer)
+    made = report.layers[producer]
+    return _drop_batch(made.output_shape,
+                       made.output_batch_axes[0] if made.output_batch_axes else None)

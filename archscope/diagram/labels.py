@@ -1,9 +1,8 @@
 """The words on a node: titles, hyperparameters, block summaries, name lines and shared-weight
 notes, all read from a Report's records.
 
-The only module that reads ``LayerRecord.hparams``: :func:`_facts` (the values a label shows,
-under the PyTorch and the ONNX spelling of each key) and :func:`facts_key` (what must be equal
-for two layers to fold).
+The only module that reads a record's ``LayerRecord.facts``: :func:`_facts` (the values a label
+shows) and :func:`facts_key` (what must be equal for two layers to fold).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 from archscope.diagram.kinds import GENERIC_CONTAINERS, kind_of
 from archscope.diagram.model import Node
 from archscope.render._columns import shared_note
-from archscope.report import LayerRecord, Report
+from archscope.report import LayerFacts, LayerRecord, Report
 
 #: Short names used inside fused nodes (``Conv2d + BN + ReLU``).
 _SHORT_TYPE: dict[str, str] = {
@@ -53,35 +52,40 @@ class _Facts:
 
 
 def _facts(rec: LayerRecord) -> _Facts:
-    """``rec``'s hyperparameters under either front-end's key (``kernel``/``kernel_shape``,
-    ``padding``/``pads``, ``groups``/``group``, ``p``/``ratio``)."""
-    h = rec.hparams or {}
+    """The values ``rec``'s label shows, from its :class:`~archscope.report.LayerFacts` (the one
+    vocabulary both front-ends record)."""
+    f = rec.facts
     return _Facts(
-        kernel=_hp(h, "kernel", "kernel_size", "kernel_shape"),
-        stride=_hp(h, "stride", "strides"),
-        padding=_hp(h, "padding", "pads"),
-        dilation=_hp(h, "dilation", "dilations"),
-        output_size=_hp(h, "output_size"),
-        in_channels=_hp(h, "in_channels"),
-        out_channels=_hp(h, "out_channels"),
-        groups=_hp(h, "groups", "group"),
-        in_features=_hp(h, "in_features"),
-        out_features=_hp(h, "out_features"),
-        features=_hp(h, "num_features", "normalized_shape", "num_channels", "size"),
-        p=_hp(h, "p", "ratio", "rate"),
+        kernel=f.kernel,
+        stride=f.stride,
+        padding=_padding(f),
+        dilation=f.dilation,
+        output_size=f.output_size,
+        in_channels=f.in_channels,
+        out_channels=f.out_channels,
+        groups=f.groups,
+        in_features=f.in_features,
+        out_features=f.out_features,
+        features=next((v for v in (f.num_features, f.normalized_shape, f.size) if v is not None),
+                      None),
+        p=f.p,
     )
 
 
-def facts_key(rec: LayerRecord) -> tuple[tuple[str, str], ...]:
+def _padding(facts: LayerFacts) -> tuple[int, ...] | None:
+    """Padding as the node shows it: one number per axis where both ends match (``(1, 1)``),
+    else ONNX's order, every axis's begin then every end (``(0, 0, 1, 1)``); none where a rule
+    (``padding='same'``, ``auto_pad``) sets it."""
+    if facts.padding is None or facts.padding_mode is not None:
+        return None
+    begins = tuple(b for b, _ in facts.padding)
+    ends = tuple(e for _, e in facts.padding)
+    return begins if begins == ends else begins + ends
+
+
+def facts_key(rec: LayerRecord) -> LayerFacts:
     """Every hyperparameter of ``rec`` as a comparable value: layers fold only where equal."""
-    return tuple(sorted((str(k), repr(v)) for k, v in (rec.hparams or {}).items()))
-
-
-def _hp(h: dict[str, Any], *names: str) -> Any:
-    for n in names:
-        if n in h and h[n] is not None:
-            return h[n]
-    return None
+    return rec.facts
 
 
 # --------------------------------------------------------------------------------------------

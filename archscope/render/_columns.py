@@ -1,16 +1,13 @@
 """Rows and cells shared by the renderers: which rows a ``--depth`` shows and what a collapsed
-container carries (table, markdown, CSV, JSON), how shared weights are marked and which
-dimension is the batch (also the diagram's)."""
+container carries (table, markdown, CSV, JSON), how shared weights are marked and how a shape
+shows its batch dimension, the one the report records (also the diagram's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archscope.report import LayerRecord, Report, Shape
+from archscope.report import BatchAxis, LayerRecord, Report, Shape
 from archscope.shapes import format_dims
-
-#: Ops whose output describes a shape, not samples (ONNX ``Shape``, ``Size``).
-_SHAPE_OPS = frozenset({"shape", "size"})
 
 #: The batch dimension written into a shape where it is not first (``1×N×20``).
 BATCH_MARK = "N"
@@ -85,49 +82,19 @@ def _subtree_totals(report: Report) -> dict[int, tuple[int, int]]:
     return totals
 
 
-def sample_shape(shape: Shape, producer: LayerRecord | None, batch: int) -> Dims:
+def sample_shape(shape: Shape, batch_axis: BatchAxis) -> Dims:
     """``shape`` as the table shows it: without the batch dimension where it leads, with the
     batch written :data:`BATCH_MARK` where it does not, whole where no dimension is the batch.
 
-    ``producer`` is the record whose output the tensor is (``None`` for the model input, which
-    always carries the batch first); ``batch`` is the report's batch size. The report records
-    sizes, not which dimension is the batch, so the batch is the dimension of its size:
-
-    * dim 0 of the batch's size is the batch, and is left out: ``(4, 32, 26, 26)`` at batch 4
-      → ``32×26×26``;
-    * otherwise the one dimension of the batch's size is the batch, shown as ``N`` in its
-      place, if an input of the producer has a dimension of that size too (the batch came in):
-      an LSTM's ``h_n`` ``(1, 4, 20)`` → ``1×N×20``, a sequence-first ``(7, 4, 16)`` →
-      ``7×N×16``;
-    * any other shape is shown whole: nothing in it is known to be the batch. The batch may be
-      folded into another dimension (``x.reshape(-1, 16)`` → ``(20, 16)``, and a ``Linear(16,
-      4)`` after it gives ``(20, 4)``: its 4 is not the batch), or several dimensions may have
-      its size, none of them first.
-
-    At batch 1 every size-1 dimension could be the batch; the rule is the same (a leading 1 is
-    left out), so trace at batch 2 or more to tell them apart.
-
-    A 1-D tensor of the batch's size is one value per sample, ``()``, when its producer reduced
-    a tensor that leads with the batch (``(N, 10)`` → ``x[:, 0]`` → ``(N,)``) and is not a
-    shape op. Any other 1-D tensor is data about shapes, shown whole: an ONNX graph's ``Shape``
-    → ``Concat`` arithmetic for a reshape target (``[2]``), or ``x.view(-1)`` (``[576]``). The
-    report records no dtypes, so a shape tensor copied unchanged (``Cast`` of a ``[1]``) at
-    batch 1 still reads as one value per sample.
+    ``batch_axis`` is the one the front-end recorded for the shape
+    (:attr:`~archscope.report.LayerRecord.output_batch_axes`; 0 for the model input):
+    ``(4, 32, 26, 26)`` with its batch at 0 → ``32×26×26``; an LSTM's ``h_n`` ``(1, 4, 20)``
+    with its batch at 1 → ``1×N×20``; ``x.reshape(-1, 16)``'s ``(20, 16)``, without one, whole.
+    A 1-D tensor whose only dimension is the batch (one value per sample) is ``()``.
     """
-    if producer is None:
-        return shape[1:]
-    if len(shape) == 1:
-        if shape[0] == batch and producer.type.lower() not in _SHAPE_OPS and any(
-                s and s[0] == batch for s in producer.input_shapes):
-            return ()
+    if batch_axis is None:
         return shape
-    if not shape or shape[0] == batch:
-        return shape[1:]
-    where = [i for i, d in enumerate(shape) if d == batch]
-    if len(where) != 1 or not any(batch in s for s in producer.input_shapes):
-        return shape
-    (i,) = where
-    return (*shape[:i], BATCH_MARK, *shape[i + 1:])
+    return (*shape[:batch_axis], BATCH_MARK, *shape[batch_axis + 1:]) if batch_axis else shape[1:]
 
 
 def marks_batch(dims: Dims) -> bool:
@@ -135,18 +102,18 @@ def marks_batch(dims: Dims) -> bool:
     return BATCH_MARK in dims
 
 
-def output_dims(record: LayerRecord, batch: int) -> list[Dims]:
-    """:func:`sample_shape` of each of ``record``'s outputs, ``batch`` the report's."""
-    return [sample_shape(s, record, batch) for s in record.output_shapes]
+def output_dims(record: LayerRecord) -> list[Dims]:
+    """:func:`sample_shape` of each of ``record``'s outputs."""
+    return [sample_shape(s, axis)
+            for s, axis in zip(record.output_shapes, record.output_batch_axes, strict=True)]
 
 
-def shape_cell(record: LayerRecord, *, batch_size: int = 1) -> str:
-    """Output shape(s) as the table and Markdown show them: ``32×26×26`` (:func:`sample_shape`
-    at the report's ``batch_size``; ``scalar`` for one value per sample, ``1×N×20`` where the
-    batch is not first)."""
+def shape_cell(record: LayerRecord) -> str:
+    """Output shape(s) as the table and Markdown show them: ``32×26×26`` (:func:`sample_shape`;
+    ``scalar`` for one value per sample, ``1×N×20`` where the batch is not first)."""
     if not record.output_shapes:
         return "—"
-    cells = [format_dims(d) or "scalar" for d in output_dims(record, batch_size)]
+    cells = [format_dims(d) or "scalar" for d in output_dims(record)]
     if record.output_keys:
         return ", ".join(f"{k}: {c}" for k, c in zip(record.output_keys, cells, strict=True))
     return ", ".join(cells)
@@ -155,7 +122,7 @@ def shape_cell(record: LayerRecord, *, batch_size: int = 1) -> str:
 def shapes_note(report: Report, records: list[LayerRecord]) -> str:
     """What the shape cells of ``records`` leave out, for a title: ``shapes without the batch
     dimension``, plus ``(N where it is not first)`` when a cell marks the batch."""
-    marked = any(marks_batch(d) for r in records for d in output_dims(r, report.batch))
+    marked = any(marks_batch(d) for r in records for d in output_dims(r))
     return "shapes without the batch dimension" + (" (N where it is not first)" if marked else "")
 
 

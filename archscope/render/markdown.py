@@ -39,7 +39,7 @@ def render_markdown(report: Report, *, explain: bool = False, max_depth: int | N
     for row in shown:
         record = row.record
         name = "&nbsp;&nbsp;" * (record.depth - 1) + f"`{record.name}`"
-        cells = [name, record.type, shape_cell(record, batch_size=report.batch),
+        cells = [name, record.type, shape_cell(record),
                  params_text(row), formula_text(row)]
         if explain:
             cells.append(record.output_formula)

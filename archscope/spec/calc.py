@@ -22,7 +22,7 @@ def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
     implicit flatten …) are added to the report's notes. ``freeze`` marks parameters frozen as
     ``summary --freeze`` does; ``backward`` also counts training FLOPs.
     """
-    from archscope.trace import inspect
+    from archscope.engine import inspect
 
     built = build_spec(text, input_shape=input_shape, device="meta", name=name, layout=layout)
     if freeze:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from archscope.report import Layout
+
 if TYPE_CHECKING:
     from archscope.report import Report
 
@@ -42,4 +44,4 @@ def to_layout(report: Report, layout: str) -> Report:
             "PyTorch runs the model as N×C×H×W")
     return replace(report, input_shape=input_shape, layers=layers,
                    output_shapes=tuple(perm(s) for s in report.output_shapes),
-                   notes=(*report.notes, note), layout="hwc")
+                   notes=(*report.notes, note), layout=Layout.HWC)

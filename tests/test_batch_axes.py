@@ -1,8 +1,10 @@
-"""Which dimension the table, markdown and diagram leave out as the batch.
+"""The batch axis the engine records for every shape, and how the table, markdown and diagram
+show it.
 
-Oracle: a real CPU forward of the same module at two batch sizes. The dimension whose size follows
-the batch is the batch; the expected cell leaves it out where it is first and writes it ``N``
-where it is not. Nothing here re-uses the renderer's rule to compute what it expects.
+Oracle: a real CPU forward (or onnxruntime run) of the same model at two batch sizes. The
+dimension whose size follows the batch is the batch; the expected cell leaves it out where it is
+first and writes it ``N`` where it is not. Nothing here re-uses the engine's rule to compute what
+it expects.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from torch import nn
 from archscope import inspect
 from archscope.cli import main
 from archscope.diagram import build_diagram, render_dot
+from archscope.engine.batch_axes import SHAPE_OPS, guess_batch_axis
 from archscope.render import render
 from archscope.render._columns import sample_shape, shape_cell
-from archscope.report import LayerRecord
 from archscope.source import load_report
 
 PLAIN = "shapes without the batch dimension"
@@ -121,21 +123,76 @@ def test_lstm_states_keep_their_layer_dimension(num_layers: int) -> None:
     report = inspect(Recurrent(num_layers), (5, 10), batch=4)
     lstm = report.find("lstm")
     assert [tuple(s) for s in lstm.output_shapes] == at4  # the trace saw the real shapes
-    assert shape_cell(lstm, batch_size=4) == expected
+    assert shape_cell(lstm) == expected
     table = render(report, "table", width=None)
     assert re.search(rf"^lstm\s+LSTM\s+{re.escape(expected)}\s", _table_row(table, "lstm"))
     assert table.splitlines()[0].endswith(" · " + MARKED)
     # before: "5×20, 4×20, 4×20", the layers dimension dropped and the batch shown as a size
 
 
-def test_lstm_at_batch_1_marks_a_lone_size_1_dimension() -> None:
-    # num_layers=2 at batch 1: (2, 1, 20). Only dim 1 can be the batch.
-    report = inspect(Recurrent(2), (5, 10), batch=1)
-    assert shape_cell(report.find("lstm"), batch_size=1) == "5×20, 2×N×20, 2×N×20"
-    # num_layers=1 at batch 1: (1, 1, 20). A leading 1 is taken for the batch, as always.
-    report = inspect(Recurrent(1), (5, 10), batch=1)
-    assert shape_cell(report.find("lstm"), batch_size=1) == "5×20, 1×20, 1×20"
-    assert render(report, "table", width=None).splitlines()[0].endswith(" · " + PLAIN)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_at_batch_1_marks_the_batch_of_its_states(num_layers: int) -> None:
+    # At batch 1, h_n is (layers, 1, 20): for one layer both leading dimensions have the
+    # batch's size, and only another batch size tells which one follows it.
+    torch.manual_seed(0)
+    real = Recurrent(num_layers).lstm
+    at1, at2 = _real_shapes(real, (5, 10), 1), _real_shapes(real, (5, 10), 2)
+    assert at1[1] == (num_layers, 1, 20)
+    expected = ", ".join(_expected_cell(a, b) for a, b in zip(at1, at2, strict=True))
+    assert expected == f"5×20, {num_layers}×N×20, {num_layers}×N×20"
+
+    report = inspect(Recurrent(num_layers), (5, 10), batch=1)
+    assert shape_cell(report.find("lstm")) == expected
+    assert report.find("lstm").output_batch_axes == (0, 1, 1)
+    assert render(report, "table", width=None).splitlines()[0].endswith(" · " + MARKED)
+    # before: "5×20, 1×20, 1×20" for one layer, a leading 1 taken for the batch
+
+
+class SeqFirstLSTM(nn.Module):
+    """``nn.LSTM(16, 20)`` (sequence first) fed ``x.transpose(0, 1)``: (T, N, 16)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(16, 20)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x.transpose(0, 1))
+        return out
+
+
+def test_sequence_first_lstm_where_the_batch_equals_the_sequence(tmp_path: Path) -> None:
+    # --batch 7 --input 7x16: (7, 7, 16) after the transpose, two dimensions of the batch's
+    # size. A real forward at batch 7 and 5 says which one follows the batch.
+    torch.manual_seed(0)
+    real = SeqFirstLSTM()
+    outs = {b: real.lstm(torch.randn(b, 7, 16).transpose(0, 1)) for b in (7, 5)}
+    shapes = {b: [tuple(t.shape) for t in (out, *states)] for b, (out, states) in outs.items()}
+    assert shapes[7] == [(7, 7, 20), (1, 7, 20), (1, 7, 20)]
+    expected = ", ".join(_expected_cell(a, b) for a, b in zip(shapes[7], shapes[5], strict=True))
+    assert expected == "7×N×20, 1×N×20, 1×N×20"
+
+    report = inspect(SeqFirstLSTM(), (7, 16), batch=7)
+    cells = {r.name: shape_cell(r) for r in report.layers}
+    assert cells == {"transpose": "7×N×16", "lstm": expected}
+    assert report.find("lstm").input_batch_axes == (1,)
+    assert report.output_batch_axes == (1,)
+    # the CLI, as the user asks for it
+    path = tmp_path / "seq.py"
+    path.write_text("from torch import nn\n\n"
+                    "class SeqFirstLSTM(nn.Module):\n"
+                    "    def __init__(self):\n"
+                    "        super().__init__()\n"
+                    "        self.lstm = nn.LSTM(16, 20)\n\n"
+                    "    def forward(self, x):\n"
+                    "        return self.lstm(x.transpose(0, 1))[0]\n")
+    result = CliRunner().invoke(main, ["summary", f"{path}:SeqFirstLSTM", "--batch", "7",
+                                       "--input", "7x16"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^lstm\s+LSTM\s+7×N×20, 1×N×20, 1×N×20\s", result.stdout, re.MULTILINE)
+    assert re.search(r"^transpose\s+transpose\s+7×N×16\s", result.stdout, re.MULTILINE)
+    assert MARKED in " ".join(result.stdout.splitlines()[:2])  # the title, wrapped at 100
+    # before: "7×16" for the transpose and "7×20, 1×N×20, 1×N×20" for the LSTM: the leading 7
+    # (the sequence) was taken for the batch
 
 
 def test_sequence_first_transpose_marks_the_batch() -> None:
@@ -148,7 +205,7 @@ def test_sequence_first_transpose_marks_the_batch() -> None:
     assert expected == "7×N×16"
 
     report = inspect(SeqFirst(), (7, 16), batch=3)
-    cells = [shape_cell(r, batch_size=3) for r in report.layers]
+    cells = [shape_cell(r) for r in report.layers]
     transpose_in, mha, _, transpose_out = report.layers
     assert transpose_in.output_shapes == ((7, 3, 16),)
     assert cells[0] == expected
@@ -169,7 +226,7 @@ def test_diagram_edges_follow_the_table() -> None:
             rec = report.layers[producer]
             label = "×".join(map(str, e.shape or ())) or "scalar"
             # the first output is what flows on (the LSTM's h_n/c_n are not used)
-            first = shape_cell(rec, batch_size=report.batch).split(", ")[0]
+            first = shape_cell(rec).split(", ")[0]
             assert label == first, e
     report = inspect(SeqFirst(), (7, 16), batch=3)
     d = build_diagram(report, fold=False)
@@ -183,7 +240,7 @@ def test_markdown_shows_the_tables_shape_cells() -> None:
     for report in reports:
         markdown = render(report, "markdown")
         cells = _markdown_cells(markdown)
-        assert cells == {r.name: shape_cell(r, batch_size=report.batch)
+        assert cells == {r.name: shape_cell(r)
                          for r in report.layers}
         assert not any("[" in c for c in cells.values())
         # the same title as the table, on two lines Markdown joins into one
@@ -208,10 +265,10 @@ def test_titles_say_n_only_where_a_shape_marks_it() -> None:
 
 def test_cnn_shapes_do_not_change_with_the_batch() -> None:
     one, four = load_report("lecture_mnist_cnn"), load_report("lecture_mnist_cnn", batch=4)
-    assert [shape_cell(r, batch_size=1) for r in one.layers] == [
-        shape_cell(r, batch_size=4) for r in four.layers]
+    assert [shape_cell(r) for r in one.layers] == [
+        shape_cell(r) for r in four.layers]
     conv = next(r for r in four.layers if r.type == "Conv2d")
-    assert (conv.output_shape, shape_cell(conv, batch_size=4)) == (
+    assert (conv.output_shape, shape_cell(conv)) == (
         (4, 32, 26, 26), "32×26×26")
 
 
@@ -221,7 +278,7 @@ def test_a_folded_batch_is_shown_whole() -> None:
     at4, at3 = Folded()(torch.randn(4, 5, 16)).shape, Folded()(torch.randn(3, 5, 16)).shape
     assert (at4, at3) == ((20, 4), (15, 4))  # the 4 does not follow the batch
     report = inspect(Folded(), (5, 16), batch=4)
-    cells = {r.name: shape_cell(r, batch_size=4) for r in report.layers}
+    cells = {r.name: shape_cell(r) for r in report.layers}
     assert cells == {"reshape": "20×16", "fc": "20×4"}
 
 
@@ -229,15 +286,16 @@ def test_one_value_per_feature_is_not_one_per_sample() -> None:
     # (4, 10) → t() → (10, 4) → sum(1) → (10,): ten sums over the batch, not a value per sample
     assert FeatureSums()(torch.randn(4, 10)).shape == (10,)
     report = inspect(FeatureSums(), (10,), batch=4)
-    cells = {r.name: shape_cell(r, batch_size=4) for r in report.layers}
+    cells = {r.name: shape_cell(r) for r in report.layers}
     assert cells == {"fc": "10", "t": "10×N", "sum": "10"}
 
 
-def _rec(shape: tuple[int, ...], inputs: tuple[tuple[int, ...], ...] = (),
-         type_: str = "op") -> LayerRecord:
-    return LayerRecord(index=0, name=type_, type=type_, kind="function", depth=1, parent=None,
-                       is_leaf=True, input_shapes=inputs, output_shapes=(shape,), params=0,
-                       trainable_params=0, param_formula="", output_formula="", macs=0)
+def _guessed(shape: tuple[int, ...], producer_inputs: tuple[tuple[int, ...], ...] | None,
+             batch: int, type_: str = "op") -> tuple[int | str, ...]:
+    """The cell's dims where no second trace can tell the batch axis (a fixed-batch ONNX file,
+    a forward that fails at another batch): the axis read from sizes alone."""
+    axis = guess_batch_axis(shape, batch, producer_inputs, type_.lower() in SHAPE_OPS)
+    return sample_shape(shape, axis)
 
 
 @pytest.mark.parametrize(("shape", "batch", "expected"), [
@@ -254,24 +312,32 @@ def _rec(shape: tuple[int, ...], inputs: tuple[tuple[int, ...], ...] = (),
 ])
 def test_sample_shape_rule(shape: tuple[int, ...], batch: int,
                            expected: tuple[int | str, ...]) -> None:
-    assert sample_shape(shape, _rec(shape, ((batch, 8),)), batch) == expected
+    assert _guessed(shape, ((batch, 8),), batch) == expected
 
 
 def test_a_mark_needs_the_batch_in_an_input() -> None:
     # Linear(16, 4) on a folded (20, 16) at batch 4: no input has a 4, so the 4 is not the batch
-    assert sample_shape((20, 4), _rec((20, 4), ((20, 16),)), 4) == (20, 4)
-    assert sample_shape((5, 4), _rec((5, 4), ((4, 5),)), 4) == (5, "N")  # x.t()
+    assert _guessed((20, 4), ((20, 16),), 4) == (20, 4)
+    assert _guessed((5, 4), ((4, 5),), 4) == (5, "N")  # x.t()
 
 
 def test_one_dimensional_shapes() -> None:
     # one value per sample: the batch's size, reduced from a tensor that leads with the batch
-    assert sample_shape((4,), _rec((4,), ((4, 10),)), 4) == ()
+    assert _guessed((4,), ((4, 10),), 4) == ()
     # not the batch's size: whole, even when an input leads with that size
-    assert sample_shape((10,), _rec((10,), ((10, 4),)), 4) == (10,)
+    assert _guessed((10,), ((10, 4),), 4) == (10,)
     # a shape op's output describes a shape
-    assert sample_shape((4,), _rec((4,), ((4, 10),), "Shape"), 4) == (4,)
+    assert _guessed((4,), ((4, 10),), 4, "Shape") == (4,)
     # the model input always carries the batch first
-    assert sample_shape((4, 3), None, 4) == (3,)
+    assert _guessed((4, 3), None, 4) == (3,)
+
+
+def test_the_recorded_axis_is_what_the_cell_leaves_out() -> None:
+    assert sample_shape((4, 32, 26, 26), 0) == (32, 26, 26)
+    assert sample_shape((1, 4, 20), 1) == (1, "N", 20)
+    assert sample_shape((7, 4, 4), 2) == (7, 4, "N")
+    assert sample_shape((20, 4), None) == (20, 4)
+    assert sample_shape((4,), 0) == ()
 
 
 def test_json_and_csv_keep_full_shapes() -> None:
@@ -300,3 +366,95 @@ def test_summary_cli_shows_the_lstm_states(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         assert re.search(row, result.stdout, re.MULTILINE), result.stdout
         assert "4×20" not in result.stdout
+
+
+# --- the engine's second trace ---------------------------------------------------------------
+
+
+class Counted(nn.Module):
+    """A small CNN that counts its forwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3)
+        self.fc = nn.Linear(6 * 6 * 6, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_a_second_trace_only_where_a_shape_does_not_say() -> None:
+    # batch 4: every shape leads with the batch and has no other 4: one forward
+    model = Counted()
+    report = inspect(model, (3, 8, 8), batch=4)
+    assert model.calls == 1
+    assert all(axes == (0,) for r in report.layers
+               for axes in (r.input_batch_axes, r.output_batch_axes))
+    # batch 1: any size-1 dimension could be the batch; a second forward at batch 2 says which
+    model = Counted()
+    report = inspect(model, (3, 8, 8), batch=1)
+    assert model.calls == 2
+    assert [r.output_batch_axes for r in report.layers] == [(0,)] * 4  # conv relu flatten fc
+    assert report.output_batch_axes == (0,)
+
+
+class FixedBatch(nn.Module):
+    """``x.view(4, 16).t()``: runs only at batch 4, so no second trace can tell the axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(4, 16).t()
+
+
+def test_a_forward_that_fixes_its_batch_is_read_from_sizes() -> None:
+    with pytest.raises(RuntimeError):
+        FixedBatch()(torch.randn(5, 16))  # the second trace's batch fails for real too
+    report = inspect(FixedBatch(), (16,), batch=4)
+    # (16, 4): the only 4 came in with the batch (the transposed input leads with it)
+    assert {r.name: shape_cell(r) for r in report.layers} == {"view": "16", "t": "16×N"}
+
+
+def test_json_carries_the_batch_axes() -> None:
+    report = inspect(Recurrent(), (5, 10), batch=4)
+    data = json.loads(render(report, "json"))
+    layers = {r["name"]: r for r in data["layers"]}
+    assert layers["lstm"]["output_batch_axes"] == [0, 1, 1]
+    assert layers["lstm"]["input_batch_axes"] == [0]
+    assert data["output_batch_axes"] == [0]
+
+
+def _transpose_graph(tmp_path: Path, batch: int | str) -> Path:
+    """x (N, 4, 8) → Transpose(1, 0, 2) → (4, N, 8) → Relu: at N = 4 two dimensions are 4."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="transpose", perm=[1, 0, 2]),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    graph = helper.make_graph(
+        nodes, "seq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / f"seq_{batch}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_onnx_symbolic_batch_gets_its_axis_from_a_second_shape_inference(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    path = _transpose_graph(tmp_path, "N")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    at = {b: session.run(None, {"x": torch.randn(b, 4, 8).numpy()})[0].shape for b in (4, 5)}
+    expected = _expected_cell(at[4], at[5])
+    assert expected == "4×N×8"
+
+    report = load_report(str(path), batch=4)
+    assert [shape_cell(r) for r in report.layers] == [expected, expected]
+    assert report.find("transpose").input_batch_axes == (0,)
+    assert report.output_batch_axes == (1,)
+
+
+def test_onnx_fixed_batch_is_read_from_sizes(tmp_path: Path) -> None:
+    # The file fixes the batch at 4: no other batch can be inferred, so the sizes decide, and
+    # (4, 4, 8) reads as batch first, as before the axis was recorded.
+    report = load_report(str(_transpose_graph(tmp_path, 4)))
+    assert [shape_cell(r) for r in report.layers] == ["4×8", "4×8"]

@@ -1,4 +1,5 @@
-"""The engine's review fixes, each against an independent reference.
+"""``archscope.inspect`` as a library call: the modes and contexts it traces in, the inputs it
+accepts and refuses, where parameters are counted, each against an independent reference.
 
 References: a real CPU forward (output shapes, and ``saved_tensors_hooks`` for what autograd
 keeps), ``torch.utils.flop_counter.FlopCounterMode``, torchinfo, mypy, and arithmetic by hand.
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 import torchinfo
-from fixtures.engine_review import (
+from fixtures.inspect_cases import (
     Attention,
     AuxHead,
     LinearDropout,
@@ -29,6 +30,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import archscope
+from archscope.engine import inspect
 from archscope.errors import (
     DeviceError,
     InputShapeError,
@@ -39,7 +41,6 @@ from archscope.errors import (
 from archscope.freeze import freeze_parameters
 from archscope.report import MODEL_INPUT, Report, evaluate_formula
 from archscope.source import load_model, load_report
-from archscope.trace import inspect
 
 ROOT = Path(__file__).resolve().parent.parent
 
