@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "bench": "archscope.commands.bench:bench",
     "check": "archscope.commands.check:check",
     "export": "archscope.commands.export:export",
+    "stats": "archscope.commands.stats:stats",
 }
 
 

@@ -4,9 +4,9 @@
 a window (kernel, stride, padding as ``(begin, end)`` pairs, dilation per spatial axis), a
 pass-through, a merge, a global view, a flatten … It reads the record's ``type`` and shapes, and
 its hyperparameters through one function, :func:`_facts`, which reads the record's typed
-:class:`~archscope.report.LayerFacts` (per axis, padding as pairs). Layers are recognised by their type name in the tables below
-(PyTorch module classes, functional ops as the trace names them, ONNX operators), never by
-substrings. Pure Python: no torch import.
+:class:`~archscope.report.LayerFacts` (per axis, padding as pairs). Layers are recognised by
+their type name in the tables below (PyTorch module classes, functional ops as the trace names
+them, ONNX operators), never by substrings. Pure Python: no torch import.
 """
 
 from __future__ import annotations

@@ -146,6 +146,14 @@ _ENTRIES: tuple[ModelEntry, ...] = (
             (101, 44_549_160), (152, 60_192_808),
         )
     ),
+    *(
+        ModelEntry(
+            f"plain{depth}", "resnet", f"archscope.zoo.resnet:plain{depth}", (3, 224, 224),
+            params, f"resnet{depth}'s {resnet:,} minus its 3 downsample projections (173,824)",
+            f"plain {depth}-layer net: ResNet-{depth} without shortcuts (He et al. 2015, §4.1)",
+        )
+        for depth, resnet, params in ((18, 11_689_512, 11_515_688), (34, 21_797_672, 21_623_848))
+    ),
 )
 
 _BY_NAME: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}

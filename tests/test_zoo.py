@@ -36,6 +36,10 @@ PUBLISHED: dict[str, int] = {
     "resnet50": 25_557_032,
     "resnet101": 44_549_160,
     "resnet152": 60_192_808,
+    # ResNet-18/34 minus their three downsample projections, 8,448 + 33,280 + 132,096 = 173,824
+    # (1×1 conv 64·128 + BN 2·128, 128·256 + 2·256, 256·512 + 2·512): tests/test_stats_plain.py
+    "plain18": 11_515_688,  # 11,689,512 − 173,824
+    "plain34": 21_623_848,  # 21,797,672 − 173,824
 }
 
 ENTRIES = registry.list_models()

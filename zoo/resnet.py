@@ -1,4 +1,4 @@
-"""ResNet-18/34/50/101/152, version 1.5.
+"""ResNet-18/34/50/101/152, version 1.5, and the plain 18- and 34-layer nets they are compared with.
 
 Paper: K. He, X. Zhang, S. Ren and J. Sun, "Deep Residual Learning for Image Recognition",
 CVPR 2016, https://arxiv.org/abs/1512.03385 (Table 1 gives the five depths).
@@ -18,6 +18,14 @@ Deviations from the paper, all torchvision's:
 The residual addition is written ``out = out + identity`` in ``forward``: a functional op, so the
 inspection engine records it (a diagram draws the skip connection from it). torchvision writes
 ``out += identity``; the result and the ``state_dict`` are the same.
+
+Plain nets (``plain18``, ``plain34``): the paper's §4.1 baselines, "Plain Networks" (Fig. 3, middle;
+Table 2, Fig. 4 left), the ResNet-18/34 layouts without any shortcut. Each block is two 3×3 convs
+with BatchNorm after each, as in the paper ("The plain networks have BN after each conv"); where a
+stage halves the feature map, the block's first conv has stride 2 and doubles the filters, and no
+projection exists (so the parameter count is the ResNet's minus its three ``downsample`` 1×1 convs
+and their BatchNorms). Module names are the ResNets' (``layer2.0.conv1`` …), and torchvision's
+initialization is kept, so a plain net and its ResNet differ only in the shortcuts.
 """
 
 from __future__ import annotations
@@ -95,6 +103,14 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+class PlainBlock(BasicBlock):
+    """Two 3×3 convs, each followed by BatchNorm, and no shortcut: the plain nets' block."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)))
+
+
 class ResNet(nn.Module):
     """A ResNet: stem (7×7/2 conv, 3×3/2 max-pool), four stages of blocks, global pool, ``fc``."""
 
@@ -160,6 +176,22 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
+class PlainNet(ResNet):
+    """A ResNet's layout without shortcuts (He et al. 2015, §4.1 "Plain Networks")."""
+
+    def __init__(self, layers: list[int], num_classes: int = 1000) -> None:
+        super().__init__(PlainBlock, layers, num_classes=num_classes)
+
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
+        # No downsample: the first block's stride-2 conv1 halves the map and doubles the filters.
+        layers: list[nn.Module] = [block(self.inplanes, planes, stride)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+
 def _resnet(
     block: type[BasicBlock | Bottleneck], layers: list[int], num_classes: int, **kwargs: Any
 ) -> ResNet:
@@ -189,3 +221,13 @@ def resnet101(num_classes: int = 1000, **kwargs: Any) -> ResNet:
 def resnet152(num_classes: int = 1000, **kwargs: Any) -> ResNet:
     """ResNet-152 v1.5 (He et al. 2015)."""
     return _resnet(Bottleneck, [3, 8, 36, 3], num_classes, **kwargs)
+
+
+def plain18(num_classes: int = 1000) -> ResNet:
+    """Plain 18-layer net: ResNet-18 without its shortcuts (He et al. 2015, §4.1)."""
+    return PlainNet([2, 2, 2, 2], num_classes)
+
+
+def plain34(num_classes: int = 1000) -> ResNet:
+    """Plain 34-layer net: ResNet-34 without its shortcuts (He et al. 2015, §4.1)."""
+    return PlainNet([3, 4, 6, 3], num_classes)
