@@ -243,7 +243,7 @@ def _bench_source(source: str, config: BenchConfig, plan: BenchPlan, world: Worl
         del subject  # its model and everything the run left on the device
         free_cuda(plan.device)
         return result
-    except RankFailure:
+    except (RankFailure, *INPUT_ERRORS):  # an input that does not fit: so in every rank
         raise
     except Exception as exc:
         raise rank_failure(world.rank, name, exc, timeout_s) from None
