@@ -29,11 +29,20 @@ defaults, precision, backend flags), :mod:`~archscope.bench.batch` (batch search
 cap), :mod:`~archscope.bench.trainer` (the training step), :mod:`~archscope.bench.timers`
 (host-clock and CUDA-event timers, percentile) and :mod:`~archscope.bench.results` (the result
 schema).
+
+On several GPUs (``torchrun``, or ``archscope bench --nproc N``): :mod:`~archscope.bench.ddp`
+runs the same loop in every rank under ``DistributedDataParallel`` (``run_distributed``),
+:mod:`~archscope.bench.world` says which rank this process is and joins the others,
+:mod:`~archscope.bench.launch` starts the ranks as torchrun does (``launch_bench``) and
+:mod:`~archscope.bench.ddp_results` holds every rank's figures.
 """
 
 from __future__ import annotations
 
 from archscope.bench.batch import find_max_batch, halve_until_fits
+from archscope.bench.ddp import run_distributed
+from archscope.bench.ddp_results import DataParallel
+from archscope.bench.launch import launch_bench
 from archscope.bench.plan import (
     DEFAULT_MODELS,
     OPTIMIZERS,
@@ -49,12 +58,14 @@ from archscope.bench.results import BenchResult, BenchRun, failed_result
 from archscope.bench.run import Progress, bench_model, bench_subject, run_bench
 from archscope.bench.timers import Clock, percentile
 from archscope.bench.trainer import TrainingError, nothing_to_train, step_failure
+from archscope.bench.world import DistributedError, RankFailure, World, detect_world
 from archscope.memory import MemoryEstimate, estimate_training_memory
 
 __all__ = [
     "DEFAULT_MODELS", "OPTIMIZERS", "BenchConfig", "BenchPlan", "BenchResult", "BenchRun", "Clock",
-    "MemoryEstimate", "Progress", "TrainingError", "backend_flags", "bench_model", "bench_subject",
-    "default_batch", "default_precision", "estimate_training_memory", "failed_result",
-    "find_max_batch", "halve_until_fits", "make_plan", "nothing_to_train", "percentile",
-    "run_bench", "step_failure", "tf32_flags",
+    "DataParallel", "DistributedError", "MemoryEstimate", "Progress", "RankFailure",
+    "TrainingError", "World", "backend_flags", "bench_model", "bench_subject", "default_batch",
+    "default_precision", "detect_world", "estimate_training_memory", "failed_result",
+    "find_max_batch", "halve_until_fits", "launch_bench", "make_plan", "nothing_to_train",
+    "percentile", "run_bench", "run_distributed", "step_failure", "tf32_flags",
 ]

@@ -13,6 +13,7 @@ from archscope.bench.timers import percentile
 from archscope.memory import MemoryEstimate
 
 if TYPE_CHECKING:
+    from archscope.bench.ddp_results import DataParallel
     from archscope.bench.plan import BenchPlan
 
 
@@ -38,6 +39,10 @@ class BenchResult:
         error: why the model could not be trained (its training step raised, it has no
             trainable parameters), else ``None``. A result with an error has no timings
             (``step_ms`` and ``losses`` are empty) and is not :attr:`ok`.
+        data_parallel: the run on several ranks under DDP (:mod:`archscope.bench.ddp`), else
+            ``None``. Then ``batch`` is per rank, ``step_ms`` holds every rank's steps (rank by
+            rank), ``span_ms`` is the slowest rank's, ``peak_memory_bytes`` the largest rank's,
+            ``losses`` the mean over the ranks, and the FLOPs, TFLOP/s and MFU are per rank.
     """
 
     model: str
@@ -62,6 +67,7 @@ class BenchResult:
     losses: tuple[float, ...]
     notes: tuple[str, ...] = ()
     error: str | None = None
+    data_parallel: DataParallel | None = None
 
     @property
     def median_ms(self) -> float:
@@ -77,7 +83,8 @@ class BenchResult:
 
     @property
     def images_per_s_overall(self) -> float:
-        """Images ÷ the whole timed span (gaps between steps included)."""
+        """Images ÷ the whole timed span (gaps between steps included); under DDP every rank's
+        images ÷ the slowest rank's span, the global img/s."""
         return self.batch * len(self.step_ms) / (self.span_ms / 1000.0)
 
     @property
@@ -97,7 +104,11 @@ class BenchResult:
 
     @property
     def estimated_memory_bytes(self) -> int | None:
-        return self.memory_estimate.total if self.memory_estimate is not None else None
+        """The engine's estimate, plus DDP's gradient buckets under DDP."""
+        if self.memory_estimate is None:
+            return None
+        ddp = self.data_parallel.ddp_estimate_bytes if self.data_parallel is not None else 0
+        return self.memory_estimate.total + ddp
 
     @property
     def memory_error_pct(self) -> float | None:
@@ -136,6 +147,7 @@ class BenchResult:
 
         A model that could not be trained (:attr:`error`) has ``null`` measurements, empty
         ``step_ms`` and ``losses``, ``status`` ``"failed"`` and ``error`` (``null`` otherwise).
+        A data-parallel result adds ``data_parallel`` (:meth:`DataParallel.to_dict`).
         """
         trained = self.error is None
         # the measurements, or None for a model that could not be trained
@@ -156,7 +168,7 @@ class BenchResult:
             "first_loss": self.first_loss,
             "last_loss": self.last_loss,
         }
-        return {
+        data: dict[str, Any] = {
             "model": self.model,
             "input_shape": list(self.input_shape),
             "device": self.device,
@@ -192,6 +204,9 @@ class BenchResult:
             "notes": list(self.notes),
             "error": self.error,
         }
+        if self.data_parallel is not None:
+            data["data_parallel"] = self.data_parallel.to_dict(self.batch)
+        return data
 
 
 #: The measured keys of :meth:`BenchResult.to_dict`: ``null`` for a model that could not train.
@@ -203,13 +218,19 @@ _MEASURED = ("images_per_s", "step_ms_median", "step_ms_p90", "span_ms", "images
 
 @dataclass(frozen=True)
 class BenchRun:
-    """Every model's result, plus the device and library versions they ran with."""
+    """Every model's result, plus the device and library versions they ran with.
+
+    A data-parallel run has ``world_size`` ranks talking over ``backend`` (``nccl``, ``gloo``);
+    ``device`` and ``device_name`` are rank 0's. One process: 1 and ``None``.
+    """
 
     device: str
     device_name: str
     torch_version: str
     cuda_version: str | None
     results: tuple[BenchResult, ...]
+    world_size: int = 1
+    backend: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -218,15 +239,17 @@ class BenchRun:
     def to_dict(self) -> dict[str, Any]:
         from archscope import __version__
 
-        return {
+        data: dict[str, Any] = {
             "archscope_version": __version__,
             "torch_version": self.torch_version,
             "cuda_version": self.cuda_version,
             "device": self.device,
             "device_name": self.device_name,
-            "ok": self.ok,
-            "results": [r.to_dict() for r in self.results],
         }
+        if self.backend is not None:  # a data-parallel run
+            data.update(world_size=self.world_size, backend=self.backend)
+        data.update(ok=self.ok, results=[r.to_dict() for r in self.results])
+        return data
 
 
 def failed_result(name: str, shape: tuple[int, ...], plan: BenchPlan, batch: int,

@@ -62,6 +62,7 @@ def bench_model(
     clock: Clock | None = None,
     progress: Progress | None = None,
     seed: int = 0,
+    trainer: Trainer | None = None,
 ) -> BenchResult:
     """Train ``model`` (already on ``settings.device``) for warm-up + timed steps and measure it.
 
@@ -74,6 +75,8 @@ def bench_model(
         clock: a host clock for the timed steps; default ``time.perf_counter`` on the CPU and
             CUDA events on a GPU. Passing one forces the host clock (tests inject a fake one).
         progress: called as ``progress(name, done, total)`` after each step.
+        trainer: the model's trainer, already built (the data-parallel one of
+            :mod:`archscope.bench.ddp`); default: a :class:`Trainer` made here from ``settings``.
 
     Raises:
         torch.cuda.OutOfMemoryError: left to the caller, which knows how to find a batch that fits.
@@ -82,11 +85,12 @@ def bench_model(
 
     if settings.steps < 1 or settings.warmup < 0:
         raise ValueError("bench needs at least one timed step and a non-negative warm-up")
-    trainer = Trainer(
-        model, input_shape=input_shape, batch=batch, device=settings.device,
-        precision=settings.precision, channels_last=settings.channels_last,
-        compile=settings.compile, optimizer=settings.optimizer, lr=settings.lr, seed=seed,
-    )
+    if trainer is None:
+        trainer = Trainer(
+            model, input_shape=input_shape, batch=batch, device=settings.device,
+            precision=settings.precision, channels_last=settings.channels_last,
+            compile=settings.compile, optimizer=settings.optimizer, lr=settings.lr, seed=seed,
+        )
     cuda = settings.device.type == "cuda"
     total = settings.warmup + settings.steps
     losses: list[torch.Tensor] = []

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from archscope._io import echo
+from archscope.commands._bench_ddp import distributed_options, run_several, several_processes
 from archscope.commands._common import (
     ResultsCommand,
     format_option,
@@ -61,11 +62,13 @@ class BatchSizeType(click.ParamType):
                    "(default: looked up for known GPUs).")
 @input_option
 @num_classes_option
+@distributed_options
 @format_option(FORMATS)
 def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, steps: int | None,
           warmup: int | None, precision: str | None, channels_last: bool | None, compile_: bool,
           optimizer: str, peak_tflops: float | None, input_shape: tuple[int, ...] | None,
-          num_classes: int | None, fmt: str) -> None:
+          num_classes: int | None, nproc: int | None, scaling: bool, timeout_s: float,
+          fmt: str) -> None:
     """Train MODELs for a few steps on a repeated synthetic batch and report speed and memory.
 
     With no MODEL: lecture_mnist_cnn, alexnet, vgg16 and resnet50 at their natural input sizes.
@@ -74,6 +77,10 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
     repeated batch, whose training step raises or that has no trainable parameters is a FAILED
     benchmark (exit code 1); the other models still run. Results go to stdout, progress to stderr.
 
+    On several GPUs: --nproc N, or torchrun --nproc-per-node N -m archscope bench, trains under
+    DistributedDataParallel at --batch-size per GPU and reports the global img/s (and, with
+    --scaling, the efficiency against one process); a rank that fails stops every rank.
+
     \b
     Examples:
       archscope bench --device cuda
@@ -81,6 +88,7 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
       archscope bench vgg16 --batch-size auto --precision bf16
       archscope bench my_net.py:Net --input 3x64x64 --precision fp32 --format json > bench.json
       archscope bench lecture_mnist_cnn --device cpu --steps 3
+      archscope bench resnet50 --nproc 8 --batch-size 256 --scaling
     """
     from archscope.bench import DEFAULT_MODELS, BenchConfig, run_bench
     from archscope.render.bench import failure_reason, render_bench
@@ -92,8 +100,15 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
         num_classes=num_classes, input_shape=input_shape,
     )
     names = list(models) or list(DEFAULT_MODELS)
-    with _ProgressBar() as progress:
-        run = run_bench(names, config, progress=progress)
+    if several_processes(nproc, scaling):
+        several = run_several(names, config, nproc=nproc, scaling=scaling, timeout_s=timeout_s,
+                              progress_bar=_ProgressBar)
+        if several is None:  # a torchrun rank other than 0: rank 0 prints
+            return
+        run = several
+    else:
+        with _ProgressBar() as progress:
+            run = run_bench(names, config, progress=progress)
     echo(render_bench(run, fmt), nl=False)
     failed = [r for r in run.results if not r.ok]
     for r in failed:

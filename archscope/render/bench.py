@@ -30,6 +30,10 @@ def render_json(run: BenchRun) -> str:
 
 def render_table(run: BenchRun, width: int = 160) -> str:
     """The results as a rich table (no colour), with the device and caveats below it."""
+    if run.backend is not None:  # several ranks under DDP: their own columns
+        from archscope.render.bench_ddp import render_ddp_table
+
+        return render_ddp_table(run, width)
     from rich import box
     from rich.console import Console
     from rich.table import Table
