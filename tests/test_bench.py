@@ -588,7 +588,7 @@ def test_unknown_model_fails_before_any_benchmark_runs(monkeypatch: pytest.Monke
     assert result.exit_code == 1 and ran == []
     assert result.stderr.strip() == (
         "Error: unknown model 'resnet5'; did you mean resnet50, resnet152, resnet34? "
-        "(`archscope list` shows all 19 models)"
+        "(`archscope list` shows all 20 models)"
     )
 
 

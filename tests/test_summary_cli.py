@@ -156,7 +156,7 @@ def test_list_shows_every_model(runner: CliRunner) -> None:
     assert result.exit_code == 0
     assert "vgg16" in result.stdout and "138,357,544" in result.stdout
     data = json.loads(runner.invoke(main, ["list", "--format", "json"]).stdout)
-    assert len(data) == 19
+    assert len(data) == 20
 
 
 def test_help_and_list_do_not_import_torch() -> None:
