@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archscope.errors import UnknownModelError
@@ -200,7 +202,17 @@ def get_entry(name: str) -> ModelEntry:
     key = name.strip().lower().replace("-", "_")
     if key in _BY_NAME:
         return _BY_NAME[key]
+    spec = spec_hint(name)
+    if spec:
+        raise UnknownModelError(f"unknown model {name!r}: {spec}")
     if key.endswith(".py") or "/" in name or "\\" in name:
+        from archscope.pyfile import name_hint
+
+        hint = name_hint(name) if key.endswith(".py") and Path(name).is_file() else ""
+        if hint:
+            raise UnknownModelError(
+                f"unknown model {name!r}: name the model after a colon: {hint}"
+            )
         stem = name.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py") or "net"
         raise UnknownModelError(
             f"unknown model {name!r}: a model in a Python file is named with the class or "
@@ -211,3 +223,32 @@ def get_entry(name: str) -> ModelEntry:
     raise UnknownModelError(
         f"unknown model {name!r}{hint} (`archscope list` shows all {len(_BY_NAME)} models)"
     )
+
+
+#: a layer spec's start: a size such as ``28x28x1`` or ``chw:3x32x32``, then a space.
+_SPEC_START = re.compile(r"^\s*(?:(?:chw|hwc):)?\d+(?:\s*[x×*]\s*\d+)*\s")
+
+
+def spec_hint(source: str) -> str:
+    """What to type when ``source``, given as a MODEL, is a layer spec without ``spec:``
+    (``28x28x1 conv32 k3 flatten dense10``): ``""`` when it does not look like one.
+
+    It looks like one when it has a space and parses as a spec (:func:`archscope.spec.parse`),
+    or starts with a size and a space.
+    """
+    text = " ".join(source.split())
+    if " " not in text or text.startswith("spec:"):
+        return ""
+    looks = bool(_SPEC_START.match(text))
+    if not looks:
+        from archscope.errors import SpecSyntaxError
+        from archscope.spec import parse
+
+        try:
+            looks = parse(text).input_dims is not None
+        except SpecSyntaxError:
+            looks = False
+    if not looks:
+        return ""
+    return (f"it looks like a layer spec; write 'spec:{text}' as the MODEL, or count it with "
+            f"archscope calc '{text}'")

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 import click
 
 from archscope._io import echo
-from archscope.commands._common import SHAPE, ResultsCommand, format_option, num_classes_option
+from archscope.commands._common import (
+    SHAPE,
+    ResultsCommand,
+    format_option,
+    head_options,
+    num_classes_option,
+)
 from archscope.errors import ArchscopeError
 from archscope.render.check import FORMATS
 
@@ -27,12 +33,13 @@ if TYPE_CHECKING:
 @click.option("--input", "input_shape", type=SHAPE, default=None,
               help="Input shape C×H×W (default: each model's natural input).")
 @num_classes_option
+@head_options
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Timed forward passes (default: 10 on CUDA, 3 on the CPU).")
 @format_option(FORMATS)
 def check(models: tuple[str, ...], device: str, weights: str | None, batch: int | None,
-          input_shape: tuple[int, ...] | None, num_classes: int | None, repeats: int | None,
-          fmt: str) -> None:
+          input_shape: tuple[int, ...] | None, num_classes: int | None, head: str | None,
+          base: str | None, repeats: int | None, fmt: str) -> None:
     """Run MODEL(s) for real and verify them against archscope's meta trace.
 
     For each model (default: every zoo model): build it with real weights on the device, run a
@@ -65,7 +72,7 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
         try:
             results.append(check_model(name, device=str(dev), batch=batch, weights=weights,
                                        input_shape=input_shape, num_classes=num_classes,
-                                       repeats=repeats))
+                                       head=head, base=base, repeats=repeats))
         except ArchscopeError as exc:  # a weights file that does not fit this model
             if fmt != "json":
                 raise
