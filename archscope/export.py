@@ -464,6 +464,14 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _shown_path(path: str) -> str:
+    """A file as an error shows it: relative to the working directory where it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (OSError, ValueError):
+        return path
+
+
 def _exporter_reason(exc: BaseException) -> str:
     """The cause of an exporter failure in one line, not the exporter's "step 1/3 … Next steps".
 
@@ -476,7 +484,8 @@ def _exporter_reason(exc: BaseException) -> str:
     text = "\n".join(str(e) for e in chain)
     call = re.search(r'The following call raised this error:\s*\n\s*File "([^"]+)", line (\d+), '
                      r"in (\S+)\n\s*(\S.*)", text)
-    where = f"{call.group(1)}, line {call.group(2)}: `{call.group(4).strip()}`" if call else ""
+    where = (f"{_shown_path(call.group(1))}, line {call.group(2)}: `{call.group(4).strip()}`"
+             if call else "")
     if "GuardOnDataDependentSymNode" in {type(e).__name__ for e in chain} or (
             "data-dependent expression" in text):
         return (f"{READS_VALUES}, which torch.export cannot capture in a graph"
