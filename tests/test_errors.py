@@ -393,8 +393,8 @@ def test_a_conv_that_pads_in_its_conv_forward_is_not_prechecked() -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["summary", "vgg16", "--bogus"],
-     "No such option '--bogus'. See 'archscope summary --help'."),
+    (["summary", "vgg16", "--xyzzy"],  # (--bogus is close to --base: click would suggest it)
+     "No such option '--xyzzy'. See 'archscope summary --help'."),
     (["summry", "vgg16"],
      "No such command 'summry'; did you mean 'summary'? See 'archscope --help'."),
     (["diagam", "vgg16"],
