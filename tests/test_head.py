@@ -176,6 +176,14 @@ def test_check_runs_the_headed_model() -> None:
     assert model["reference_params"] is None
 
 
+def test_check_refuses_head_for_a_zoo_model_without_a_base_before_running() -> None:
+    # every zoo model by default: lecture_mlp has no convolutional base, said before any runs
+    result = CliRunner().invoke(main, ["check", "--head", "gap dense2", "--device", "cpu"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "--head needs --base NAME for lecture_mlp" in result.stderr
+    assert "checking" not in result.stderr
+
+
 def test_export_writes_the_headed_model(tmp_path: Path) -> None:
     out = tmp_path / "headed.onnx"
     exported = CliRunner().invoke(main, ["export", "lecture_mnist_cnn", "--head", "dense5",

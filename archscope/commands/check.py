@@ -57,13 +57,19 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
     """
     from archscope.check import check_model, failed_check
     from archscope.devices import resolve_device
-    from archscope.registry import check_names, model_names
+    from archscope.registry import check_names, get_entry, model_names
     from archscope.render.check import render_check
 
     if weights is not None and len(models) != 1:
         raise click.UsageError("--weights needs exactly one MODEL")
     names = list(models) or model_names()
     check_names(names)  # unknown zoo names fail before anything runs
+    if head is not None and base is None:  # and zoo models without a base, too
+        bare = [n for n in names if ":" not in n and not n.lower().endswith(".onnx")
+                and get_entry(n).base is None]
+        if bare:
+            raise click.UsageError(f"--head needs --base NAME for {', '.join(bare)}: no "
+                                   "convolutional base is recorded for it in the zoo")
     dev = resolve_device(device)
     results: list[CheckResult] = []
     errors: list[ArchscopeError] = []
