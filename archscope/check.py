@@ -30,7 +30,9 @@ from archscope.errors import (
     ArchscopeError,
     DeviceError,
     ForwardError,
+    InputShapeError,
     InputTooSmallError,
+    OptionError,
     UnknownModelError,
     WeightsError,
     autograd_hint,
@@ -189,6 +191,8 @@ def check_model(
     num_classes: int | None = None,
     repeats: int | None = None,
     seed: int = 0,
+    head: str | None = None,
+    base: str | None = None,
 ) -> CheckResult:
     """Build ``source`` on ``device`` and :func:`check` it (see the module doc).
 
@@ -202,6 +206,8 @@ def check_model(
         num_classes: build zoo models with this many classes (the published reference then no
             longer applies).
         seed: seed of the weights' initialisation and of the random input.
+        head, base: check the model's convolutional base with these layers after it (see
+            :func:`archscope.source.resolve`).
 
     A model that cannot be checked (an ONNX file, a file or module that cannot be found,
     imported or built, no input size) is a failed result, so a run over several models goes on.
@@ -211,6 +217,7 @@ def check_model(
         UnknownModelError: ``source`` looks like a zoo name and is none.
         WeightsError: ``weights`` does not load with ``strict=True`` (the message lists missing
             and unexpected keys).
+        OptionError: an option that does not apply to ``source`` (``num_classes`` for a spec).
     """
     from archscope.devices import resolve_device
     from archscope.source import is_onnx, resolve
@@ -218,14 +225,17 @@ def check_model(
     dev = resolve_device(device)
     if is_onnx(source):
         return failed_check(source, str(dev), input_shape, batch, weights,
-                            f"{source}: check runs PyTorch models; an ONNX file is checked when "
-                            "it is exported (archscope export compares it with onnxruntime)")
+                            "check runs PyTorch models; an ONNX file is checked when it is "
+                            "exported (archscope export compares it with onnxruntime)")
     try:
         subject = resolve(source, input_shape=input_shape, num_classes=num_classes,
-                          device=str(dev), seed=seed, weights=weights)
+                          device=str(dev), seed=seed, weights=weights, head=head, base=base)
     except (UnknownModelError, DeviceError, WeightsError):
         raise
     except ArchscopeError as exc:  # not found, not importable, its own code or spec failed
+        if isinstance(exc, OptionError) and not isinstance(exc, InputShapeError):
+            raise  # an option that cannot apply (--num-classes for a spec): a usage error
+        # (a model without an input size is this model's FAIL: the others still run)
         return failed_check(source, str(dev), input_shape, batch, weights, str(exc))
     return check(subject, batch=batch, repeats=repeats, seed=seed)
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from archscope.errors import DeviceError, first_line
+from archscope.errors import DeviceError, DeviceOptionError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -105,6 +105,10 @@ DEVICES: tuple[DeviceSpec, ...] = (
 #: What reports say when a device has no entry and no ``--peak-tflops`` was given.
 UNKNOWN_DEVICE = "unknown device: pass --peak-tflops"
 
+#: What reports say on the CPU without ``--peak-tflops``: MFU is a GPU figure (the table holds
+#: GPUs' tensor-core peaks), so it is not computed rather than called unknown.
+CPU_NO_PEAK = "not computed for CPUs"
+
 
 def lookup(device_name: str) -> DeviceSpec | None:
     """The known device whose pattern matches ``device_name``, or ``None``.
@@ -177,7 +181,7 @@ def resolve_device(requested: str | torch.device, *, library: bool = False) -> t
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
         names = "meta, cpu, cuda or cuda:N" if library else "--device auto, cuda, cuda:N or cpu"
-        raise DeviceError(f"unknown device {str(requested)!r}; use {names}") from None
+        raise DeviceOptionError(f"unknown device {str(requested)!r}; use {names}") from None
     if device.type == "cuda":
         problem = cuda_unavailable(device, str(requested))
         if problem is not None:
@@ -191,7 +195,8 @@ def resolve_device(requested: str | torch.device, *, library: bool = False) -> t
     if device.type == "cpu" or (library and device.type == "meta"):
         return device
     if not library:
-        raise DeviceError(f"device {str(requested)!r} is not supported by archscope; use cuda or cpu")
+        raise DeviceOptionError(f"device {str(requested)!r} is not supported by archscope; use cuda "
+                                "or cpu")
     try:
         torch.empty(0, device=device)
     except Exception as exc:  # any backend's own "not available" error

@@ -2,6 +2,11 @@
 
 Every message says what went wrong, where, and what to do; ``cli.py`` turns them into one line
 on stderr and a non-zero exit code in one place. Anything else that escapes is a bug.
+
+Exit codes (README.md, "Exit codes"): a usage error, a bad option value or an option that does
+not apply to the MODEL given (:class:`OptionError` and its subclasses, a malformed
+``--input`` or spec), exits 2, as click's own usage errors do; everything else (an unknown model,
+a model that fails to build or run, no CUDA, out of memory) exits 1.
 """
 
 from __future__ import annotations
@@ -13,6 +18,13 @@ class ArchscopeError(Exception):
     """Base class: a user-facing error with a one-line message."""
 
     exit_code = 1
+
+
+class OptionError(ArchscopeError):
+    """A usage error: a bad option value, or an option that does not apply to this MODEL
+    (``--device gpu``, ``--num-classes`` for an ONNX file). Exit code 2."""
+
+    exit_code = 2
 
 
 class UnknownModelError(ArchscopeError):
@@ -38,12 +50,26 @@ class ModelBuildError(ModelSourceError):
         self.reason = reason
 
 
+class ModelOptionError(ModelSourceError, OptionError):
+    """An option that does not apply to this model: ``--num-classes`` for an ONNX file or a
+    spec, ``--freeze`` or ``--base`` naming no module, ``--head`` for an ONNX file. Exit code 2."""
+
+    exit_code = 2
+
+
 class WeightsError(ModelSourceError):
     """A ``state_dict`` file (``--weights``) that cannot be read or does not fit the model."""
 
 
-class InputShapeError(ArchscopeError):
-    """A malformed input shape such as ``3x22a``."""
+class WeightsNotFoundError(WeightsError, OptionError):
+    """A ``--weights`` path where there is no file (a bad option value). Exit code 2."""
+
+    exit_code = 2
+
+
+class InputShapeError(OptionError):
+    """A malformed input shape such as ``3x22a``, or none where the model needs one (a usage
+    error: exit code 2)."""
 
     exit_code = 2
 
@@ -82,8 +108,22 @@ class DeviceError(ArchscopeError):
     """A device that is not available (``--device cuda`` without CUDA) or ran out of memory."""
 
 
+class DeviceOptionError(DeviceError, OptionError):
+    """A device option that cannot apply: not a device name (``--device gpu``), a device type
+    archscope does not run on, or a setting this device has no use for (``--batch-size auto`` on
+    the CPU, bf16 on a GPU without it). Exit code 2."""
+
+    exit_code = 2
+
+
 class ExportError(ArchscopeError):
     """An export that failed; no partial file is left behind."""
+
+
+class ExportOptionError(ExportError, OptionError):
+    """An export option out of range (an ``--opset`` the exporter cannot write). Exit code 2."""
+
+    exit_code = 2
 
 
 #: What the meta trace finds from the input and the layers' attributes alone, so it holds on any

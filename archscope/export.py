@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from archscope._io import atomic_path
 from archscope._modes import kept_modes, model_dtype
-from archscope.errors import READS_VALUES, ExportError, first_line
+from archscope.errors import READS_VALUES, ExportError, ExportOptionError, first_line
 from archscope.onnx_compare import DEFAULT_ATOL, FP32_ERROR_FACTOR, Agreement, flatten_outputs, verify_export
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ def export_onnx(
         ExportError: the model is not on the CPU with real weights, the exporter (its subclass
             :class:`ExporterFailed`, with what the exporter printed) or the ONNX checker failed,
             onnxruntime disagrees with PyTorch by more than the tolerance, or ``path`` cannot be
-            written.
+            written; its subclass :class:`~archscope.errors.ExportOptionError` (a usage error)
+            for an ``opset`` below ``MIN_OPSET`` or above the newest the onnx package knows.
     """
     import torch
 
@@ -187,9 +188,14 @@ def export_onnx(
         raise TypeError("export_onnx needs input_shape for a plain nn.Module")
     label = name or type(model).__name__
     if opset < MIN_OPSET:
-        raise ExportError(
+        raise ExportOptionError(
             f"{label}: opset {opset} is too old for PyTorch's torch.export-based ONNX exporter; "
             f"use --opset {MIN_OPSET} or higher"
+        )
+    if opset > _latest_opset():
+        raise ExportOptionError(
+            f"{label}: opset {opset} is newer than the onnx package knows; use --opset "
+            f"{MIN_OPSET} to {_latest_opset()}"
         )
     target = Path(path)
     _check_target(target)
@@ -458,6 +464,14 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _shown_path(path: str) -> str:
+    """A file as an error shows it: relative to the working directory where it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (OSError, ValueError):
+        return path
+
+
 def _exporter_reason(exc: BaseException) -> str:
     """The cause of an exporter failure in one line, not the exporter's "step 1/3 … Next steps".
 
@@ -470,7 +484,8 @@ def _exporter_reason(exc: BaseException) -> str:
     text = "\n".join(str(e) for e in chain)
     call = re.search(r'The following call raised this error:\s*\n\s*File "([^"]+)", line (\d+), '
                      r"in (\S+)\n\s*(\S.*)", text)
-    where = f"{call.group(1)}, line {call.group(2)}: `{call.group(4).strip()}`" if call else ""
+    where = (f"{_shown_path(call.group(1))}, line {call.group(2)}: `{call.group(4).strip()}`"
+             if call else "")
     if "GuardOnDataDependentSymNode" in {type(e).__name__ for e in chain} or (
             "data-dependent expression" in text):
         return (f"{READS_VALUES}, which torch.export cannot capture in a graph"

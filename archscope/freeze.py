@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from archscope.errors import ModelSourceError
+from archscope.errors import ModelOptionError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,7 +22,7 @@ def freeze_parameters(model: nn.Module, prefixes: str | Sequence[str]) -> int:
     ``features_extra.weight``); a string is one prefix. Returns the number of parameters frozen.
 
     Raises:
-        ModelSourceError: a prefix that matches no parameter.
+        ModelOptionError: a prefix that matches no parameter (a usage error).
     """
     hits = frozen_names([n for n, _ in model.named_parameters()], prefixes)
     frozen = 0
@@ -41,7 +41,7 @@ def frozen_names(names: Sequence[str], prefixes: str | Sequence[str], owner: str
     prefix (``"features"``, not its letters).
 
     Raises:
-        ModelSourceError: a prefix that matches no parameter (the top-level names are listed).
+        ModelOptionError: a prefix that matches no parameter (the top-level names are listed).
     """
     frozen: set[str] = set()
     for prefix in prefixes_of(prefixes):
@@ -51,7 +51,7 @@ def frozen_names(names: Sequence[str], prefixes: str | Sequence[str], owner: str
             tops = sorted({n.split(".")[0] for n in names})
             listed = ", ".join(tops) if tops else "none (there are no parameters)"
             of = f" of {owner}" if owner else ""
-            raise ModelSourceError(
+            raise ModelOptionError(
                 f"--freeze {prefix!r} matches no parameter{of}; top-level names are: {listed}"
             )
         frozen.update(hits)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archscope.errors import UnknownModelError
@@ -56,6 +58,9 @@ class ModelEntry:
         description: one line for ``archscope list``.
         kwargs: fixed keyword arguments passed to the builder.
         bench_batch: the batches ``archscope bench`` trains it at by default.
+        base: the last top-level module of its convolutional base (``features`` for VGG,
+            AlexNet and the lecture CNNs, ``layer4`` for ResNet: everything before ``avgpool``),
+            what ``--head`` keeps; ``None`` for a model without one (``lecture_mlp``).
     """
 
     name: str
@@ -67,6 +72,7 @@ class ModelEntry:
     description: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     bench_batch: BenchBatch = GENERIC_BENCH_BATCH
+    base: str | None = None
 
     def build(self, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
         """Build the model (on the current default device: wrap in ``torch.device("meta")``)."""
@@ -88,13 +94,13 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         "lecture_mnist_cnn", "lecture", "archscope.zoo.lecture:lecture_mnist_cnn", (1, 28, 28),
         93_322, "lecture 003, Keras model.summary(): 320 + 18,496 + 36,928 + 36,928 + 650",
         "Keras MNIST CNN: conv32-pool-conv64-pool-conv64-dense64-dense10",
-        bench_batch=BenchBatch(cuda=2048, cpu=64),
+        bench_batch=BenchBatch(cuda=2048, cpu=64), base="features",
     ),
     ModelEntry(
         "lecture_catsdogs_cnn", "lecture", "archscope.zoo.lecture:lecture_catsdogs_cnn",
         (3, 150, 150), 3_453_121, "lecture 000, Keras model.summary() (Dense512 alone 3,211,776)",
         "cats-vs-dogs CNN: 4×(conv3×3 + maxpool2), dense512, dense1",
-        bench_batch=BenchBatch(cuda=256, cpu=16),
+        bench_batch=BenchBatch(cuda=256, cpu=16), base="features",
     ),
     ModelEntry(
         "lecture_mlp", "lecture", "archscope.zoo.lecture:lecture_mlp", (1, 28, 28), 45_360,
@@ -106,26 +112,32 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         "lecture_multitask", "lecture", "archscope.zoo.lecture:lecture_multitask", (3, 200, 200),
         266_055, "archscope's own design (lecture 000's three-headed age/sex/race network)",
         "shared conv base with age, sex and race heads (dict output)",
-        bench_batch=BenchBatch(cuda=256),
+        bench_batch=BenchBatch(cuda=256), base="features",
     ),
     ModelEntry(
         "alexnet", "alexnet", "archscope.zoo.alexnet:alexnet", (3, 227, 227), 62_378_344,
-        "Krizhevsky et al. 2012 layer sizes, single tower (grouped: 60,965,224)",
+        "Krizhevsky et al. 2012 layer sizes, single tower (two GPUs: alexnet_2gpu)",
         "AlexNet as taught: 96-256-384-384-256, LRN, overlapping pooling, dropout",
-        bench_batch=_ALEXNET_BATCH,
+        bench_batch=_ALEXNET_BATCH, base="features",
+    ),
+    ModelEntry(
+        "alexnet_2gpu", "alexnet", "archscope.zoo.alexnet:alexnet_2gpu", (3, 227, 227), 60_965_224,
+        "Krizhevsky et al. 2012, two GPUs: conv2, conv4, conv5 grouped (lecture 004's 3×3×192)",
+        "AlexNet as in the paper's Figure 2: conv2/4/5 with groups=2 (the two-GPU split)",
+        bench_batch=_ALEXNET_BATCH, base="features",
     ),
     ModelEntry(
         "alexnet_torchvision", "alexnet", "archscope.zoo.alexnet:alexnet_torchvision",
         (3, 224, 224), 61_100_840, _TV,
         "torchvision's AlexNet ('One weird trick' layout: 64-192-384-256-256)",
-        bench_batch=_ALEXNET_BATCH,
+        bench_batch=_ALEXNET_BATCH, base="features",
     ),
     *(
         ModelEntry(
             f"vgg{depth}{suffix}", "vgg", f"archscope.zoo.vgg:vgg{depth}{suffix}", (3, 224, 224),
             params, _TV,
             f"VGG-{depth}{' with batch norm' if suffix else ''} (Simonyan & Zisserman 2014)",
-            bench_batch=BenchBatch(cuda=128),
+            bench_batch=BenchBatch(cuda=128), base="features",
         )
         for depth, suffix, params in (
             (11, "", 132_863_336), (11, "_bn", 132_868_840),
@@ -139,7 +151,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
             f"resnet{depth}", "resnet", f"archscope.zoo.resnet:resnet{depth}", (3, 224, 224),
             params, _TV,
             f"ResNet-{depth} v1.5 ({'basic' if depth < 50 else 'bottleneck'} blocks, He et al. 2015)",
-            bench_batch=BenchBatch(cuda=256 if depth <= 50 else 128),
+            bench_batch=BenchBatch(cuda=256 if depth <= 50 else 128), base="layer4",
         )
         for depth, params in (
             (18, 11_689_512), (34, 21_797_672), (50, 25_557_032),
@@ -198,7 +210,17 @@ def get_entry(name: str) -> ModelEntry:
     key = name.strip().lower().replace("-", "_")
     if key in _BY_NAME:
         return _BY_NAME[key]
+    spec = spec_hint(name)
+    if spec:
+        raise UnknownModelError(f"unknown model {name!r}: {spec}")
     if key.endswith(".py") or "/" in name or "\\" in name:
+        from archscope.pyfile import name_hint
+
+        hint = name_hint(name) if key.endswith(".py") and Path(name).is_file() else ""
+        if hint:
+            raise UnknownModelError(
+                f"unknown model {name!r}: name the model after a colon: {hint}"
+            )
         stem = name.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py") or "net"
         raise UnknownModelError(
             f"unknown model {name!r}: a model in a Python file is named with the class or "
@@ -209,3 +231,32 @@ def get_entry(name: str) -> ModelEntry:
     raise UnknownModelError(
         f"unknown model {name!r}{hint} (`archscope list` shows all {len(_BY_NAME)} models)"
     )
+
+
+#: a layer spec's start: a size such as ``28x28x1`` or ``chw:3x32x32``, then a space.
+_SPEC_START = re.compile(r"^\s*(?:(?:chw|hwc):)?\d+(?:\s*[x×*]\s*\d+)*\s")
+
+
+def spec_hint(source: str) -> str:
+    """What to type when ``source``, given as a MODEL, is a layer spec without ``spec:``
+    (``28x28x1 conv32 k3 flatten dense10``): ``""`` when it does not look like one.
+
+    It looks like one when it has a space and parses as a spec (:func:`archscope.spec.parse`),
+    or starts with a size and a space.
+    """
+    text = " ".join(source.split())
+    if " " not in text or text.startswith("spec:"):
+        return ""
+    looks = bool(_SPEC_START.match(text))
+    if not looks:
+        from archscope.errors import SpecSyntaxError
+        from archscope.spec import parse
+
+        try:
+            looks = parse(text).input_dims is not None
+        except SpecSyntaxError:
+            looks = False
+    if not looks:
+        return ""
+    return (f"it looks like a layer spec; write 'spec:{text}' as the MODEL, or count it with "
+            f"archscope calc '{text}'")

@@ -38,15 +38,14 @@ from archscope.errors import (
     ArchscopeError,
     InputShapeError,
     ModelBuildError,
+    ModelOptionError,
     ModelSourceError,
-    WeightsError,
     first_line,
 )
 from archscope.freeze import freeze_parameters, prefixes_of
-from archscope.registry import get_entry
+from archscope.registry import get_entry, spec_hint
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from archscope.report import Report
@@ -73,6 +72,8 @@ class LoadedModel:
         notes: caveats about how it was built, for the report (e.g. built on the CPU).
         device: where it was built: the device asked for, or ``cpu`` where a build on ``meta``
             needed real tensors.
+        base: the last top-level module of a zoo model's convolutional base (what ``--head``
+            keeps by default), else ``None``.
     """
 
     model: nn.Module
@@ -81,6 +82,7 @@ class LoadedModel:
     reference: Reference | None = None
     notes: tuple[str, ...] = ()
     device: str = "meta"
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,8 @@ def _build(source: str, num_classes: int | None, device: str) -> LoadedModel:
             entry = get_entry(source)
             model = entry.build(num_classes=num_classes)
             reference = Reference(entry.params, entry.params_source) if num_classes is None else None
-            loaded = LoadedModel(model, entry.name, entry.input_shape, reference)
+            loaded = LoadedModel(model, entry.name, entry.input_shape, reference,
+                                 base=entry.base)
     return replace(loaded, device=str(torch.device(device)))
 
 
@@ -229,6 +232,9 @@ def resolve(
     device: str = "meta",
     seed: int = 0,
     weights: str | None = None,
+    head: str | None = None,
+    base: str | None = None,
+    freeze: str | Sequence[str] = (),
 ) -> Subject:
     """Build the model ``source`` names, settle its input size and load its weights: a Subject.
 
@@ -240,17 +246,34 @@ def resolve(
         input_shape: one sample's shape without the batch, as a sequence (``(3, 64, 64)``) or as
             ``--input`` takes it (``"3x64x64"``); default: the model's natural input.
         weights: a ``state_dict`` file (``torch.save``) to load with ``strict=True`` (see
-            :func:`load_weights`); it needs a device with real weights, not ``meta``.
+            :func:`archscope.weights.load_weights`); it needs a device with real weights, not
+            ``meta``. It is loaded into the model as built, before ``head`` replaces its top (a
+            pretrained base).
+        head: layers typed as in ``archscope calc`` (``'flatten dense256 relu dense1'``) put
+            after the model's convolutional base (:func:`archscope.head.attach_head`): the
+            Subject's model keeps the base's module names and names the head ``head``.
+        base: the last top-level module of the base (default: the zoo model's own, e.g.
+            ``features`` for VGG; a model outside the zoo needs it with ``head``); alone, it
+            keeps the base without a head.
+        freeze: parameter-name prefixes to freeze (``requires_grad=False``), after the head is
+            attached (see :func:`archscope.freeze.freeze_parameters`): ``"features"`` freezes the
+            base and leaves the head trainable.
 
     Raises:
         InputShapeError: a malformed ``input_shape``, or none for a model without a default
             input size.
         WeightsError: ``weights`` cannot be read or does not fit the model.
+        ModelOptionError: ``head``/``base`` for a spec or with ``num_classes``, a ``base``
+            that is not a top-level module, or a ``freeze`` prefix that matches no parameter (a
+            usage error).
         UnknownModelError, ModelSourceError, ModelBuildError, DeviceError: see
             :func:`load_model`.
     """
     from archscope._modes import input_shape_of
 
+    cut = head is not None or base is not None
+    if cut:
+        _check_head_options(source, num_classes, head)
     given = input_shape_of(input_shape) if input_shape is not None else None
     loaded = load_model(source, num_classes=num_classes, device=device, seed=seed)
     shape = given if given is not None else loaded.input_shape
@@ -259,9 +282,38 @@ def resolve(
             f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)"
         )
     if weights is not None:
+        from archscope.weights import load_weights
+
         load_weights(loaded.model, weights, loaded.device, loaded.name)
-    return Subject(loaded.model, loaded.name, tuple(shape), loaded.reference, loaded.notes,
-                   loaded.device, weights)
+    if not cut:
+        subject = Subject(loaded.model, loaded.name, tuple(shape), loaded.reference,
+                          loaded.notes, loaded.device, weights)
+    else:
+        from archscope.head import attach_head
+
+        headed = attach_head(loaded.model, name=loaded.name, input_shape=shape, head=head,
+                             base=base if base is not None else loaded.base,
+                             device=loaded.device, seed=seed)
+        # the published count is the whole model's: it does not apply to a base with a new head
+        subject = Subject(headed.model, headed.name, tuple(shape), None,
+                          (*loaded.notes, *headed.notes), loaded.device, weights)
+    if freeze:
+        freeze_parameters(subject.model, freeze)
+    return subject
+
+
+def _check_head_options(source: str, num_classes: int | None, head: str | None) -> None:
+    """``--head``/``--base`` apply to PyTorch models other than specs, without --num-classes."""
+    option = "--head" if head is not None else "--base"
+    if is_onnx(source):
+        raise ModelOptionError(f"{option} does not apply to an ONNX file: {source} is a fixed "
+                               "graph; inspect the PyTorch model it was exported from")
+    if is_spec(source):
+        raise ModelOptionError(f"{option} does not apply to a layer spec: type the layers you "
+                               "want in the spec itself")
+    if num_classes is not None:
+        raise ModelOptionError(f"--num-classes does not apply with {option}: the classifier it "
+                               "sets is not kept; the head's last layer sets the outputs")
 
 
 def inspect_subject(subject: Subject, *, batch: int = 1, backward: bool = False,
@@ -293,13 +345,16 @@ def load_report(
     num_classes: int | None = None,
     freeze: str | Sequence[str] = (),
     backward: bool = False,
+    head: str | None = None,
+    base: str | None = None,
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show.
 
     ``input_shape`` is one sample's shape without the batch, as a sequence (``(3, 64, 64)``) or
     as ``--input`` takes it (``"3x64x64"``). ``batch`` defaults to 1, except for an ONNX file,
     which keeps the batch it fixes (an explicit ``batch`` must then agree with it). ``freeze``
-    is one parameter-name prefix or several (see :func:`archscope.freeze.freeze_parameters`).
+    is one parameter-name prefix or several (see :func:`archscope.freeze.freeze_parameters`),
+    applied after ``head`` and ``base`` (see :func:`resolve`) have cut the model.
     A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`.
 
     Raises:
@@ -315,6 +370,8 @@ def load_report(
     if batch is not None:
         batch = batch_of(batch)
     freeze = prefixes_of(freeze)
+    if head is not None or base is not None:
+        _check_head_options(source, num_classes, head)
     if is_onnx(source):
         # Contract with archscope/engine/onnx.py: inspect_onnx(path, batch=N or None,
         # input_shape=, freeze=) -> Report; --input and --batch set symbolic dimensions and must
@@ -322,7 +379,7 @@ def load_report(
         from archscope.engine import inspect_onnx
 
         if num_classes is not None:
-            raise ModelSourceError(
+            raise ModelOptionError(
                 f"--num-classes does not apply to an ONNX file: {source} fixes its output layer; "
                 "export the model again with the number of classes you want"
             )
@@ -331,9 +388,8 @@ def load_report(
     batch = 1 if batch is None else batch
     if is_spec(source):
         return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
-    subject = resolve(source, input_shape=input_shape, num_classes=num_classes)
-    if freeze:
-        freeze_parameters(subject.model, freeze)
+    subject = resolve(source, input_shape=input_shape, num_classes=num_classes, head=head,
+                      base=base, freeze=freeze)
     return inspect_subject(subject, batch=batch, backward=backward)
 
 
@@ -343,90 +399,11 @@ def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
     from archscope.spec import calc_report, read_spec
 
     if num_classes is not None:
-        raise ModelSourceError("--num-classes does not apply to a layer spec; edit its last layer")
+        raise ModelOptionError("--num-classes does not apply to a layer spec; edit its last layer")
     text, name = read_spec(source[len("spec:"):])
     shape = tuple(input_shape) if input_shape is not None else None
     return calc_report(text, name=name, input_shape=shape, batch=batch, freeze=freeze,
                        backward=backward)
-
-
-def load_weights(model: nn.Module, path: str, device: str | torch.device, name: str) -> None:
-    """Load a ``state_dict`` file into ``model`` (on ``device``) with ``strict=True``; one-line
-    errors.
-
-    Accepts a plain ``state_dict`` or a checkpoint dict holding one under ``state_dict`` or
-    ``model``. Loaded with ``weights_only=True`` (no pickled code runs).
-
-    Raises:
-        WeightsError: the file is missing or unreadable, holds no ``state_dict``, or its keys or
-            shapes do not fit ``model``; or ``model`` is on the meta device.
-    """
-    import torch
-
-    if torch.device(device).type == "meta":
-        raise WeightsError(f"{name}: weights need a model with real weights; build it on the CPU "
-                           "or CUDA (device='cpu')")
-    try:
-        obj = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"weights file {path!r} not found; check the path") from None
-    except Exception as exc:
-        raise WeightsError(
-            f"{path}: torch.load cannot read it ({type(exc).__name__}: {first_line(exc)}); is it "
-            "a file torch.save wrote? Save a state_dict with torch.save(model.state_dict(), path)"
-        ) from None
-    state = obj
-    if isinstance(obj, dict) and not _is_state_dict(obj):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict) and _is_state_dict(obj[key]):
-                state = obj[key]
-                break
-    if not isinstance(state, dict) or not _is_state_dict(state):
-        raise WeightsError(
-            f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}; save "
-            "one with torch.save(model.state_dict(), path)"
-        )
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
-        raise WeightsError(
-            f"{path} does not fit {name} (strict=True): {'; '.join(parts)}; "
-            "is it the state_dict of this model?"
-        )
-    wrong = [
-        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
-        for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if wrong:
-        raise WeightsError(
-            f"{path} does not fit {name}: {len(wrong)} tensor(s) have another shape "
-            f"({'; '.join(wrong[:_SHOW])}{' …' if len(wrong) > _SHOW else ''}); "
-            "check --num-classes"
-        )
-    model.load_state_dict(state, strict=True)
-
-
-#: how many state_dict keys or tensors a one-line weights message names.
-_SHOW = 3
-
-
-def _is_state_dict(obj: dict[Any, Any]) -> bool:
-    import torch
-
-    return bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    )
-
-
-def _few(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_SHOW])
-    return shown + (", …" if len(keys) > _SHOW else "")
 
 
 def _looks_like_windows_drive(source: str) -> bool:
@@ -440,11 +417,14 @@ def _load_spec(source: str, num_classes: int | None) -> LoadedModel:
 
     model, name, shape = load_spec_source(source[len("spec:"):])
     if num_classes is not None:
-        raise ModelSourceError("--num-classes does not apply to a layer spec; edit its last layer")
+        raise ModelOptionError("--num-classes does not apply to a layer spec; edit its last layer")
     return LoadedModel(model, name, shape)
 
 
 def _load_reference(source: str, num_classes: int | None) -> LoadedModel:
+    spec = spec_hint(source)  # 'chw:3x32x32 conv32 k3' is a spec, not module 'chw'
+    if spec:
+        raise ModelSourceError(f"{source!r} is not a model reference: {spec}")
     where, _, attr = source.rpartition(":")
     if not where or not attr:
         raise ModelSourceError(f"malformed model reference {source!r}; write path/to/file.py:Name")
@@ -454,7 +434,8 @@ def _load_reference(source: str, num_classes: int | None) -> LoadedModel:
         hint = f"; it defines {', '.join(available)}" if available else ""
         raise ModelSourceError(f"{where} does not define {attr!r}{hint}")
     target = getattr(module, attr)
-    model = _instantiate(target, num_classes, source)
+    file = where if where.endswith(".py") or "/" in where else None
+    model = _instantiate(target, num_classes, source, file)
     return LoadedModel(model, source, getattr(target, "input_shape", None))
 
 
@@ -476,7 +457,7 @@ def _import_file(path_text: str) -> Any:
         raise
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise _build_error(f"importing {path_text}", "import", exc) from exc
+        raise _build_error(f"importing {path_text}", "import", exc, file=path_text) from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
@@ -497,11 +478,22 @@ def _import_module(name: str) -> Any:
         raise _build_error(f"importing {name}", "import", exc) from exc
 
 
-def _build_error(doing: str, stage: str, exc: Exception, hint: str = "") -> ModelBuildError:
-    """``importing net.py failed: RuntimeError: boom`` (the first line of the message)."""
+def _build_error(doing: str, stage: str, exc: Exception, hint: str = "",
+                 file: str | None = None) -> ModelBuildError:
+    """``building net.py:Net failed: NameError: name 'foo' is not defined (net.py, line 12:
+    `self.fc = foo`)``: the first line of the message, and the user's line that raised it.
+
+    ``file`` is the user's file as typed (its frames are shown under that name); the line is the
+    innermost frame of the user's code (:func:`archscope.pyfile.user_location`). A SyntaxError
+    says where itself.
+    """
+    from archscope.pyfile import user_location
+
     reason = first_line(exc)
-    return ModelBuildError(f"{doing} failed: {type(exc).__name__}: {reason}{hint}", stage=stage,
-                           reason=reason)
+    where = "" if isinstance(exc, SyntaxError) else user_location(exc, file, file or "")
+    at = f" ({where})" if where else ""
+    return ModelBuildError(f"{doing} failed: {type(exc).__name__}: {reason}{at}{hint}",
+                           stage=stage, reason=reason)
 
 
 def _is_model_factory(value: Any) -> bool:
@@ -512,12 +504,13 @@ def _is_model_factory(value: Any) -> bool:
     ) or (pyinspect.isfunction(value) and not value.__name__.startswith("_"))
 
 
-def _instantiate(target: Any, num_classes: int | None, source: str) -> nn.Module:
+def _instantiate(target: Any, num_classes: int | None, source: str,
+                 file: str | None = None) -> nn.Module:
     from torch import nn
 
     if isinstance(target, nn.Module):
         if num_classes is not None:
-            raise ModelSourceError(f"--num-classes cannot apply to the module instance {source}")
+            raise ModelOptionError(f"--num-classes cannot apply to the module instance {source}")
         return target
     if not callable(target):
         raise ModelSourceError(f"{source} is neither an nn.Module nor a callable returning one")
@@ -533,7 +526,7 @@ def _instantiate(target: Any, num_classes: int | None, source: str) -> nn.Module
         if num_classes is not None and isinstance(exc, TypeError) and "num_classes" in str(exc):
             hint = f"; --num-classes calls it with num_classes={num_classes}"
         stage = "constructor" if pyinspect.isclass(target) else "factory"
-        raise _build_error(f"building {source}", stage, exc, hint) from exc
+        raise _build_error(f"building {source}", stage, exc, hint, file) from exc
     if not isinstance(model, nn.Module):
         raise ModelSourceError(f"{source} returned {type(model).__name__}, not an nn.Module")
     return model

@@ -35,7 +35,7 @@ from archscope.bench import (
 from archscope.bench import run as bench_run
 from archscope.bench.trainer import Trainer
 from archscope.cli import main
-from archscope.devices import UNKNOWN_DEVICE, lookup, peak_tflops
+from archscope.devices import CPU_NO_PEAK, UNKNOWN_DEVICE, lookup, peak_tflops
 from archscope.errors import DeviceError
 from archscope.registry import get_entry
 from archscope.render.bench import failure_reason, render_table
@@ -128,11 +128,15 @@ def test_achieved_flops_and_mfu_from_engine_flops() -> None:
     assert r.mfu == pytest.approx(oracle / 0.5 / 1e12 / 0.004, rel=1e-12)
 
 
-def test_cpu_without_peak_says_unknown_device() -> None:
+def test_cpu_without_peak_says_mfu_is_not_computed_for_cpus() -> None:
     clock = FakeClock(0.0, 0.5, 0.5, 1.0)
-    (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(), clock=clock).results
+    run = run_bench(["lecture_mnist_cnn"], _cpu_config(), clock=clock)
+    (r,) = run.results
     assert r.peak_tflops is None and r.mfu is None
-    assert r.peak_source == UNKNOWN_DEVICE == "unknown device: pass --peak-tflops"
+    assert r.peak_source == CPU_NO_PEAK == "not computed for CPUs"
+    footer = render_table(run)
+    assert "MFU: not computed for CPUs (--peak-tflops gives a peak to compare with)" in footer
+    assert UNKNOWN_DEVICE not in footer  # the wording for a GPU missing from the table
     assert r.peak_memory_bytes is None and r.memory_error_pct is None  # no CUDA counter on CPU
 
 
@@ -472,7 +476,7 @@ def test_device_cuda_without_cuda_is_one_line_error() -> None:
 def test_a_single_step_cannot_show_learning() -> None:
     result = CliRunner().invoke(main, ["bench", "lecture_mnist_cnn", "--device", "cpu",
                                        "--steps", "1", "--warmup", "0"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # option values that cannot work together: a usage error
     assert result.stderr.startswith("Error: --steps 1 --warmup 0: bench needs at least")
 
 
@@ -562,7 +566,7 @@ def test_cli_json_on_cpu() -> None:
     assert r["input_shape"] == [1, 28, 28] and r["precision"] == "fp32"
     assert len(r["step_ms"]) == 3 and len(r["losses"]) == 4
     assert r["images_per_s"] == pytest.approx(64 / (r["step_ms_median"] / 1000))
-    assert r["peak_tflops_source"] == UNKNOWN_DEVICE and r["mfu"] is None
+    assert r["peak_tflops_source"] == CPU_NO_PEAK and r["mfu"] is None
     assert set(r["memory_estimate"]) == {"total", "params", "grads", "optimizer_state",
                                          "activations", "autocast_weights", "inputs", "buffers",
                                          "assumptions"}
@@ -588,7 +592,7 @@ def test_unknown_model_fails_before_any_benchmark_runs(monkeypatch: pytest.Monke
     assert result.exit_code == 1 and ran == []
     assert result.stderr.strip() == (
         "Error: unknown model 'resnet5'; did you mean resnet50, resnet152, resnet34? "
-        "(`archscope list` shows all 21 models)"
+        "(`archscope list` shows all 22 models)"
     )
 
 
@@ -887,6 +891,15 @@ def _result(**kw: Any) -> BenchResult:
     }
     fields.update(kw)
     return BenchResult(**fields)
+
+
+def test_footer_keeps_the_unknown_gpu_wording_beside_the_cpu_one() -> None:
+    gpu = _result(device="cuda", device_name="NVIDIA GeForce RTX 4090", peak_source=UNKNOWN_DEVICE)
+    run = bench_lib.BenchRun("cuda", "NVIDIA GeForce RTX 4090", "2.13.0", "12.8", (gpu,))
+    assert "MFU peak: unknown device: pass --peak-tflops" in render_table(run)
+    cpu = bench_lib.BenchRun("cpu", "cpu", "2.13.0", None, (_result(peak_source=CPU_NO_PEAK),))
+    text = render_table(cpu)
+    assert "MFU: not computed for CPUs" in text and "MFU peak" not in text
 
 
 def test_bench_losses_keep_five_significant_digits_and_the_footer_counts_in_singular() -> None:

@@ -407,11 +407,13 @@ def test_models_that_cannot_be_checked_fail_and_the_run_goes_on(tmp_path: Path) 
         f"FAIL {sources[0]}: {sources[0]} has no default input size; pass one with --input "
         "(e.g. 3x224x224)",
         "PASS lecture_mlp",
-        f"FAIL {sources[2]}: {sources[2]}: check runs PyTorch models; an ONNX file is checked "
+        f"FAIL {sources[2]}: check runs PyTorch models; an ONNX file is checked "
         "when it is exported (archscope export compares it with onnxruntime)",
         f"FAIL {sources[3]}: no such file: {tmp_path}/missing.py",
     ]
     assert result.stdout.rstrip().endswith(f"1 passed, 3 failed: {', '.join(sources[i] for i in (0, 2, 3))}")
+    # each reason is told once: the ONNX file's once in all, in its FAIL line
+    assert result.stdout.count("check runs PyTorch models") == 1
 
 
 def test_a_spec_that_does_not_build_is_a_fail_and_the_run_goes_on() -> None:

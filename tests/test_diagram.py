@@ -538,7 +538,7 @@ def test_unwritable_path_is_one_error(tmp_path: Path) -> None:
 def test_cli_bad_extension_and_rankdir(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "-o",
                                        str(tmp_path / "m.jpeg")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad option value: a usage error
     assert "cannot tell the diagram format" in result.stderr
     result = CliRunner().invoke(main, ["diagram", "lecture_mnist_cnn", "--rankdir", "BT"])
     assert result.exit_code == 2
@@ -738,3 +738,25 @@ def test_edges_drop_only_a_batch_dimension(tmp_path: Path) -> None:
 
     dot = render_dot(inspect(PerSample(), (8,)))
     assert '<b>output</b><br/>scalar>' in dot and 'label=" scalar"' in dot
+
+
+def test_frozen_layers_are_grey_and_partly_frozen_blocks_say_so() -> None:
+    from archscope.source import load_report
+
+    plain = draw(load_report("lecture_mnist_cnn"), fmt="dot").source
+    assert "frozen" not in plain and "#d9d9d9" not in plain  # nothing frozen: nothing changes
+    frozen = load_report("lecture_mnist_cnn", freeze="features")
+    dot = draw(frozen, fmt="dot").source
+    lines = dot.splitlines()
+    for name in ("features.conv1", "features.conv2", "features.conv3"):
+        (line,) = [x for x in lines if f">{name}+" in x or f">{name} " in x]
+        assert 'fillcolor="#d9d9d9"' in line and "params · frozen</font>" in line
+    (fc1,) = [x for x in lines if "classifier.fc1" in x]
+    assert "#d9d9d9" not in fc1 and "frozen" not in fc1
+    assert ">frozen</td>" in dot
+    # a collapsed block with some of its parameters frozen keeps its colour and says so
+    part = draw(load_report("lecture_mnist_cnn", freeze="features.conv1"), depth=1,
+                fmt="dot").source
+    (features,) = [x for x in part.splitlines() if ">features ·" in x]
+    assert "partly frozen" in features and "#d9d9d9" not in features
+    assert ">frozen</td>" not in part  # no node is wholly frozen: no legend cell

@@ -61,17 +61,24 @@ def one_line_error(result: Result) -> str:
 
 # -- 1. constructors that raise -------------------------------------------------------------------
 
+#: where RaisesInInit raises, as the error names it: the file as typed, the line and its code.
+RAISES_AT = f' ({BROKEN}, line 17: `raise RuntimeError("boom in init")`)'
+
+
 def test_a_constructor_that_raises_is_one_line(runner: CliRunner) -> None:
+    assert BROKEN.read_text().splitlines()[17 - 1].strip() == 'raise RuntimeError("boom in init")'
     result = runner.invoke(main, ["summary", f"{BROKEN}:RaisesInInit"])
     assert result.exit_code == 1
-    assert one_line_error(result) == f"building {BROKEN}:RaisesInInit failed: RuntimeError: boom in init"
+    assert one_line_error(result) == (f"building {BROKEN}:RaisesInInit failed: RuntimeError: "
+                                      f"boom in init{RAISES_AT}")
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_load_model_raises_model_build_error(device: str) -> None:
     with pytest.raises(ModelBuildError) as info:
         load_model(f"{BROKEN}:RaisesInInit", device=device)
-    assert str(info.value) == f"building {BROKEN}:RaisesInInit failed: RuntimeError: boom in init"
+    assert str(info.value) == (f"building {BROKEN}:RaisesInInit failed: RuntimeError: "
+                               f"boom in init{RAISES_AT}")
     assert isinstance(info.value, ModelSourceError)
     assert info.value.stage == "constructor" and info.value.reason == "boom in init"
 
@@ -86,7 +93,7 @@ def test_every_command_reports_a_raising_constructor_in_one_line(
     src = f"{BROKEN}:RaisesInInit"
     result = runner.invoke(main, [a.format(src=src, tmp=tmp_path) for a in args])
     assert result.exit_code == 1
-    assert one_line_error(result) == f"building {src} failed: RuntimeError: boom in init"
+    assert one_line_error(result) == f"building {src} failed: RuntimeError: boom in init{RAISES_AT}"
     assert not list(tmp_path.iterdir())  # nothing written
 
 
@@ -155,7 +162,8 @@ def test_an_import_that_raises_is_one_line(runner: CliRunner, tmp_path: Path) ->
     source.write_text("raise ValueError('broken module')\n")
     result = runner.invoke(main, ["summary", f"{source}:Net"])
     assert result.exit_code == 1
-    assert one_line_error(result) == f"importing {source} failed: ValueError: broken module"
+    assert one_line_error(result) == (f"importing {source} failed: ValueError: broken module "
+                                      f"({source}, line 1: `raise ValueError('broken module')`)")
 
 
 # -- 2. --input in the wrong layout ---------------------------------------------------------------
@@ -314,7 +322,10 @@ def test_a_module_whose_dependency_is_missing_fails_to_build(runner: CliRunner) 
     # not "cannot import module", which is kept for a module that does not exist
     with pytest.raises(ModelBuildError, match=r"^importing fixtures\.needs_dep\.net failed: "
                                               r"ModuleNotFoundError: No module named "
-                                              r"'archscope_test_dependency_that_is_not_installed'$"):
+                                              r"'archscope_test_dependency_that_is_not_installed' "
+                                              r"\(\S*needs_dep/net\.py, line 5: `import archscope_"
+                                              r"test_dependency_that_is_not_installed  # noqa: "
+                                              r"F401`\)$"):
         load_model("fixtures.needs_dep.net:Net")
     with pytest.raises(ModelSourceError, match=r"^cannot import module 'fixtures\.no_such'"):
         load_model("fixtures.no_such:Net")
@@ -382,8 +393,8 @@ def test_a_conv_that_pads_in_its_conv_forward_is_not_prechecked() -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["summary", "vgg16", "--bogus"],
-     "No such option '--bogus'. See 'archscope summary --help'."),
+    (["summary", "vgg16", "--xyzzy"],  # (--bogus is close to --base: click would suggest it)
+     "No such option '--xyzzy'. See 'archscope summary --help'."),
     (["summry", "vgg16"],
      "No such command 'summry'; did you mean 'summary'? See 'archscope --help'."),
     (["diagam", "vgg16"],
@@ -416,3 +427,70 @@ def test_first_line_never_cuts_a_word() -> None:
     assert first_line("short\nsecond line") == "short"
     assert first_line("\x1b[96mcoloured\x1b[0m") == "coloured"
     assert first_line(ValueError()) == "ValueError"
+
+
+# -- exit codes: usage errors 2, everything else 1 (README.md, "Exit codes") ----------------------
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-conv ONNX file with its batch fixed at 1, written with onnx.helper (no exporter)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(torch.zeros(4, 1, 3, 3).numpy(), "conv.weight")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "conv.weight"], ["output"], name="conv")], "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [weight])
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+_USAGE = [  # bad option values, and options that do not apply to the MODEL given: exit 2
+    ["summary", "vgg16", "--input", "3x22a"],
+    ["summary", "vgg16", "--freeze", "nothing"],
+    ["summary", "{onnx}", "--num-classes", "3"],
+    ["summary", "{onnx}", "--batch", "8"],
+    ["summary", "spec:28x28x1 conv8 k3", "--num-classes", "3"],
+    ["summary", "vgg16", "--head", "dense2", "--num-classes", "3"],
+    ["diagram", "vgg16", "-o", "{tmp}/m.jpeg"],
+    ["diagram", "{onnx}", "--num-classes", "3", "-o", "{tmp}/m.dot"],
+    ["calc", "28x28x1 conv32 k3 frobnicate"],
+    ["check", "lecture_mlp", "--device", "gpu"],
+    ["check", "lecture_mlp", "--device", "cpu", "--weights", "{tmp}/missing.pt"],
+    ["check", "lecture_mlp", "vgg16", "--weights", "{tmp}/w.pt"],
+    ["check", "spec:28x28x1 conv8 k3", "--device", "cpu", "--num-classes", "3"],
+    ["bench", "lecture_mlp", "--device", "gpu"],
+    ["bench", "lecture_mlp", "--precision", "x"],
+    ["bench", "lecture_mlp", "--device", "cpu", "--batch-size", "auto"],
+    ["bench", "lecture_mlp", "--device", "cpu", "--steps", "1", "--warmup", "0"],
+    ["export", "lecture_mlp", "-o", "{tmp}/m.onnx", "--opset", "13"],
+    ["export", "lecture_mlp", "-o", "{tmp}/m.onnx", "--opset", "99"],
+    ["export", "lecture_mlp", "-o", "{tmp}/m.onnx", "--input", "1x28x"],
+    ["export", "lecture_mlp", "-o", "{tmp}/m.onnx", "--device", "gpu"],
+]
+_OTHER = [  # the model, the machine or the run: exit 1
+    ["summary", "vgg61"],
+    ["summary", "vgg16", "--input", "3x16x16"],
+    ["summary", "lecture_mlp", "--input", "1x28"],  # well-formed, but not this model's size
+    ["summary", f"{BROKEN}:RaisesInInit"],
+    ["check", "lecture_mlp", "--device", "cuda"],
+    ["bench", "lecture_mlp", "--device", "cuda"],
+    ["export", "{onnx}", "-o", "{tmp}/m.onnx"],
+    ["export", "vgg61", "-o", "{tmp}/m.onnx"],
+    ["diagram", "vgg61", "-o", "{tmp}/m.dot"],
+]
+
+
+@pytest.mark.parametrize(("args", "code"), [(a, 2) for a in _USAGE] + [(a, 1) for a in _OTHER],
+                         ids=[" ".join(a) for a in _USAGE + _OTHER])
+def test_exit_codes_usage_2_everything_else_1(runner: CliRunner, tmp_path: Path, tiny_onnx: Path,
+                                              args: list[str], code: int) -> None:
+    if torch.cuda.is_available() and "cuda" in args:
+        pytest.skip("CUDA is available here")
+    result = runner.invoke(main, [a.format(tmp=tmp_path, onnx=tiny_onnx) for a in args])
+    assert result.exit_code == code, result.output
+    assert any(line.startswith("Error: ") for line in result.stderr.splitlines())
+    assert "Traceback" not in result.stderr

@@ -28,7 +28,7 @@ from archscope import export as export_module
 from archscope import onnx_compare
 from archscope.cli import main
 from archscope.engine import inspect_onnx
-from archscope.errors import ExportError
+from archscope.errors import ExportError, ExportOptionError
 from archscope.export import FP32_ERROR_FACTOR, ExporterFailed, ExportResult, export_onnx
 from archscope.registry import get_entry, model_names
 
@@ -340,9 +340,23 @@ def test_opsets(tmp_path: Path) -> None:
     assert newer.max_abs_diff is not None and newer.max_abs_diff < ATOL
     with pytest.raises(ExportError, match="opset 13 is too old"):
         export_onnx(model, tmp_path / "m13.onnx", (1, 28, 28), opset=13)
-    with pytest.raises(ExportError, match=r"produced opset 18 instead of 99 .* from 18 to \d+"):
+    # an opset past the newest the onnx package knows is refused before exporting (usage, exit 2)
+    latest = onnx.defs.onnx_opset_version()
+    with pytest.raises(ExportOptionError,
+                       match=rf"opset 99 is newer than the onnx package knows; use --opset 18 to "
+                             rf"{latest}$"):
         export_onnx(model, tmp_path / "m99.onnx", (1, 28, 28), opset=99)
     assert _leftovers(tmp_path) == ["m21.onnx"]
+
+
+def test_an_opset_the_exporter_cannot_convert_to_is_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # past the early check (as if onnx knew opset 99), the exporter keeps 18: refused, no file
+    monkeypatch.setattr(export_module, "_latest_opset", lambda: 99)
+    model = get_entry("lecture_mlp").build()
+    with pytest.raises(ExportError, match=r"produced opset 18 instead of 99 .* from 18 to 99"):
+        export_onnx(model, tmp_path / "m99.onnx", (1, 28, 28), opset=99)
+    assert _leftovers(tmp_path) == []
 
 
 def test_meta_model_is_refused(tmp_path: Path) -> None:

@@ -469,8 +469,8 @@ def test_cli_freeze(mnist_files: tuple[Path, Path]) -> None:
     data = json.loads(result.stdout)
     assert (data["trainable_params"], data["non_trainable_params"]) == (37_578, 55_744)
     assert sum(layer["trainable"] for layer in data["layers"]) == 37_578
-    assert "matches no parameter" in _one_line_error(
-        runner.invoke(main, ["summary", str(fixed), "--freeze", "nope"]), 1)
+    assert "matches no parameter" in _one_line_error(  # a bad option value: exit code 2
+        runner.invoke(main, ["summary", str(fixed), "--freeze", "nope"]), 2)
 
 
 def test_num_classes_does_not_apply_to_an_onnx_file(mnist_files: tuple[Path, Path],
@@ -481,7 +481,8 @@ def test_num_classes_does_not_apply_to_an_onnx_file(mnist_files: tuple[Path, Pat
     runner = CliRunner()
     for args in (["summary", str(fixed)], ["diagram", str(fixed), "-o", str(tmp_path / "m.dot")]):
         result = runner.invoke(main, [*args, "--num-classes", "3"])
-        assert "--num-classes does not apply to an ONNX file" in _one_line_error(result, 1)
+        # an option that does not apply to an ONNX MODEL: a usage error, exit code 2
+        assert "--num-classes does not apply to an ONNX file" in _one_line_error(result, 2)
     assert not (tmp_path / "m.dot").exists()
 
 

@@ -141,3 +141,84 @@ def test_a_subject_on_the_meta_device_is_not_run_for_real() -> None:
         check(subject)
     with pytest.raises(DeviceError, match="lecture_mlp is on meta, the benchmark runs on cpu"):
         bench_subject(subject, make_plan(BenchConfig(device="cpu")))
+
+
+# -- what a MODEL that names no model should have been -------------------------------------------
+
+@pytest.mark.parametrize("text", ["28x28x1 conv32 k3 flatten dense10",
+                                  "150x150x3 conv32 k3 → maxpool2 → dense1",
+                                  "chw:3x32x32 conv8 k3"])
+def test_a_spec_without_spec_prefix_is_named_as_one(text: str) -> None:
+    result = CliRunner().invoke(main, ["summary", text])
+    assert result.exit_code == 1
+    hint = (f"it looks like a layer spec; write 'spec:{text}' as the MODEL, or count it with "
+            f"archscope calc '{text}'")
+    assert result.stderr.strip().endswith(hint)
+    assert len(result.stderr.strip().splitlines()) == 1
+    # and the suggestions work: the spec is a model once it says so
+    spec = CliRunner().invoke(main, ["summary", f"spec:{text}", "--format", "json"])
+    assert spec.exit_code == 0, spec.output
+
+
+def test_a_name_that_is_not_a_spec_gets_no_spec_hint() -> None:
+    result = CliRunner().invoke(main, ["summary", "vgg 16"])
+    assert "did you mean vgg16" in result.stderr and "layer spec" not in result.stderr
+
+
+def test_a_file_without_a_name_lists_what_it_really_defines(tmp_path: Path) -> None:
+    # read with ast, not run: importing this file would raise
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "raise SystemExit('never imported')\n"
+        "class Block(nn.Module):\n"
+        "    pass\n"
+        "class Net(Block):\n"
+        "    pass\n"
+        "class Config:\n"
+        "    pass\n"
+        "def build(num_classes=10):\n"
+        "    return Net()\n"
+        "def _helper():\n"
+        "    pass\n"
+        "model = nn.Sequential(nn.Linear(2, 2))\n"
+    )
+    path = f"{tmp_path}/net.py"
+    result = CliRunner().invoke(main, ["summary", path])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: unknown model '{path}': name the model after a colon: {path}:Block "
+        f"({path} defines Block, Net, build, model)")
+    # a file that defines nothing model-like keeps the general advice
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    empty = CliRunner().invoke(main, ["summary", f"{tmp_path}/empty.py"])
+    assert "a model in a Python file is named with the class or function after a colon" in \
+        empty.stderr
+
+
+def test_an_exception_in_a_constructor_names_the_users_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("def width():\n    return undefined_name * 2\n")
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n"
+        "from helpers import width\n"
+        "class Net(nn.Module):\n"
+        "    input_shape = (3, 8, 8)\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, typo_name)\n"
+        "class Deep(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, width())\n"
+    )
+    runner = CliRunner()
+    result = runner.invoke(main, ["summary", f"{tmp_path}/net.py:Net"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: building {tmp_path}/net.py:Net failed: NameError: name 'typo_name' is not "
+        f"defined ({tmp_path}/net.py, line 7: `self.fc = nn.Linear(4, typo_name)`)")
+    # the innermost line of the user's code, in whichever of their files it is
+    deep = runner.invoke(main, ["summary", f"{tmp_path}/net.py:Deep", "--input", "4"])
+    assert deep.stderr.strip().endswith(
+        f"NameError: name 'undefined_name' is not defined ({tmp_path / 'helpers.py'}, line 2: "
+        "`return undefined_name * 2`)")

@@ -156,7 +156,7 @@ def test_list_shows_every_model(runner: CliRunner) -> None:
     assert result.exit_code == 0
     assert "vgg16" in result.stdout and "138,357,544" in result.stdout
     data = json.loads(runner.invoke(main, ["list", "--format", "json"]).stdout)
-    assert len(data) == 21  # 19 + plain18, plain34
+    assert len(data) == 22  # 19 + alexnet_2gpu, plain18, plain34
 
 
 def test_help_and_list_do_not_import_torch() -> None:
@@ -232,3 +232,23 @@ def test_what_a_model_prints_goes_to_stderr(runner: CliRunner, tmp_path: Path,
 def test_help_still_goes_to_stdout(runner: CliRunner) -> None:
     result = runner.invoke(main, ["summary", "--help"])
     assert result.exit_code == 0 and result.stdout.startswith("Usage:")
+
+
+def test_readme_calc_example_is_lecture_000s_network(runner: CliRunner) -> None:
+    # The README's calc line, as a user copies it; lecture 000's Keras summary, by hand:
+    # (3·3·3+1)·32 + (3·3·32+1)·64 + (3·3·64+1)·128 + (3·3·128+1)·128 + (7·7·128+1)·512 + (512+1)·1
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    (line,) = [x for x in readme.splitlines() if x.startswith("archscope calc '150x150x3")]
+    spec = line.removeprefix("archscope calc '").split("'")[0]
+    lecture = [896, 18_496, 73_856, 147_584, 3_211_776, 513]
+    assert lecture == [(3 * 3 * 3 + 1) * 32, (3 * 3 * 32 + 1) * 64, (3 * 3 * 64 + 1) * 128,
+                       (3 * 3 * 128 + 1) * 128, (7 * 7 * 128 + 1) * 512, (512 + 1) * 1]
+    assert sum(lecture) == 3_453_121
+    calc = json.loads(runner.invoke(main, ["calc", spec, "--format", "json"]).stdout)
+    assert calc["total_params"] == 3_453_121
+    assert [r["params"] for r in calc["layers"] if r["params"]] == lecture
+    # the same network as the zoo's lecture_catsdogs_cnn: parameters, MACs, activation memory
+    zoo = load_report("lecture_catsdogs_cnn")
+    assert (calc["total_macs"], calc["activation_bytes"]) == (zoo.total_macs,
+                                                             zoo.activation_bytes)
+    assert "3,453,121" in readme

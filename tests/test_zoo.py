@@ -22,6 +22,7 @@ PUBLISHED: dict[str, int] = {
     "lecture_mlp": 45_360,  # (784+1)·50 + (50+1)·100 + (100+1)·10
     "lecture_multitask": 266_055,  # archscope's design: 240,832 base + 25,223 heads (see below)
     "alexnet": 62_378_344,  # Krizhevsky 2012, one tower (per-layer sum in a test below)
+    "alexnet_2gpu": 60_965_224,  # the paper's two GPUs: conv2/4/5 grouped (sum in a test below)
     "alexnet_torchvision": 61_100_840,
     "vgg11": 132_863_336,
     "vgg11_bn": 132_868_840,
@@ -231,6 +232,33 @@ def test_alexnet_layer_counts() -> None:
         weighted = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         assert [_count(m) for m in weighted] == expected
         assert _count(model) == sum(expected)
+
+
+def test_alexnet_2gpu_is_the_papers_two_gpu_network() -> None:
+    # Lecture 004 lists conv4 and conv5 as 3×3×192 kernels: each GPU's 192 of conv3's 384 maps.
+    # Per layer (kh·kw·c_in/groups + 1)·c_out, groups=2 on conv2, conv4 and conv5:
+    published = [
+        (11 * 11 * 3 + 1) * 96,  # conv1       34,944
+        (5 * 5 * 48 + 1) * 256,  # conv2      307,456  (5×5×48: half of conv1's 96 maps)
+        (3 * 3 * 256 + 1) * 384,  # conv3     885,120  (across GPUs)
+        (3 * 3 * 192 + 1) * 384,  # conv4     663,936  (3×3×192)
+        (3 * 3 * 192 + 1) * 256,  # conv5     442,624  (3×3×192)
+        (6 * 6 * 256 + 1) * 4096,  # FC6   37,752,832
+        (4096 + 1) * 4096,  # FC7          16,781,312
+        (4096 + 1) * 1000,  # FC8           4,097,000
+    ]
+    assert published[1:5] == [307_456, 885_120, 663_936, 442_624]
+    assert sum(published) == 60_965_224
+    model = _meta(registry.get_entry("alexnet_2gpu"))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
+    assert [tuple(c.weight.shape[1:]) for c in convs][3:] == [(192, 3, 3), (192, 3, 3)]
+    weighted = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert [_count(m) for m in weighted] == published
+    # same layout and module names as `alexnet`: only the three grouped convs differ
+    one = _meta(registry.get_entry("alexnet"))
+    assert [n for n, _ in one.named_parameters()] == [n for n, _ in model.named_parameters()]
+    assert _count(one) - _count(model) == 1_413_120
 
 
 def test_alexnet_rejects_other_groups() -> None:

@@ -4,7 +4,7 @@ Papers:
 - A. Krizhevsky, I. Sutskever and G. E. Hinton, "ImageNet Classification with Deep Convolutional
   Neural Networks", NeurIPS 2012,
   https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html
-  (``alexnet``).
+  (``alexnet``, and ``alexnet_2gpu``: the paper's two-GPU split).
 - A. Krizhevsky, "One weird trick for parallelizing convolutional neural networks", 2014,
   https://arxiv.org/abs/1404.5997 (``alexnet_torchvision``: torchvision's ``models/alexnet.py``,
   module for module, so its ``state_dict`` loads with ``strict=True``).
@@ -160,6 +160,16 @@ def alexnet(num_classes: int = 1000, groups: int = 1, dropout: float = 0.5) -> A
     if groups not in (1, 2):
         raise ValueError(f"alexnet: groups is 1 (one tower) or 2 (the paper's split), not {groups}")
     return _alexnet(_paper_features(groups), num_classes, dropout, paper=True)
+
+
+def alexnet_2gpu(num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
+    """AlexNet as trained on two GPUs in Krizhevsky et al. 2012 (Figure 2), for 3×227×227 inputs.
+
+    conv2, conv4 and conv5 use ``groups=2``: each GPU's kernels see only the maps on that GPU, so
+    conv4 and conv5 have 3×3×192 kernels (lecture 004's "3 3 192") and conv2 5×5×48 ones:
+    60,965,224 parameters, 1,413,120 fewer than the one-tower :func:`alexnet`.
+    """
+    return alexnet(num_classes=num_classes, groups=2, dropout=dropout)
 
 
 def alexnet_torchvision(num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:

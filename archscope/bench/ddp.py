@@ -32,7 +32,7 @@ from archscope.bench.batch import Snapshot, batch_cap, check_cap, free_cuda
 from archscope.bench.ddp_results import DataParallel
 from archscope.bench.plan import DEFAULT_MODELS, BenchConfig, BenchPlan, backend_flags, default_batch
 from archscope.bench.results import BenchResult, BenchRun
-from archscope.bench.run import Progress, bench_model, bench_subject
+from archscope.bench.run import Progress, bench_model, bench_subject, with_freeze_note
 from archscope.bench.timers import Clock
 from archscope.bench.trainer import Trainer, TrainingError, device_broken, does_not_fit, step_failure
 from archscope.bench.world import (
@@ -231,8 +231,10 @@ def _bench_source(source: str, config: BenchConfig, plan: BenchPlan, world: Worl
                   timeout_s: float, scaling: bool, clock: Clock | None,
                   progress: Progress | None) -> BenchResult:
     # built alike in every rank (same source, same seed): a failure here is every rank's
-    subject = resolve(source, input_shape=config.input_shape, num_classes=config.num_classes,
-                      device=str(plan.device), seed=config.seed)
+    subject = with_freeze_note(resolve(
+        source, input_shape=config.input_shape, num_classes=config.num_classes,
+        device=str(plan.device), seed=config.seed, head=config.head, base=config.base,
+        freeze=config.freeze), config.freeze)
     name = subject.name
     try:
         result = bench_subject_ddp(

@@ -10,8 +10,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from archscope.bench.trainer import OPTIMIZERS
-from archscope.devices import PRECISIONS, UNKNOWN_DEVICE, current_device_name, lookup, resolve_device
-from archscope.errors import ArchscopeError, DeviceError
+from archscope.devices import (
+    CPU_NO_PEAK,
+    PRECISIONS,
+    UNKNOWN_DEVICE,
+    current_device_name,
+    lookup,
+    resolve_device,
+)
+from archscope.errors import DeviceOptionError, OptionError
 from archscope.registry import bench_batch
 
 if TYPE_CHECKING:
@@ -49,6 +56,10 @@ class BenchConfig:
         num_classes: classes of the zoo models' heads (default: each model's own).
         input_shape: C×H×W for every model (default: each model's natural input).
         seed: seed of the model's initialisation and of the synthetic batch.
+        head / base: train each model's convolutional base with these layers after it (see
+            :func:`archscope.source.resolve`).
+        freeze: parameter-name prefixes to freeze (``features``): the optimizer gets only the
+            parameters that still require gradients, and the FLOPs and memory estimate follow.
     """
 
     device: str = "auto"
@@ -64,6 +75,9 @@ class BenchConfig:
     num_classes: int | None = None
     input_shape: tuple[int, ...] | None = None
     seed: int = 0
+    head: str | None = None
+    base: str | None = None
+    freeze: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,13 +112,13 @@ def make_plan(config: BenchConfig) -> BenchPlan:
     steps = config.steps if config.steps is not None else _STEPS[kind]
     warmup = config.warmup if config.warmup is not None else _WARMUP[kind]
     if steps < 1 or warmup < 0 or steps + warmup < 2:
-        raise ArchscopeError(
+        raise OptionError(
             f"--steps {steps} --warmup {warmup}: bench needs at least one timed step and two steps "
             "in all to see the loss fall; raise --steps or --warmup"
         )
     notes: list[str] = []
     if kind == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(
+        raise DeviceOptionError(
             f"{torch.cuda.get_device_name(device)} does not support bf16; use --precision fp16"
         )
     if kind == "cpu" and precision == "tf32":
@@ -113,8 +127,10 @@ def make_plan(config: BenchConfig) -> BenchPlan:
     if config.peak_tflops is not None:
         peak: float | None = config.peak_tflops
         source: str | None = "--peak-tflops"
+    elif kind != "cuda":  # MFU is a GPU figure: on the CPU it is not computed, not "unknown"
+        peak, source = None, CPU_NO_PEAK
     else:
-        spec = lookup(device_name) if kind == "cuda" else None
+        spec = lookup(device_name)
         peak = spec.peak(precision) if spec is not None else None
         source = f"{spec.key} {precision} dense peak" if spec is not None else UNKNOWN_DEVICE
     return BenchPlan(

@@ -31,7 +31,8 @@ class BenchResult:
             between steps, the figure a wall-clock loop measures (``steps × batch ÷ span``).
         training_flops: forward + backward FLOPs of one step from the engine (``None``: unknown).
         peak_tflops / peak_source: the device peak used for MFU and where it came from
-            (``None`` / :data:`archscope.devices.UNKNOWN_DEVICE` when unknown).
+            (``None`` / :data:`archscope.devices.UNKNOWN_DEVICE` for a GPU not in the table,
+            :data:`archscope.devices.CPU_NO_PEAK` on the CPU).
         peak_memory_bytes: ``torch.cuda.max_memory_allocated`` over the timed steps (CUDA only).
         memory_estimate: the engine's training-memory estimate.
         losses: the loss of every step, warm-up included, in order.

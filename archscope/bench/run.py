@@ -35,7 +35,13 @@ from archscope.bench.plan import (
 from archscope.bench.results import BenchResult, BenchRun, failed_result
 from archscope.bench.timers import Clock, timer_for
 from archscope.bench.trainer import Trainer, TrainingError, does_not_fit
-from archscope.errors import INPUT_ERRORS, ArchscopeError, DeviceError, ForwardError
+from archscope.errors import (
+    INPUT_ERRORS,
+    ArchscopeError,
+    DeviceError,
+    DeviceOptionError,
+    ForwardError,
+)
 from archscope.memory import estimate_training_memory
 from archscope.source import inspect_subject, resolve
 
@@ -159,13 +165,14 @@ def run_bench(
     config = config or BenchConfig()
     plan = make_plan(config)
     if config.batch_size == "auto" and plan.device.type != "cuda":
-        raise DeviceError("--batch-size auto searches GPU memory; on the CPU pass a number")
+        raise DeviceOptionError("--batch-size auto searches GPU memory; on the CPU pass a number")
     results = []
     with backend_flags(plan.device, plan.precision):
         for source in models:
-            subject = resolve(source, input_shape=config.input_shape,
-                              num_classes=config.num_classes, device=str(plan.device),
-                              seed=config.seed)
+            subject = with_freeze_note(resolve(
+                source, input_shape=config.input_shape, num_classes=config.num_classes,
+                device=str(plan.device), seed=config.seed, head=config.head, base=config.base,
+                freeze=config.freeze), config.freeze)
             results.append(bench_subject(subject, plan, batch_size=config.batch_size,
                                          seed=config.seed, clock=clock, progress=progress))
             del subject  # its model and everything the run left on the device
@@ -256,6 +263,19 @@ def bench_subject(
         return result
     except TrainingError as exc:  # this model's failure; run_bench goes on with the others
         return failed_result(name, shape, plan, batch, batch_source, str(exc))
+
+
+def with_freeze_note(subject: Subject, prefixes: Sequence[str]) -> Subject:
+    """``subject`` (frozen under ``prefixes`` by :func:`archscope.source.resolve`) with a note
+    saying how many parameters the optimizer trains; as it was without ``prefixes``."""
+    if not prefixes:
+        return subject
+    params = list(subject.model.parameters())
+    trained = sum(p.numel() for p in params if p.requires_grad)
+    frozen = sum(p.numel() for p in params) - trained
+    note = (f"--freeze {' '.join(prefixes)}: {frozen:,} parameters frozen; the optimizer trains "
+            f"the other {trained:,}")
+    return replace(subject, notes=(*subject.notes, note))
 
 
 def _out_of_memory(subject: Subject, plan: BenchPlan, batch: int, seed: int,

@@ -51,6 +51,29 @@ source_batch_option = click.option(
 )
 
 
+head_option = click.option(
+    "--head", metavar="SPEC", default=None,
+    help="Keep MODEL's convolutional base and put these layers after it, typed as in calc "
+         "without an input size, e.g. 'flatten dense256 relu dense1' (transfer learning). "
+         "Module names: the base's own, then head.*.",
+)
+base_option = click.option(
+    "--base", metavar="NAME", default=None,
+    help="The last top-level module of the base that --head keeps (default for zoo models: "
+         "features for VGG, AlexNet and the lecture CNNs, layer4 for ResNet); alone, keep the "
+         "base without a head.",
+)
+freeze_option = click.option(
+    "--freeze", multiple=True, metavar="PREFIX",
+    help="Mark parameters under PREFIX (e.g. features) as frozen; repeatable.",
+)
+
+
+def head_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--head SPEC`` and ``--base NAME``, as ``head`` and ``base``."""
+    return head_option(base_option(command))
+
+
 def format_option(formats: Sequence[str]) -> Callable[[Any], Any]:
     """``--format``, its choices the renderer's ``FORMATS`` (the first is the default), as
     ``fmt``."""

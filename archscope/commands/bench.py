@@ -11,6 +11,8 @@ from archscope.commands._bench_ddp import distributed_options, run_several, seve
 from archscope.commands._common import (
     ResultsCommand,
     format_option,
+    freeze_option,
+    head_options,
     input_option,
     num_classes_option,
 )
@@ -63,11 +65,14 @@ class BatchSizeType(click.ParamType):
 @input_option
 @num_classes_option
 @distributed_options
+@head_options
+@freeze_option
 @format_option(FORMATS)
 def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, steps: int | None,
           warmup: int | None, precision: str | None, channels_last: bool | None, compile_: bool,
           optimizer: str, peak_tflops: float | None, input_shape: tuple[int, ...] | None,
           num_classes: int | None, nproc: int | None, scaling: bool, timeout_s: float,
+          head: str | None, base: str | None, freeze: tuple[str, ...],
           fmt: str) -> None:
     """Train MODELs for a few steps on a repeated synthetic batch and report speed and memory.
 
@@ -89,6 +94,7 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
       archscope bench my_net.py:Net --input 3x64x64 --precision fp32 --format json > bench.json
       archscope bench lecture_mnist_cnn --device cpu --steps 3
       archscope bench resnet50 --nproc 8 --batch-size 256 --scaling
+      archscope bench vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' --freeze features
     """
     from archscope.bench import DEFAULT_MODELS, BenchConfig, run_bench
     from archscope.render.bench import failure_reason, render_bench
@@ -97,7 +103,8 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
         device=device, batch_size=batch_size,  # type: ignore[arg-type]
         steps=steps, warmup=warmup, precision=precision, channels_last=channels_last,
         compile=compile_, optimizer=optimizer, peak_tflops=peak_tflops,
-        num_classes=num_classes, input_shape=input_shape,
+        num_classes=num_classes, input_shape=input_shape, head=head, base=base,
+        freeze=tuple(freeze),
     )
     names = list(models) or list(DEFAULT_MODELS)
     if several_processes(nproc, scaling):

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 import click
 
 from archscope._io import echo
-from archscope.commands._common import SHAPE, ResultsCommand, format_option, num_classes_option
+from archscope.commands._common import (
+    SHAPE,
+    ResultsCommand,
+    format_option,
+    head_options,
+    num_classes_option,
+)
 from archscope.errors import ArchscopeError
 from archscope.render.check import FORMATS
 
@@ -27,12 +33,13 @@ if TYPE_CHECKING:
 @click.option("--input", "input_shape", type=SHAPE, default=None,
               help="Input shape C×H×W (default: each model's natural input).")
 @num_classes_option
+@head_options
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Timed forward passes (default: 10 on CUDA, 3 on the CPU).")
 @format_option(FORMATS)
 def check(models: tuple[str, ...], device: str, weights: str | None, batch: int | None,
-          input_shape: tuple[int, ...] | None, num_classes: int | None, repeats: int | None,
-          fmt: str) -> None:
+          input_shape: tuple[int, ...] | None, num_classes: int | None, head: str | None,
+          base: str | None, repeats: int | None, fmt: str) -> None:
     """Run MODEL(s) for real and verify them against archscope's meta trace.
 
     For each model (default: every zoo model): build it with real weights on the device, run a
@@ -50,13 +57,19 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
     """
     from archscope.check import check_model, failed_check
     from archscope.devices import resolve_device
-    from archscope.registry import check_names, model_names
+    from archscope.registry import check_names, get_entry, model_names
     from archscope.render.check import render_check
 
     if weights is not None and len(models) != 1:
         raise click.UsageError("--weights needs exactly one MODEL")
     names = list(models) or model_names()
     check_names(names)  # unknown zoo names fail before anything runs
+    if head is not None and base is None:  # and zoo models without a base, too
+        bare = [n for n in names if ":" not in n and not n.lower().endswith(".onnx")
+                and get_entry(n).base is None]
+        if bare:
+            raise click.UsageError(f"--head needs --base NAME for {', '.join(bare)}: no "
+                                   "convolutional base is recorded for it in the zoo")
     dev = resolve_device(device)
     results: list[CheckResult] = []
     errors: list[ArchscopeError] = []
@@ -65,7 +78,7 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
         try:
             results.append(check_model(name, device=str(dev), batch=batch, weights=weights,
                                        input_shape=input_shape, num_classes=num_classes,
-                                       repeats=repeats))
+                                       head=head, base=base, repeats=repeats))
         except ArchscopeError as exc:  # a weights file that does not fit this model
             if fmt != "json":
                 raise

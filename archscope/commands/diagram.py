@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from archscope._io import echo
-from archscope.commands._common import ResultsCommand, input_option, model_argument, num_classes_option
+from archscope.commands._common import (
+    ResultsCommand,
+    freeze_option,
+    head_options,
+    input_option,
+    model_argument,
+    num_classes_option,
+)
 
 
 @click.command(cls=ResultsCommand)
@@ -27,10 +34,13 @@ from archscope.commands._common import ResultsCommand, input_option, model_argum
               show_default=True, help="Flow top-to-bottom or left-to-right.")
 @input_option
 @num_classes_option
+@head_options
+@freeze_option
 def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankdir: str,
-            input_shape: tuple[int, ...] | None, num_classes: int | None) -> None:
+            input_shape: tuple[int, ...] | None, num_classes: int | None, head: str | None,
+            base: str | None, freeze: tuple[str, ...]) -> None:
     """Draw MODEL: layers with their hyperparameters and parameters, tensor shapes on the edges,
-    skip connections dashed, repeated blocks folded.
+    skip connections dashed, repeated blocks folded; frozen layers (--freeze) drawn grey.
 
     \b
     Examples:
@@ -39,18 +49,25 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
       archscope diagram resnet50 --depth 1 -o stages.pdf
       archscope diagram resnet18 --depth 3 --no-fold -o resnet18.svg
       archscope diagram lecture_mnist_cnn --rankdir LR -o - | dot -Tpng > mnist.png
+      archscope diagram vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' \\
+          --freeze features --depth 1 -o transfer.svg
     """
     from archscope.diagram import draw, format_for, require_dot, save
+    from archscope.errors import OptionError, RenderError
     from archscope.source import load_report
 
     if output == "-":
         target, fmt = None, "dot"
     elif output:
-        target, fmt = Path(output), format_for(output)
+        try:
+            target, fmt = Path(output), format_for(output)
+        except RenderError as exc:  # -o with an extension no format has: a bad option value
+            raise OptionError(str(exc)) from None
     else:
         target, fmt = Path(_file_stem(model) + ".svg"), "svg"
     require_dot(fmt)  # before tracing: the drawing could not be written anyway
-    report = load_report(model, input_shape=input_shape, num_classes=num_classes)
+    report = load_report(model, input_shape=input_shape, num_classes=num_classes, freeze=freeze,
+                         head=head, base=base)
     drawing = draw(report, depth=depth, fold=fold, rankdir=rankdir.upper(), fmt=fmt)
     status = (f"{report.model}: depth {drawing.depth} of {drawing.deepest}, "
               f"{drawing.nodes} nodes{' (folded)' if fold else ''}")

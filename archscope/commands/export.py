@@ -8,6 +8,7 @@ from archscope._io import echo
 from archscope.commands._common import (
     ResultsCommand,
     format_option,
+    head_options,
     input_option,
     model_argument,
     num_classes_option,
@@ -30,6 +31,7 @@ from archscope.render.export import FORMATS
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch of the example input (fixed in the file without --dynamic-batch).")
 @num_classes_option
+@head_options
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A state_dict file (torch.save) to load with strict=True before exporting.")
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
@@ -44,8 +46,8 @@ from archscope.render.export import FORMATS
 @format_option(FORMATS)
 def export(model: str, output: str, opset: int, dynamic_batch: bool,
            input_shape: tuple[int, ...] | None, batch: int, num_classes: int | None,
-           weights: str | None, atol: float | None, no_verify: bool, verbose: bool,
-           fmt: str) -> None:
+           head: str | None, base: str | None, weights: str | None, atol: float | None,
+           no_verify: bool, verbose: bool, fmt: str) -> None:
     """Export MODEL to ONNX and verify the file.
 
     The model is built on the CPU with real weights (its initialisation, or --weights) and
@@ -69,7 +71,7 @@ def export(model: str, output: str, opset: int, dynamic_batch: bool,
     from archscope.source import resolve
 
     subject = resolve(model, input_shape=input_shape, num_classes=num_classes, device="cpu",
-                      weights=weights)
+                      weights=weights, head=head, base=base)
     if not output.lower().endswith(".onnx"):
         click.echo(f"note: {output} does not end in .onnx; archscope summary and diagram recognise "
                    "ONNX files by that suffix", err=True)

@@ -8,6 +8,8 @@ from archscope._io import echo, results
 from archscope.commands._common import (
     ResultsCommand,
     format_option,
+    freeze_option,
+    head_options,
     input_option,
     model_argument,
     num_classes_option,
@@ -24,14 +26,14 @@ from archscope.render import FORMATS
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show layers down to this nesting depth (default: all).")
 @num_classes_option
-@click.option("--freeze", multiple=True, metavar="PREFIX",
-              help="Mark parameters under PREFIX (e.g. features) as frozen; repeatable.")
+@head_options
+@freeze_option
 @format_option(FORMATS)
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
 @width_option
 def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, depth: int | None,
-            num_classes: int | None, freeze: tuple[str, ...], fmt: str, explain: bool,
-            width: int | None) -> None:
+            num_classes: int | None, head: str | None, base: str | None, freeze: tuple[str, ...],
+            fmt: str, explain: bool, width: int | None) -> None:
     """Show every layer of MODEL: output shape, parameters with their formula, MACs, totals.
 
     \b
@@ -40,13 +42,14 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, 
       archscope summary lecture_catsdogs_cnn --explain
       archscope summary resnet50 --input 3x512x512 --batch 8 --depth 2
       archscope summary vgg16 --freeze features --format json > vgg16.json
+      archscope summary vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' --freeze features
       archscope summary my_net.py:Net --input 3x32x32
     """
     from archscope.render import output_width, render
     from archscope.source import load_report
 
     report = load_report(model, input_shape=input_shape, batch=batch, num_classes=num_classes,
-                         freeze=freeze)
+                         freeze=freeze, head=head, base=base)
     tty = results().isatty()
     text = render(report, fmt, explain=explain, width=output_width(width, tty),
                   color=tty and fmt == "table", max_depth=depth)

@@ -1,6 +1,6 @@
 """Diagram → Graphviz DOT source: nodes coloured by layer kind with a legend, edges labelled with
 the tensor shape flowing along them (the batch size is in the title), skip connections dashed and
-coloured, expanded containers as labelled frames.
+coloured, expanded containers as labelled frames, frozen layers (``--freeze``) filled grey.
 
 Pure text: no Graphviz import, the output is deterministic.
 """
@@ -29,6 +29,8 @@ KIND_STYLES: dict[str, tuple[str, str, str]] = {
 RANKDIRS = ("TB", "LR")
 
 _IO_FILL, _IO_BORDER = "#f3f3f3", "#333333"
+#: a layer whose parameters are all frozen: grey fill, its kind's border kept.
+_FROZEN_FILL, _FROZEN_BORDER = "#d9d9d9", "#7f7f7f"
 _SKIP_COLOR = "#c0392b"
 _EDGE_COLOR = "#555555"
 _FONT = "Helvetica"
@@ -94,7 +96,8 @@ def _frame_lines(diagram: Diagram, cluster: int | None, indent: str,
                  by_cluster: Mapping[int | None, Sequence[Node]],
                  children: Mapping[int | None, Sequence[int]]) -> list[str]:
     """The nodes of frame ``cluster`` (``None``: the top level), then its child frames."""
-    lines = [f"{indent}{n.id} [{_node_attrs(n)}];" for n in by_cluster.get(cluster, [])]
+    lines = [f"{indent}{n.id} [{_node_attrs(n, _frozen(diagram, n))}];"
+             for n in by_cluster.get(cluster, [])]
     for c in children.get(cluster, []):
         info = diagram.clusters[c]
         title = _html(info.title)
@@ -144,6 +147,9 @@ def _legend(diagram: Diagram) -> str:
         f'height="20">{_html(KIND_STYLES[k][0])}</td>'
         for k in kinds
     )
+    if any(_frozen(diagram, n) == "all" for n in diagram.nodes):
+        cells += (f'<td bgcolor="{_FROZEN_FILL}" color="{_FROZEN_BORDER}" border="1" '
+                  'cellpadding="3" fixedsize="true" width="54" height="20">frozen</td>')
     if any(e.skip for e in diagram.edges):
         cells += f'<td border="0" cellpadding="4"><font color="{_SKIP_COLOR}">- - ▸ skip</font></td>'
     if any(n.count > 1 for n in diagram.nodes):
@@ -158,8 +164,19 @@ def _legend(diagram: Diagram) -> str:
     )
 
 
-def _node_attrs(n: Node) -> str:
-    label = _node_label(n)
+def _frozen(diagram: Diagram, n: Node) -> str:
+    """``"all"`` when every parameter ``n`` draws is frozen, ``"some"`` when part of them are,
+    ``""`` otherwise (no parameters, or none frozen)."""
+    layers = diagram.report.layers
+    params = sum(layers[i].params for i in n.records)
+    trainable = sum(layers[i].trainable_params for i in n.records)
+    if not params or trainable == params:
+        return ""
+    return "all" if trainable == 0 else "some"
+
+
+def _node_attrs(n: Node, frozen: str = "") -> str:
+    label = _node_label(n, frozen)
     if n.role in ("input", "output"):
         return (f'label={label}, shape=box, style="rounded,filled,bold", '
                 f'fillcolor="{_IO_FILL}", color="{_IO_BORDER}"')
@@ -170,15 +187,17 @@ def _node_attrs(n: Node) -> str:
     if n.kind == "op":
         return (f'label={label}, shape=box, style="rounded,filled", fillcolor="{fill}", '
                 f'color="{border}", fontsize=9, height=0.3')
+    if frozen == "all":
+        fill = _FROZEN_FILL
     attrs = f'label={label}, fillcolor="{fill}", color="{border}"'
     if n.count > 1:
         attrs += ', peripheries=2'
     return attrs
 
 
-def _node_label(n: Node) -> str:
+def _node_label(n: Node, frozen: str = "") -> str:
     """An HTML-like label: bold title (and a red ``×N``), detail, then small name · params ·
-    shared note."""
+    shared note · ``frozen`` (``partly frozen``)."""
     if n.role in ("input", "output"):
         return f"<<b>{_html(n.title)}</b><br/>{_html(n.detail)}>"
     title = f"<b>{_html(n.title)}</b>"
@@ -190,7 +209,9 @@ def _node_label(n: Node) -> str:
     if n.detail:
         lines.append(_html(n.detail))
     meta = _html(n.name)
-    for part in (_plural(n.params, "param") if n.params else "", _html(n.shared)):
+    marks = {"all": "frozen", "some": "partly frozen"}
+    for part in (_plural(n.params, "param") if n.params else "", _html(n.shared),
+                 marks.get(frozen, "")):
         if part:
             meta = f"{meta} · {part}" if meta else part
     if meta:

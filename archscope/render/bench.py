@@ -7,6 +7,7 @@ import io
 import json
 from typing import TYPE_CHECKING
 
+from archscope.devices import CPU_NO_PEAK
 from archscope.render.units import human_bytes, milliseconds, percent, signed_percent
 
 if TYPE_CHECKING:
@@ -77,7 +78,10 @@ def render_table(run: BenchRun, width: int = 160) -> str:
             + (f", CUDA {run.cuda_version}" if run.cuda_version else "")
         )
     for line in peak_lines:
-        console.print(f"MFU peak: {line}")
+        if line == CPU_NO_PEAK:
+            console.print(f"MFU: {CPU_NO_PEAK} (--peak-tflops gives a peak to compare with)")
+        else:
+            console.print(f"MFU peak: {line}")
     for note in notes:
         console.print(f"note: {note}")
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())

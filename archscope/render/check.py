@@ -36,15 +36,15 @@ def render_check(results: Sequence[CheckResult], fmt: str = "table", *, device: 
 
 
 def render_block(r: CheckResult) -> str:
-    """One model's block: a header, a line per check, its notes, the verdict, a blank line."""
+    """One model's block: a header, a line per check, its notes, the verdict (with every reason
+    for a FAIL, the run's error among them), a blank line."""
     from archscope.check import CUDA_ONLY_NOTE  # the memory row says it already
 
     shape = "×".join(str(d) for d in r.input_shape)
     lines = [f"{r.model}  ({r.device_name}, batch {r.batch}"
              + (f", input {shape}" if shape else "")
              + (f", weights {r.weights}" if r.weights else "") + ")"]
-    if r.error is not None:
-        lines.append(f"  error    {r.error}")
+    # an error (why the run failed) is told once, in the verdict line's reasons
     if r.engine_params is not None and r.error is None:
         if r.shape_mismatches:
             lines.append(f"  shapes   FAIL  {len(r.shape_mismatches)} of {r.layers_compared} "
