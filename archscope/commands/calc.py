@@ -8,7 +8,14 @@ from __future__ import annotations
 import click
 
 from archscope._io import echo, results
-from archscope.commands._common import ResultsCommand, batch_option, input_option, width_option
+from archscope.commands._common import (
+    ResultsCommand,
+    batch_option,
+    format_option,
+    input_option,
+    width_option,
+)
+from archscope.render import FORMATS, RF_HELP
 
 
 def _is_spec_text(arg: str) -> bool:
@@ -49,14 +56,14 @@ class _SpecCommand(ResultsCommand):
               help="Read the spec's input shape as C×H×W (default: H×W×C, as Keras writes it).")
 @input_option
 @batch_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
-              default="table", show_default=True, help="Output format.")
+@format_option(FORMATS)
 @width_option
 @click.option("--explain", is_flag=True,
               help="Accepted as in summary; calc always shows the output-size arithmetic column.")
+@click.option("--rf", is_flag=True, help=RF_HELP)
 def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
          input_shape: tuple[int, ...] | None, batch: int, fmt: str, width: int | None,
-         explain: bool) -> None:
+         explain: bool, rf: bool) -> None:
     """Count a network typed as a line of layers: shapes with their arithmetic, parameters
     with their formula, MACs and totals.
 
@@ -70,6 +77,7 @@ def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
       archscope calc '28x28x1 conv32 k3 relu, maxpool2, flatten, dense10 softmax'
       archscope calc 'chw:3x227x227 conv96 k11 s4 relu → lrn → maxpool3/2 → conv256 k5 p2 relu'
       archscope calc '224x224x3 repeat 2 [conv64 k3 same relu] maxpool2' --format json
+      archscope calc '32x32x64 conv64 k3 same conv64 k3 same' --rf     # sees 5×5, like one 5×5
       archscope calc -f net.spec
     """
     from archscope.errors import SpecSyntaxError
@@ -98,5 +106,5 @@ def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
                          input_shape=input_shape, batch=batch)
     tty = results().isatty()
     out = render(report, fmt, explain=True, width=output_width(width, tty),
-                 color=tty and fmt == "table")
+                 color=tty and fmt == "table", rf=rf)
     echo(out, nl=False)

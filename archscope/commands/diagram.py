@@ -32,13 +32,15 @@ from archscope.commands._common import (
 @click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
               metavar="[TB|LR]",
               show_default=True, help="Flow top-to-bottom or left-to-right.")
+@click.option("--rf", is_flag=True,
+              help="Write on each node the receptive field and jump of its output.")
 @input_option
 @num_classes_option
 @head_options
 @freeze_option
 def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankdir: str,
-            input_shape: tuple[int, ...] | None, num_classes: int | None, head: str | None,
-            base: str | None, freeze: tuple[str, ...]) -> None:
+            rf: bool, input_shape: tuple[int, ...] | None, num_classes: int | None,
+            head: str | None, base: str | None, freeze: tuple[str, ...]) -> None:
     """Draw MODEL: layers with their hyperparameters and parameters, tensor shapes on the edges,
     skip connections dashed, repeated blocks folded; frozen layers (--freeze) drawn grey.
 
@@ -48,6 +50,7 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
       archscope diagram vgg16 -o vgg16.png
       archscope diagram resnet50 --depth 1 -o stages.pdf
       archscope diagram resnet18 --depth 3 --no-fold -o resnet18.svg
+      archscope diagram vgg16 --rf -o vgg16_rf.svg     # receptive field on every node
       archscope diagram lecture_mnist_cnn --rankdir LR -o - | dot -Tpng > mnist.png
       archscope diagram vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' \\
           --freeze features --depth 1 -o transfer.svg
@@ -68,7 +71,7 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
     require_dot(fmt)  # before tracing: the drawing could not be written anyway
     report = load_report(model, input_shape=input_shape, num_classes=num_classes, freeze=freeze,
                          head=head, base=base)
-    drawing = draw(report, depth=depth, fold=fold, rankdir=rankdir.upper(), fmt=fmt)
+    drawing = draw(report, depth=depth, fold=fold, rankdir=rankdir.upper(), fmt=fmt, rf=rf)
     status = (f"{report.model}: depth {drawing.depth} of {drawing.deepest}, "
               f"{drawing.nodes} nodes{' (folded)' if fold else ''}")
     if target is None:

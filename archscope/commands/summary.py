@@ -16,7 +16,7 @@ from archscope.commands._common import (
     source_batch_option,
     width_option,
 )
-from archscope.render import FORMATS
+from archscope.render import FORMATS, RF_HELP
 
 
 @click.command(cls=ResultsCommand)
@@ -30,10 +30,11 @@ from archscope.render import FORMATS
 @freeze_option
 @format_option(FORMATS)
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
+@click.option("--rf", is_flag=True, help=RF_HELP)
 @width_option
 def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, depth: int | None,
             num_classes: int | None, head: str | None, base: str | None, freeze: tuple[str, ...],
-            fmt: str, explain: bool, width: int | None) -> None:
+            fmt: str, explain: bool, rf: bool, width: int | None) -> None:
     """Show every layer of MODEL: output shape, parameters with their formula, MACs, totals.
 
     \b
@@ -41,6 +42,7 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, 
       archscope summary vgg16
       archscope summary lecture_catsdogs_cnn --explain
       archscope summary resnet50 --input 3x512x512 --batch 8 --depth 2
+      archscope summary vgg16 --rf                  # receptive field of every layer
       archscope summary vgg16 --freeze features --format json > vgg16.json
       archscope summary vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' --freeze features
       archscope summary my_net.py:Net --input 3x32x32
@@ -52,5 +54,5 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, 
                          freeze=freeze, head=head, base=base)
     tty = results().isatty()
     text = render(report, fmt, explain=explain, width=output_width(width, tty),
-                  color=tty and fmt == "table", max_depth=depth)
+                  color=tty and fmt == "table", max_depth=depth, rf=rf)
     echo(text, nl=False)

@@ -35,10 +35,13 @@ DEFAULT_MAX_NODES = 40
 DEFAULT_MAX_RANKS = 26
 
 
-def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True) -> Diagram:
+def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True,
+                  rf: bool = False) -> Diagram:
     """Collapse, fuse and fold ``report`` into a :class:`Diagram` (see the module docstring).
 
-    ``depth=None`` draws every layer (the full depth).
+    ``depth=None`` draws every layer (the full depth). ``rf`` labels each layer node with the
+    receptive field of its output (its last record: a folded run's last copy, a collapsed
+    block's output).
     """
     depth = max_depth(report) if depth is None else max(1, depth)
     layout = collapse(report, depth)
@@ -49,8 +52,26 @@ def build_diagram(report: Report, *, depth: int | None = None, fold: bool = True
         nodes, edges = fuse(report, nodes, edges)
         nodes, edges = fold_runs(nodes, edges)
     named = [replace(n, name=display_name(n), shared=shared_text(report, n.records)) for n in nodes]
+    if rf:
+        named = _with_receptive_fields(report, named)
     return Diagram(report, depth, fold, (input_node(report), *named, *outputs), tuple(edges),
                    layout.clusters, layout.outside)
+
+
+def _with_receptive_fields(report: Report, nodes: list[Node]) -> list[Node]:
+    from archscope.receptive import receptive_fields
+
+    fields = receptive_fields(report)
+    labelled = []
+    for n in nodes:
+        field = fields[max(n.records)] if n.records else None
+        text = ""
+        if field is not None and field.rf_text:
+            text = f"RF {field.rf_text}"
+            if field.jump_text:
+                text += f" · jump {field.jump_text}"
+        labelled.append(replace(n, rf=text))
+    return labelled
 
 
 def max_depth(report: Report) -> int:

@@ -33,6 +33,7 @@ _IO_FILL, _IO_BORDER = "#f3f3f3", "#333333"
 _FROZEN_FILL, _FROZEN_BORDER = "#d9d9d9", "#7f7f7f"
 _SKIP_COLOR = "#c0392b"
 _EDGE_COLOR = "#555555"
+_RF_COLOR = "#1f6f8b"  # the receptive-field line (--rf)
 _FONT = "Helvetica"
 
 
@@ -208,6 +209,8 @@ def _node_label(n: Node, frozen: str = "") -> str:
     lines = [title]
     if n.detail:
         lines.append(_html(n.detail))
+    if n.rf:
+        lines.append(f'<font color="{_RF_COLOR}">{_html(n.rf)}</font>')
     meta = _html(n.name)
     marks = {"all": "frozen", "some": "partly frozen"}
     for part in (_plural(n.params, "param") if n.params else "", _html(n.shared),

@@ -49,7 +49,7 @@ class Drawing:
 
 
 def draw(report: Report, *, depth: int | None = None, fold: bool = True, rankdir: str = "TB",
-         fmt: str = "dot") -> Drawing:
+         fmt: str = "dot", rf: bool = False) -> Drawing:
     """Draw ``report`` for output format ``fmt``.
 
     Args:
@@ -60,11 +60,12 @@ def draw(report: Report, *, depth: int | None = None, fold: bool = True, rankdir
             nodes into one ``×N`` node.
         rankdir: ``"TB"`` (top to bottom) or ``"LR"`` (left to right).
         fmt: the output format (one of the values of :data:`~archscope.diagram.graphviz.FORMATS`).
+        rf: write each layer node's receptive field and jump on it (``RF 212 · jump 32``).
 
     Raises:
         ValueError: for a ``rankdir`` other than ``TB`` or ``LR``.
     """
-    diagram = _build(report, depth, fold, rankdir)
+    diagram = _build(report, depth, fold, rankdir, rf)
     dpi = PNG_DPI if fmt == "png" else None
     return Drawing(diagram, write_dot(diagram, rankdir=rankdir, dpi=dpi), fmt)
 
@@ -103,7 +104,8 @@ def write_diagram(report: Report, path: str | os.PathLike[str], *, depth: int | 
     return save(draw(report, depth=depth, fold=fold, rankdir=rankdir, fmt=fmt), path)
 
 
-def _build(report: Report, depth: int | None, fold: bool, rankdir: str) -> Diagram:
+def _build(report: Report, depth: int | None, fold: bool, rankdir: str,
+           rf: bool = False) -> Diagram:
     """The diagram at the chosen depth, once ``rankdir`` is known to be valid."""
     check_rankdir(rankdir)
-    return build_diagram(report, depth=choose_depth(report, depth, fold=fold), fold=fold)
+    return build_diagram(report, depth=choose_depth(report, depth, fold=fold), fold=fold, rf=rf)

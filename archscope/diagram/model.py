@@ -38,6 +38,8 @@ class Node:
         last_names: after folding, the names of the last copy folded in (for the name range).
         shared: where weights this node uses are counted when that is another node
             (``shared with emb``, ``same weights as call 1``), else ``""``.
+        rf: the receptive field of the node's output (``RF 212 · jump 32``) when drawn with
+            ``rf=True``, else ``""``.
     """
 
     id: str
@@ -56,6 +58,7 @@ class Node:
     names: tuple[str, ...] = ()
     last_names: tuple[str, ...] = ()
     shared: str = ""
+    rf: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,15 @@ FORMATS = ("table", "json", "markdown", "csv")
 PIPED_WIDTH = 100
 
 #: ``--width``'s help, the same for every command that prints a table.
+#: ``--rf``'s help, the same for summary and calc.
+RF_HELP = ("Add each layer's receptive field (rows×columns where they differ), jump (effective "
+           "stride) and centre of the first output unit, in input pixels, with the arithmetic.")
+
+#: What the receptive-field columns mean, printed under a table that shows them.
+RF_LEGEND = ("RF: the input pixels one output unit sees (r = r_in + (k−1)·d·j_in); Jump: input "
+             "pixels between neighbouring output units (j = j_in·s); Centre: the input "
+             "coordinate of the first output unit's field centre (pixel 0 is the first).")
+
 WIDTH_HELP = ("Table width in columns (default: the terminal's; 100 when piped). Numbers and "
               "formulas are never cut: text folds to fit, and a table that cannot fit is wider.")
 
@@ -28,22 +37,24 @@ def output_width(width: int | None, tty: bool) -> int:
 
 
 def render(report: Report, fmt: str = "table", *, explain: bool = False, width: int | None = 100,
-           color: bool = False, max_depth: int | None = None) -> str:
-    """Render ``report`` in ``fmt`` (one of :data:`FORMATS`)."""
+           color: bool = False, max_depth: int | None = None, rf: bool = False) -> str:
+    """Render ``report`` in ``fmt`` (one of :data:`FORMATS`); ``rf`` adds each layer's receptive
+    field, jump and centre (:func:`archscope.receptive.receptive_fields`)."""
     if fmt == "table":
         from archscope.render.table import render_table
 
-        return render_table(report, explain=explain, width=width, color=color, max_depth=max_depth)
+        return render_table(report, explain=explain, width=width, color=color, max_depth=max_depth,
+                            rf=rf)
     if fmt == "json":
         from archscope.render.json import render_json
 
-        return render_json(report, max_depth=max_depth)
+        return render_json(report, max_depth=max_depth, rf=rf)
     if fmt == "markdown":
         from archscope.render.markdown import render_markdown
 
-        return render_markdown(report, explain=explain, max_depth=max_depth)
+        return render_markdown(report, explain=explain, max_depth=max_depth, rf=rf)
     if fmt == "csv":
         from archscope.render.csv import render_csv
 
-        return render_csv(report, max_depth=max_depth)
+        return render_csv(report, max_depth=max_depth, rf=rf)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -15,7 +15,8 @@ from archscope.render._columns import (
 from archscope.report import Report
 
 
-def render_markdown(report: Report, *, explain: bool = False, max_depth: int | None = None) -> str:
+def render_markdown(report: Report, *, explain: bool = False, max_depth: int | None = None,
+                    rf: bool = False) -> str:
     """A heading, one table row per record, then the totals.
 
     The heading is the terminal table's title, on two lines that Markdown joins into one:
@@ -27,6 +28,12 @@ def render_markdown(report: Report, *, explain: bool = False, max_depth: int | N
     if explain:
         header.append("Output size")
     header.append("MACs")
+    fields = None
+    if rf:
+        from archscope.receptive import receptive_fields
+
+        fields = receptive_fields(report)
+        header += ["RF", "Jump", "Centre", "RF arithmetic"]
     shown = rows(report, max_depth)
     lines = [
         " · ".join([f"**{_escape(report.model)}** ({report.model_type})",
@@ -34,7 +41,8 @@ def render_markdown(report: Report, *, explain: bool = False, max_depth: int | N
         "· " + shapes_note(report, [row.record for row in shown]),
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join("---:" if h in {"Params", "MACs"} else "---" for h in header) + "|",
+        "|" + "|".join("---:" if h in {"Params", "MACs", "RF", "Jump", "Centre"} else "---"
+                       for h in header) + "|",
     ]
     for row in shown:
         record = row.record
@@ -44,10 +52,17 @@ def render_markdown(report: Report, *, explain: bool = False, max_depth: int | N
         if explain:
             cells.append(record.output_formula)
         cells.append(macs_cell(record))
+        if fields is not None:
+            f = fields[record.index]
+            cells += [f.rf_text, f.jump_text, f.centre_text, f.rf_formula]
         lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
     lines += ["", "| Total | |", "|---|---:|"]
     lines += [f"| {label} | {value} |" for label, value in totals(report)]
     lines += [f"\n> Note: {note}" for note in report.notes]
+    if fields is not None:
+        from archscope.render import RF_LEGEND
+
+        lines.append(f"\n{RF_LEGEND}")
     return "\n".join(lines) + "\n"
 
 

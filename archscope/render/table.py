@@ -58,16 +58,17 @@ Break = tuple[int, int]
 
 
 def render_table(report: Report, *, explain: bool = False, width: int | None = 100,
-                 color: bool = False, max_depth: int | None = None) -> str:
+                 color: bool = False, max_depth: int | None = None, rf: bool = False) -> str:
     """Render ``report`` as a box table plus a totals block.
 
     ``width=None`` makes the table as wide as its content (nothing folds); with a width, the
     table gives way as the module docstring describes and exceeds ``width`` only where even
     that cannot fit it. ``color=False`` gives plain, deterministic text (golden files use width
-    100 and no colour).
+    100 and no colour). ``rf`` adds the receptive-field columns (RF, Jump, Centre and the RF
+    arithmetic) and their legend.
     """
     records = visible(report, max_depth)
-    columns = _columns(report, records, explain, max_depth)
+    columns = _columns(report, records, explain, max_depth, rf)
     if width is not None and _natural_width(columns) > width:
         columns = _with_short_names(columns, records)                   # step 2
     widths, gap = _fit_columns(columns, width)
@@ -116,6 +117,11 @@ def render_table(report: Report, *, explain: bool = False, width: int | None = 1
     console.print(summary, width=max(text_width, summary_width))
     for note in report.notes:
         for line in _wrap_text(f"Note: {note}", width):
+            console.print(line, no_wrap=True, overflow="ignore", crop=False, markup=False)
+    if rf:
+        from archscope.render import RF_LEGEND
+
+        for line in _wrap_text(RF_LEGEND, width):
             console.print(line, no_wrap=True, overflow="ignore", crop=False, markup=False)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
@@ -246,7 +252,7 @@ def _natural_width(columns: list[_Column]) -> int:
 
 
 def _columns(report: Report, records: list[LayerRecord], explain: bool,
-             max_depth: int | None) -> list[_Column]:
+             max_depth: int | None, rf: bool = False) -> list[_Column]:
     columns = [
         _Column("Layer", [" " * (r.depth - 1) + r.name for r in records], breaks=_name_breaks),
         _Column("Type", [r.type for r in records], breaks=_camel_breaks),
@@ -262,6 +268,18 @@ def _columns(report: Report, records: list[LayerRecord], explain: bool,
                               breaks=_formula_breaks, arithmetic=True))
     columns.append(_Column("MACs", [human_count(r.macs) if r.macs else "—" for r in records],
                           right=True))
+    if rf:
+        from archscope.receptive import receptive_fields
+
+        every = receptive_fields(report)
+        fields = [every[r.index] for r in records]
+        columns += [
+            _Column("RF", [f.rf_text for f in fields], right=True, breaks=_space_breaks),
+            _Column("Jump", [f.jump_text for f in fields], right=True),
+            _Column("Centre", [f.centre_text for f in fields], right=True),
+            _Column("RF arithmetic", [f.rf_formula for f in fields], breaks=_formula_breaks,
+                    arithmetic=True),
+        ]
     return columns
 
 
