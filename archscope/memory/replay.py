@@ -304,6 +304,9 @@ class _Recorder(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         proxied = any(issubclass(t, _Proxy) for t in types)
+        name = _ATTENTION.get(func.__name__.split(".")[0])
+        if name is not None and name not in self.recording.attention:
+            self.recording.attention.append(name)
         if (func is torch.ops.aten.scaled_dot_product_attention.default and proxied
                 and self.device.type == "cuda"):
             out = self._cuda_attention(*args, **kwargs)
@@ -318,9 +321,6 @@ class _Recorder(TorchDispatchMode):
                 return decomposed
         if func in _NO_META_IN_PLACE:
             return None  # updates its arguments in place: allocates nothing
-        name = _ATTENTION.get(func.__name__.split(".")[0])
-        if name is not None and name not in self.recording.attention:
-            self.recording.attention.append(name)
         device = kwargs.get("device")
         if device is not None and torch.device(device).type == self.device.type:
             proxied = True
@@ -376,6 +376,27 @@ class _Recorder(TorchDispatchMode):
                 return torch.ops.aten._scaled_dot_product_efficient_attention(
                     query, key, value, attn_mask, grad, dropout_p, is_causal, scale=scale)[0]
         return None
+
+    def as_state_from_birth(self, tensors: list[torch.Tensor], since: int) -> None:
+        """Optimizer state: the storages of ``tensors`` allocated since event ``since`` were state
+        from the start (the optimizer made them as state); older ones are re-categorised now."""
+        cat = _CAT["optimizer_state"]
+        born: set[int] = set()
+        for t in tensors:
+            inner = t._meta if isinstance(t, _Proxy) else t
+            if inner.device.type != "meta":
+                continue
+            found = self.live.get(inner.untyped_storage()._cdata)
+            if found is None:
+                continue
+            born.add(found[0])
+        for i in range(since, len(self.events)):
+            kind, ident, size, _, step, phase, layer = self.events[i]
+            if kind == ALLOC and ident in born:
+                self.events[i] = (kind, ident, size, cat, step, phase, layer)
+                self.category[ident] = cat
+        for t in tensors:
+            self.recategorise(t, "optimizer_state")
 
     def end_autocast(self) -> None:
         """Where autocast clears its cache: the weights' casts are let go."""
@@ -639,14 +660,15 @@ def _optimizer_phase(opt: torch.optim.Optimizer, params: list[_Proxy],
     for p in params:
         grad = p._meta.grad
         p.grad = None if grad is None else _Proxy(grad, device)
+    start = len(recorder.events)
     if scaler is not None:
         scaler.step(opt)
-        for t in scaler.persistent():
-            recorder.recategorise(t, "optimizer_state")
     else:
         training.optimizer_step(opt)
-    for t in training.state_tensors(opt):
-        recorder.recategorise(t, "optimizer_state")
+    state = [*training.state_tensors(opt), *(scaler.persistent() if scaler is not None else [])]
+    recorder.as_state_from_birth(state, start)
+
+
 
 
 def _again(events: list[Event], recorder: _Recorder) -> list[Event]:
