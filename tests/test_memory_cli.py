@@ -131,3 +131,11 @@ def test_an_onnx_file_is_refused_in_one_line(runner: CliRunner, tmp_path: Path) 
     result = runner.invoke(main, ["memory", str(tmp_path / "m.onnx")])
     assert result.exit_code == 1 and "ONNX file" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_failing_step_names_the_phase_and_layer(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["memory", "resnet18", "--input", "3x32x32"])
+    assert result.exit_code == 1
+    assert "failed (forward, in layer4.0.bn1)" in result.stderr
+    assert "use --batch 2 or more" in result.stderr
+    assert "Traceback" not in result.output

@@ -98,13 +98,22 @@ def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recordin
     try:
         try:
             return _replay.replay(model, step.input_shape, **kwargs)
-        except ImportError:  # a deferred import landed mid-way (see trace._Deferred): again
+        except _replay.StepFailed as failed:
+            if not isinstance(failed.cause, ImportError):
+                raise
+            # a deferred import landed mid-way (see trace._Deferred): again, without them
             return _replay.replay(model, step.input_shape, defer=False, **kwargs)
+    except _replay.StepFailed as failed:
+        if isinstance(failed.cause, ArchscopeError):
+            raise failed.cause from None
+        where = failed.phase + (f", in {failed.layer}" if failed.layer else "")
+        hint = autograd_hint(str(failed.cause), "--batch")
+        raise ForwardError(f"the training step failed ({where}): "
+                           f"{_failure_reason(failed.cause)}{hint}") from None
     except ArchscopeError:
         raise
-    except Exception as exc:
-        hint = autograd_hint(str(exc), "--batch")
-        raise ForwardError(f"the training step failed on replay: {_failure_reason(exc)}{hint}") \
+    except Exception as exc:  # setting the step up (the model's parameters, the optimizer)
+        raise ForwardError(f"the training step could not be set up: {_failure_reason(exc)}") \
             from None
 
 

@@ -511,7 +511,8 @@ def _layers(model: nn.Module, recorder: _Recorder) -> Iterator[None]:
 
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(enter))
-        handles.append(module.register_forward_hook(leave, always_call=True))
+        # not always_call: where a module raises, the layer stays the one that failed
+        handles.append(module.register_forward_hook(leave))
     try:
         yield
     finally:
@@ -604,53 +605,74 @@ def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype:
                 recorder.recategorise(t, "optimizer_state")
         scaler = training.LossScaler(device) if precision == "fp16" else None
         setup_end = len(recorder.events)
-        # Step 1, for real.
-        recorder.phase = _PHASE["forward"]
-        forward_start = len(recorder.events)
-        with _without_device_autograd(device), \
-                training.autocast(device.type, autocast_dtype, recorder.end_autocast):
-            recorder.casting = autocast_dtype is not None
-            output = model(x)
-            recorder.phase, recorder.layer = _PHASE["loss"], 0
-            mark = len(recorder.events)
-            targets = training.make_targets(output, device)
-            for t in targets:
-                recorder.recategorise(t, "inputs")
-            # bench makes its targets before the first step: so does the timeline
-            made = recorder.events[mark:]
-            del recorder.events[mark:]
-            recorder.events[setup_end:setup_end] = [
-                (kind, ident, size, cat, 1, _PHASE["setup"], 0)
-                for kind, ident, size, cat, *_ in made]
-            forward_start += len(made)
-            loss = training.loss_of(output, targets)
-            del output
-        if scaler is not None:
-            with _without_device_autograd(device):
-                loss = scaler.scale(loss)
-        recorder.phase = _PHASE["backward"]
-        _backward(loss, params, recorder)
-        del loss
-        backward_end = len(recorder.events)
-        recorder.phase, recorder.layer = _PHASE["optimizer"], 0
-        if opt is not None:
-            _optimizer_phase(opt, params, scaler, recorder, device)
-        # Step 2 is step 1's forward and backward again (the same operators on the same sizes),
-        # after zero_grad freed the gradients, then an optimizer step that finds its state made:
-        # that step is run for real.
-        step_two = [(FREE, ident, 0, cat, 2, _PHASE["zero_grad"], 0)
-                    for ident, cat in recorder.category.items() if cat == _CAT["gradients"]]
-        step_two += _again(recorder.events[forward_start:backward_end], recorder)
-        recorder.step = 2
-        mark = len(recorder.events)
-        if opt is not None:
-            _optimizer_phase(opt, params, scaler, recorder, device)
-        recorder.closed = True  # what the frame's end frees is not part of the step
-        recorder.events[mark:mark] = step_two
-        for p in params:
-            p.grad = None
-            p._meta.grad = None
+        try:
+            _steps(model, x, params, opt, scaler, recorder, device, autocast_dtype, setup_end)
+        except Exception as exc:
+            raise StepFailed(PHASES[recorder.phase],
+                             recorder.recording.layers[recorder.layer], exc) from exc
+        finally:
+            recorder.closed = True  # what the frame's end frees is not part of the step
+            for p in params:
+                p.grad = None
+                p._meta.grad = None
     return recorder.recording
+
+
+class StepFailed(Exception):
+    """The replayed step raised ``cause`` in ``phase``, in ``layer`` (``""``: outside a module)."""
+
+    def __init__(self, phase: str, layer: str, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.phase, self.layer, self.cause = phase, layer, cause
+
+
+def _steps(model: nn.Module, x: _Proxy, params: list[_Proxy], opt: torch.optim.Optimizer | None,
+           scaler: training.LossScaler | None, recorder: _Recorder, device: torch.device,
+           autocast_dtype: torch.dtype | None, setup_end: int) -> None:
+    """Step 1 for real; step 2 from step 1's forward and backward and a real optimizer step."""
+    # Step 1, for real.
+    recorder.phase = _PHASE["forward"]
+    forward_start = len(recorder.events)
+    with _without_device_autograd(device), \
+            training.autocast(device.type, autocast_dtype, recorder.end_autocast):
+        recorder.casting = autocast_dtype is not None
+        output = model(x)
+        recorder.phase, recorder.layer = _PHASE["loss"], 0
+        mark = len(recorder.events)
+        targets = training.make_targets(output, device)
+        for t in targets:
+            recorder.recategorise(t, "inputs")
+        # bench makes its targets before the first step: so does the timeline
+        made = recorder.events[mark:]
+        del recorder.events[mark:]
+        recorder.events[setup_end:setup_end] = [
+            (kind, ident, size, cat, 1, _PHASE["setup"], 0)
+            for kind, ident, size, cat, *_ in made]
+        forward_start += len(made)
+        loss = training.loss_of(output, targets)
+        del output
+    if scaler is not None:
+        with _without_device_autograd(device):
+            loss = scaler.scale(loss)
+    recorder.phase = _PHASE["backward"]
+    _backward(loss, params, recorder)
+    del loss
+    backward_end = len(recorder.events)
+    recorder.phase, recorder.layer = _PHASE["optimizer"], 0
+    if opt is not None:
+        _optimizer_phase(opt, params, scaler, recorder, device)
+    # Step 2 is step 1's forward and backward again (the same operators on the same sizes),
+    # after zero_grad freed the gradients, then an optimizer step that finds its state made:
+    # that step is run for real.
+    step_two = [(FREE, ident, 0, cat, 2, _PHASE["zero_grad"], 0)
+                for ident, cat in recorder.category.items() if cat == _CAT["gradients"]]
+    step_two += _again(recorder.events[forward_start:backward_end], recorder)
+    recorder.step = 2
+    mark = len(recorder.events)
+    if opt is not None:
+        _optimizer_phase(opt, params, scaler, recorder, device)
+    recorder.closed = True
+    recorder.events[mark:mark] = step_two
 
 
 def _optimizer_phase(opt: torch.optim.Optimizer, params: list[_Proxy],
