@@ -20,6 +20,7 @@ from torch import nn
 
 from archscope.memory import CATEGORIES, training_memory
 from archscope.memory import replay as replay_module
+from archscope.memory.recorder import PHASE
 from archscope.memory.step import loss_of
 from archscope.registry import model_names
 from archscope.source import load_model
@@ -129,7 +130,7 @@ def ops(precision: str, device: str) -> list[tuple[str, tuple[torch.dtype, ...]]
     recording = replay_module.replay(
         conv_pool(), (3, 8, 8), batch=2, dtype=torch.float32, precision=precision,
         optimizer="sgd", impl="fused" if device == "cuda" else "for-loop", device=dev)
-    forward = replay_module._PHASE["forward"]
+    forward = PHASE["forward"]
     return [(name.split(".")[0], dtypes) for phase, name, dtypes in recording.ops
             if phase == forward]
 

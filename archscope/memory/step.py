@@ -41,7 +41,7 @@ def autocast(device_type: str, dtype: torch.dtype | None, on_exit: Any = None) -
     ``torch.autocast("cuda")`` turns itself off when this process has no CUDA; the replay needs
     the CUDA policy all the same (its kernels are registered in every build of PyTorch). This
     does what ``torch.autocast.__enter__``/``__exit__`` do. Autocast's own cast cache is turned
-    off because the replay keeps that cache itself (see ``replay._Recorder``); ``on_exit`` is
+    off because the replay keeps that cache itself (see ``recorder.Recorder``); ``on_exit`` is
     called where autocast would clear its cache.
     """
     if dtype is None:
