@@ -203,7 +203,8 @@ def _notes(device: str, precision: str, impl: str, workspace: int,
     if impl:
         notes.append(f"{impl} optimizer implementation")
     if attention:
-        notes.append(f"attention kernel: {', '.join(attention)} ({device})")
+        notes.append(f"attention kernel: {', '.join(attention)}, as {device.upper()} would "
+                     "choose it (docs/memory.md)")
     return tuple(notes)
 
 

@@ -249,9 +249,14 @@ def plot_memory(result: TrainingMemory, path: str | Path) -> None:
         axes.axvline(boundary, color="black", linewidth=0.6, linestyle="--")
         axes.text(boundary, axes.get_ylim()[1], " step 2 (every later step)", fontsize=8,
                   va="top")
+    # a tick where each phase starts; short phases (setup, zero_grad, loss) only where there is
+    # room for their name
     starts = [i for i, p in enumerate(points) if i == 0 or points[i - 1].phase != p.phase]
-    axes.set_xticks(starts, [points[i].phase for i in starts], rotation=45, ha="right",
-                    fontsize=8)
+    ends = [*starts[1:], len(points)]
+    room = max(len(points) // 25, 1)
+    ticks = [i for i, end in zip(starts, ends, strict=True)
+             if end - i >= room or points[i].phase in ("forward", "backward", "optimizer")]
+    axes.set_xticks(ticks, [points[i].phase for i in ticks], rotation=30, ha="right", fontsize=8)
     axes.set_xlim(0, max(len(points) - 1, 1))
     axes.set_ylabel(f"allocated ({unit})")
     axes.set_title(title(result), fontsize=9)
