@@ -105,7 +105,9 @@ def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype:
         stack.enter_context(_swapped(proxied_swaps))
         model.train()
         pairs = [(p, p._meta) for p in proxies.values()]
-        recorder.weights = {id(p) for p, inner in pairs if isinstance(inner, nn.Parameter)}
+        # autocast caches the casts of float32 leaves that require grad (cached_cast)
+        recorder.weights = {id(p) for p, inner in pairs
+                            if isinstance(inner, nn.Parameter) and inner.requires_grad}
         stack.enter_context(NoDeviceInit())
         stack.enter_context(recorder)
         stack.enter_context(_layers(model, recorder))
