@@ -26,6 +26,7 @@ _COMMANDS: dict[str, str] = {
     "calc": "archscope.commands.calc:calc",
     "bench": "archscope.commands.bench:bench",
     "check": "archscope.commands.check:check",
+    "memory": "archscope.commands.memory:memory",
     "export": "archscope.commands.export:export",
     "stats": "archscope.commands.stats:stats",
 }

@@ -40,12 +40,22 @@ class DeviceSpec:
         pattern: regular expression matched (case-insensitively) against the CUDA device name.
         peak_tflops: precision (one of :data:`PRECISIONS`) → dense TFLOP/s.
         source: where the figures come from.
+        memory_gb: the memory on its datasheet, in GB as NVIDIA prints it (10⁹ bytes; CUDA
+            reports a little less or more, see :attr:`memory_bytes`).
     """
 
     key: str
     pattern: str
     peak_tflops: dict[str, float]
     source: str
+    memory_gb: float | None = None
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """The datasheet memory in bytes (``memory_gb`` × 10⁹). CUDA reports a little more for the
+        HBM parts (about 79 GiB = 85 × 10⁹ bytes for 80 GB, about 139 GiB for the H200's 141 GB)
+        and about as much for L4 (about 22.5 GiB for 24 GB), so this errs on the small side."""
+        return None if self.memory_gb is None else int(self.memory_gb * 10**9)
 
     def peak(self, precision: str) -> float | None:
         """Dense peak TFLOP/s for ``precision``, or ``None`` if not known."""
@@ -74,31 +84,37 @@ DEVICES: tuple[DeviceSpec, ...] = (
         "H200", r"\bH200\b(?!.*\bNVL\b)", _peaks(66.9, 494.7, 989.4),
         "NVIDIA H200 datasheet (2024): FP32 67, TF32 989 and BF16/FP16 1,979 TFLOP/s with "
         "sparsity → 494.7 / 989.4 dense (same SMs and clocks as H100 SXM)",
+        memory_gb=141,  # datasheet: 141 GB HBM3e
     ),
     # H100 PCIe (114 SMs, 1,755 MHz boost): whitepaper Table 3 FP32 51.2, TF32 378/756,
     # BF16/FP16 756/1,513.
-    DeviceSpec("H100 PCIe", r"\bH100\b.*\bPCIe\b", _peaks(51.2, 378.0, 756.0), _H100_WP),
+    DeviceSpec("H100 PCIe", r"\bH100\b.*\bPCIe\b", _peaks(51.2, 378.0, 756.0), _H100_WP,
+               memory_gb=80),  # H100 datasheet (2022): 80 GB
     # H100 SXM5 (132 SMs, 1,830 MHz boost): whitepaper Table 3 FP32 66.9, TF32 494.7/989.4,
     # BF16/FP16 989.4/1,978.9. CUDA names it "NVIDIA H100 80GB HBM3" (no "SXM" in the name).
     DeviceSpec(
         "H100 SXM", r"\bH100\b(?!.*\b(PCIe|NVL)\b)", _peaks(66.9, 494.7, 989.4),
-        _H100_WP,
+        _H100_WP, memory_gb=80,  # H100 datasheet (2022): 80 GB HBM3
     ),
     # A100: "NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-80GB", "NVIDIA A100-PCIE-40GB",
     # "NVIDIA A100 80GB PCIe". Peak math is the same in all four; the key tells them apart.
-    DeviceSpec("A100 SXM 80GB", r"\bA100\b.*\bSXM.*80\s*GB", _peaks(19.5, 156.0, 312.0), _A100_DS),
-    DeviceSpec("A100 SXM 40GB", r"\bA100\b.*\bSXM", _peaks(19.5, 156.0, 312.0), _A100_DS),
+    DeviceSpec("A100 SXM 80GB", r"\bA100\b.*\bSXM.*80\s*GB", _peaks(19.5, 156.0, 312.0), _A100_DS,
+               memory_gb=80),  # A100 datasheet (2021): 80 GB HBM2e
+    DeviceSpec("A100 SXM 40GB", r"\bA100\b.*\bSXM", _peaks(19.5, 156.0, 312.0), _A100_DS,
+               memory_gb=40),  # A100 datasheet (2021): 40 GB HBM2
     DeviceSpec(
         "A100 PCIe 80GB", r"\bA100\b.*(80\s*GB.*PCIe|PCIe.*80\s*GB)", _peaks(19.5, 156.0, 312.0),
-        _A100_DS,
+        _A100_DS, memory_gb=80,
     ),
-    DeviceSpec("A100 PCIe 40GB", r"\bA100\b.*\bPCIe", _peaks(19.5, 156.0, 312.0), _A100_DS),
+    DeviceSpec("A100 PCIe 40GB", r"\bA100\b.*\bPCIe", _peaks(19.5, 156.0, 312.0), _A100_DS,
+               memory_gb=40),
     # L4: datasheet "NVIDIA L4 Tensor Core GPU" (2023): FP32 30.3, TF32 120*, BF16/FP16 242*
     # (*with sparsity) → 60 / 121 dense.
     DeviceSpec(
         "L4", r"\bL4\b", _peaks(30.3, 60.0, 121.0),
         "NVIDIA L4 datasheet (2023): FP32 30.3, TF32 120 and BF16/FP16 242 TFLOP/s with "
         "sparsity → 60 / 121 dense",
+        memory_gb=24,  # L4 datasheet (2023): 24 GB GDDR6
     ),
 )
 

@@ -79,6 +79,10 @@ class _Deferred(types.ModuleType):
 
     def _install(self) -> None:
         parent_name, _, child = self.__name__.rpartition(".")
+        if parent_name and parent_name not in sys.modules:  # a light package (torch.utils._sympy)
+            import importlib
+
+            importlib.import_module(parent_name)
         sys.modules[self.__name__] = self
         if parent_name:
             setattr(sys.modules[parent_name], child, self)
@@ -91,8 +95,10 @@ class _Deferred(types.ModuleType):
         parent_name, _, child = self.__name__.rpartition(".")
         if sys.modules.get(self.__name__) is self:
             del sys.modules[self.__name__]
-        if getattr(sys.modules.get(parent_name), child, None) is self:
-            delattr(sys.modules[parent_name], child)
+        # vars(), not getattr: torch's module __getattr__ would import torch._dynamo (seconds)
+        parent = sys.modules.get(parent_name)
+        if parent is not None and vars(parent).get(child) is self:
+            delattr(parent, child)
         for fn in self._marked:
             with suppress(AttributeError):
                 delattr(fn, "__dynamo_disable")
@@ -146,6 +152,9 @@ class _NoSympyObject:
 
 _DEFERRED: dict[str, dict[str, Callable[..., Any] | type]] = {
     "sympy": {"Basic": _NoSympyObject, "Expr": _NoSympyObject},
+    # the meta kernel of a dtype conversion (autocast's casts) imports Max without using it for
+    # concrete shapes; importing the module imports sympy (about a second)
+    "torch.utils._sympy.functions": {"Max": _NoSympyObject},
     "torch._dynamo": {"disable": _disable},
     "torch.fx.experimental.symbolic_shapes": {
         "expect_true": _plain_bool, "guard_or_false": _plain_bool, "guard_or_true": _plain_bool,
