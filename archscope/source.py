@@ -347,6 +347,7 @@ def load_report(
     backward: bool = False,
     head: str | None = None,
     base: str | None = None,
+    memory: bool = False,
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show.
 
@@ -355,7 +356,9 @@ def load_report(
     which keeps the batch it fixes (an explicit ``batch`` must then agree with it). ``freeze``
     is one parameter-name prefix or several (see :func:`archscope.freeze.freeze_parameters`),
     applied after ``head`` and ``base`` (see :func:`resolve`) have cut the model.
-    A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`.
+    A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`. ``memory`` adds
+    the training-memory peak ``summary`` shows (:func:`archscope.memory.summary.with_training_memory`:
+    the same model replayed, no second build; an ONNX file gets the reason it has none).
 
     Raises:
         InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
@@ -383,18 +386,27 @@ def load_report(
                 f"--num-classes does not apply to an ONNX file: {source} fixes its output layer; "
                 "export the model again with the number of classes you want"
             )
-        return inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
+        report = inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
+        return _with_memory(report, None) if memory else report
 
     batch = 1 if batch is None else batch
     if is_spec(source):
-        return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
+        return _spec_report(source, input_shape, batch, num_classes, freeze, backward, memory)
     subject = resolve(source, input_shape=input_shape, num_classes=num_classes, head=head,
                       base=base, freeze=freeze)
-    return inspect_subject(subject, batch=batch, backward=backward)
+    report = inspect_subject(subject, batch=batch, backward=backward)
+    return _with_memory(report, subject.model) if memory else report
+
+
+def _with_memory(report: Report, model: nn.Module | None) -> Report:
+    from archscope.memory.summary import with_training_memory
+
+    return with_training_memory(report, model)
 
 
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
-                 num_classes: int | None, freeze: Sequence[str], backward: bool) -> Report:
+                 num_classes: int | None, freeze: Sequence[str], backward: bool,
+                 memory: bool = False) -> Report:
     """A spec's Report, exactly as ``archscope calc`` computes it."""
     from archscope.spec import calc_report, read_spec
 
@@ -403,7 +415,7 @@ def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
     text, name = read_spec(source[len("spec:"):])
     shape = tuple(input_shape) if input_shape is not None else None
     return calc_report(text, name=name, input_shape=shape, batch=batch, freeze=freeze,
-                       backward=backward)
+                       backward=backward, memory=memory)
 
 
 def _looks_like_windows_drive(source: str) -> bool:

@@ -21,7 +21,7 @@ from torch import nn
 from archscope.memory import CATEGORIES, training_memory
 from archscope.memory import replay as replay_module
 from archscope.memory.recorder import PHASE
-from archscope.memory.step import loss_of
+from archscope.losses import training_loss as loss_of
 from archscope.registry import model_names
 from archscope.source import load_model
 from archscope.tensors import tensors_of
