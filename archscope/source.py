@@ -99,6 +99,8 @@ class Subject:
         notes: caveats about how it was built, for the report (e.g. built on the CPU).
         device: where the model lives (``meta``, ``cpu``, ``cuda:0`` …).
         weights: the ``state_dict`` file loaded into it, or ``None`` for its initialisation.
+        dtype: the input's dtype (``--dtype``: ``torch.long`` for token ids), or ``None`` for the
+            model's own floating-point dtype.
     """
 
     model: nn.Module
@@ -108,6 +110,7 @@ class Subject:
     notes: tuple[str, ...] = ()
     device: str = "meta"
     weights: str | None = None
+    dtype: torch.dtype | None = None
 
 
 #: what needed real tensors when a build on the meta device failed, by ModelBuildError.stage.
@@ -229,6 +232,7 @@ def resolve(
     device: str = "meta",
     seed: int = 0,
     weights: str | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> Subject:
     """Build the model ``source`` names, settle its input size and load its weights: a Subject.
 
@@ -241,17 +245,21 @@ def resolve(
             ``--input`` takes it (``"3x64x64"``); default: the model's natural input.
         weights: a ``state_dict`` file (``torch.save``) to load with ``strict=True`` (see
             :func:`load_weights`); it needs a device with real weights, not ``meta``.
+        dtype: the input's dtype, as ``--dtype`` takes it (``"long"``, ``"float16"`` …: see
+            :data:`archscope._modes.INPUT_DTYPES`) or a ``torch.dtype``; default: the model's
+            own floating-point dtype. ``"long"`` for a model that starts with an Embedding.
 
     Raises:
         InputShapeError: a malformed ``input_shape``, or none for a model without a default
-            input size.
+            input size; a ``dtype`` that is not an input dtype.
         WeightsError: ``weights`` cannot be read or does not fit the model.
         UnknownModelError, ModelSourceError, ModelBuildError, DeviceError: see
             :func:`load_model`.
     """
-    from archscope._modes import input_shape_of
+    from archscope._modes import input_dtype_of, input_shape_of
 
     given = input_shape_of(input_shape) if input_shape is not None else None
+    input_dtype = input_dtype_of(dtype)
     loaded = load_model(source, num_classes=num_classes, device=device, seed=seed)
     shape = given if given is not None else loaded.input_shape
     if shape is None:
@@ -261,25 +269,32 @@ def resolve(
     if weights is not None:
         load_weights(loaded.model, weights, loaded.device, loaded.name)
     return Subject(loaded.model, loaded.name, tuple(shape), loaded.reference, loaded.notes,
-                   loaded.device, weights)
+                   loaded.device, weights, input_dtype)
 
 
 def inspect_subject(subject: Subject, *, batch: int = 1, backward: bool = False,
-                    training: bool = False, count_flops: bool = True) -> Report:
+                    training: bool = False, count_flops: bool = True,
+                    trace: str = "meta") -> Report:
     """The engine's Report of ``subject``'s model at ``batch``, with the subject's notes.
 
     ``training=True`` traces in training mode, the mode ``check`` and ``bench`` run the model in
     (a factory may return its model in eval mode); the model's own modes are restored afterwards.
     Otherwise the model is traced in the modes it is in (see :func:`archscope.engine.inspect`).
+    The input has the subject's ``dtype``. ``trace="real"`` runs the forward for real on the
+    subject's device (which must hold real weights: resolve it with ``device="cpu"``).
     """
     from archscope._modes import kept_modes
     from archscope.engine import inspect
 
+    if trace not in ("meta", "real"):
+        raise ValueError(f"trace must be 'meta' or 'real', not {trace!r}")
     with kept_modes(subject.model):
         if training:
             subject.model.train()
         report = inspect(subject.model, subject.input_shape, batch=batch, name=subject.name,
-                         backward=backward, count_flops=count_flops)
+                         backward=backward, count_flops=count_flops, dtype=subject.dtype,
+                         trace="real" if trace == "real" else "meta",
+                         device=subject.device if trace == "real" else None)
     if subject.notes:
         report = replace(report, notes=(*subject.notes, *report.notes))
     return report
@@ -293,6 +308,8 @@ def load_report(
     num_classes: int | None = None,
     freeze: str | Sequence[str] = (),
     backward: bool = False,
+    trace: str = "meta",
+    dtype: str | torch.dtype | None = None,
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show.
 
@@ -300,7 +317,10 @@ def load_report(
     as ``--input`` takes it (``"3x64x64"``). ``batch`` defaults to 1, except for an ONNX file,
     which keeps the batch it fixes (an explicit ``batch`` must then agree with it). ``freeze``
     is one parameter-name prefix or several (see :func:`archscope.freeze.freeze_parameters`).
-    A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`.
+    A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`; ``trace="real"``
+    (``--trace real``) builds it on the CPU with real weights and runs its forward for real, and
+    ``dtype`` is the input's (``--dtype``, see :func:`resolve`). Neither applies to an ONNX file
+    or a layer spec (an error says so).
 
     Raises:
         InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
@@ -326,15 +346,28 @@ def load_report(
                 f"--num-classes does not apply to an ONNX file: {source} fixes its output layer; "
                 "export the model again with the number of classes you want"
             )
+        _no_engine_options(f"an ONNX file ({source} is read, not run)", trace, dtype)
         return inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
 
     batch = 1 if batch is None else batch
     if is_spec(source):
+        _no_engine_options("a layer spec (its layers never read tensor values and take float "
+                           "input)", trace, dtype)
         return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
-    subject = resolve(source, input_shape=input_shape, num_classes=num_classes)
+    subject = resolve(source, input_shape=input_shape, num_classes=num_classes,
+                      device="cpu" if trace == "real" else "meta", dtype=dtype)
     if freeze:
         freeze_parameters(subject.model, freeze)
-    return inspect_subject(subject, batch=batch, backward=backward)
+    return inspect_subject(subject, batch=batch, backward=backward, trace=trace)
+
+
+def _no_engine_options(what: str, trace: str, dtype: Any) -> None:
+    """Refuse ``--trace real`` and ``--dtype`` where they do not apply, rather than ignore them."""
+    given = [option for option, value in (("--trace real", trace == "real"),
+                                          ("--dtype", dtype is not None)) if value]
+    if given:
+        raise ModelSourceError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} "
+                               f"not apply to {what}")
 
 
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,

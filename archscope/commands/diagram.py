@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from archscope._io import echo
-from archscope.commands._common import ResultsCommand, input_option, model_argument, num_classes_option
+from archscope.commands._common import (
+    ResultsCommand,
+    engine_options,
+    input_option,
+    model_argument,
+    num_classes_option,
+)
 
 
 @click.command(cls=ResultsCommand)
@@ -27,8 +33,10 @@ from archscope.commands._common import ResultsCommand, input_option, model_argum
               show_default=True, help="Flow top-to-bottom or left-to-right.")
 @input_option
 @num_classes_option
+@engine_options()
 def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankdir: str,
-            input_shape: tuple[int, ...] | None, num_classes: int | None) -> None:
+            input_shape: tuple[int, ...] | None, num_classes: int | None, trace: str,
+            dtype: str | None) -> None:
     """Draw MODEL: layers with their hyperparameters and parameters, tensor shapes on the edges,
     skip connections dashed, repeated blocks folded.
 
@@ -50,7 +58,8 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
     else:
         target, fmt = Path(_file_stem(model) + ".svg"), "svg"
     require_dot(fmt)  # before tracing: the drawing could not be written anyway
-    report = load_report(model, input_shape=input_shape, num_classes=num_classes)
+    report = load_report(model, input_shape=input_shape, num_classes=num_classes, trace=trace,
+                         dtype=dtype)
     drawing = draw(report, depth=depth, fold=fold, rankdir=rankdir.upper(), fmt=fmt)
     status = (f"{report.model}: depth {drawing.depth} of {drawing.deepest}, "
               f"{drawing.nodes} nodes{' (folded)' if fold else ''}")

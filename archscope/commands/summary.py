@@ -7,6 +7,7 @@ import click
 from archscope._io import echo, results
 from archscope.commands._common import (
     ResultsCommand,
+    engine_options,
     format_option,
     input_option,
     model_argument,
@@ -29,9 +30,10 @@ from archscope.render import FORMATS
 @format_option(FORMATS)
 @click.option("--explain", is_flag=True, help="Add the output-size arithmetic column.")
 @width_option
+@engine_options()
 def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, depth: int | None,
             num_classes: int | None, freeze: tuple[str, ...], fmt: str, explain: bool,
-            width: int | None) -> None:
+            width: int | None, trace: str, dtype: str | None) -> None:
     """Show every layer of MODEL: output shape, parameters with their formula, MACs, totals.
 
     \b
@@ -41,12 +43,14 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, 
       archscope summary resnet50 --input 3x512x512 --batch 8 --depth 2
       archscope summary vgg16 --freeze features --format json > vgg16.json
       archscope summary my_net.py:Net --input 3x32x32
+      archscope summary lm.py:TinyLM --input 12 --dtype long
+      archscope summary detector.py:Net --trace real
     """
     from archscope.render import output_width, render
     from archscope.source import load_report
 
     report = load_report(model, input_shape=input_shape, batch=batch, num_classes=num_classes,
-                         freeze=freeze)
+                         freeze=freeze, trace=trace, dtype=dtype)
     tty = results().isatty()
     text = render(report, fmt, explain=explain, width=output_width(width, tty),
                   color=tty and fmt == "table", max_depth=depth)
