@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archscope._io import atomic_path
-from archscope._modes import kept_modes, model_dtype
+from archscope._modes import kept_modes, model_dtype, random_input
 from archscope.errors import READS_VALUES, ExportError, ExportOptionError, first_line
 from archscope.onnx_compare import DEFAULT_ATOL, FP32_ERROR_FACTOR, Agreement, flatten_outputs, verify_export
 
@@ -180,9 +180,11 @@ def export_onnx(
 
     from archscope.source import Subject
 
+    dtype = None
     if isinstance(model, Subject):
         name = name or model.name
         input_shape = model.input_shape if input_shape is None else input_shape
+        dtype = model.dtype  # --dtype: token ids for a model that starts with an Embedding
         model = model.model
     if input_shape is None:
         raise TypeError("export_onnx needs input_shape for a plain nn.Module")
@@ -207,7 +209,8 @@ def export_onnx(
         )
     example_batch = max(batch, 2) if dynamic_batch else batch
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(example_batch, *input_shape, generator=generator, dtype=model_dtype(model))
+    x = random_input(model, tuple(input_shape), example_batch, dtype or model_dtype(model), "cpu",
+                     generator)
 
     with kept_modes(model):
         model.eval()
@@ -283,7 +286,8 @@ def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tens
     from archscope.errors import INPUT_ERRORS
 
     try:
-        inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False)
+        inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False,
+                dtype=x.dtype)
     except INPUT_ERRORS as traced:
         return ExportError(f"{label}: {traced}")  # holds on any device: the input does not fit
     except Exception:  # the meta trace failing in its own way says nothing of the real forward

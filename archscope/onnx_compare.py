@@ -198,7 +198,7 @@ def float64_outputs(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tenso
         try:
             torch.set_default_dtype(torch.float64)
             with torch.no_grad():
-                output = functional_call(model, state, (x.double(),))
+                output = functional_call(model, state, (x.double() if x.is_floating_point() else x,))
             _, tensors = flatten_outputs(output)
             return [t.double() for t in tensors], None
         except Exception as exc:  # an op without a float64 kernel, out of memory …

@@ -7,6 +7,7 @@ import click
 from archscope._io import echo
 from archscope.commands._common import (
     ResultsCommand,
+    engine_options,
     format_option,
     head_options,
     input_option,
@@ -44,10 +45,11 @@ from archscope.render.export import FORMATS
               help="Show what PyTorch's exporter printed, logged and warned (stderr); without it "
                    "that output is captured and a failure is one line.")
 @format_option(FORMATS)
+@engine_options(trace=False)
 def export(model: str, output: str, opset: int, dynamic_batch: bool,
            input_shape: tuple[int, ...] | None, batch: int, num_classes: int | None,
            head: str | None, base: str | None, weights: str | None, atol: float | None,
-           no_verify: bool, verbose: bool, fmt: str) -> None:
+           no_verify: bool, verbose: bool, fmt: str, dtype: str | None) -> None:
     """Export MODEL to ONNX and verify the file.
 
     The model is built on the CPU with real weights (its initialisation, or --weights) and
@@ -71,7 +73,7 @@ def export(model: str, output: str, opset: int, dynamic_batch: bool,
     from archscope.source import resolve
 
     subject = resolve(model, input_shape=input_shape, num_classes=num_classes, device="cpu",
-                      weights=weights, head=head, base=base)
+                      weights=weights, head=head, base=base, dtype=dtype)
     if not output.lower().endswith(".onnx"):
         click.echo(f"note: {output} does not end in .onnx; archscope summary and diagram recognise "
                    "ONNX files by that suffix", err=True)
