@@ -462,18 +462,18 @@ def float64_outputs(model: nn.Module, x: torch.Tensor,
     import torch
     from torch.func import functional_call
 
-    tensors = {**dict([*model.named_parameters(), *model.named_buffers()]), **(overrides or {})}
+    named = {**dict([*model.named_parameters(), *model.named_buffers()]), **(overrides or {})}
     state = {name: (t.detach().double() if t.is_floating_point() else t)
-             for name, t in tensors.items()}
+             for name, t in named.items()}
     dtype = torch.get_default_dtype()
     with kept_modes(model):
         model.eval()
         try:
             torch.set_default_dtype(torch.float64)
             with torch.no_grad():
-                output = functional_call(model, state, (x.double(),))
-            _, outputs = flatten_outputs(output)
-            return [t.double() for t in outputs], None
+                output = functional_call(model, state, (x.double() if x.is_floating_point() else x,))
+            _, tensors = flatten_outputs(output)
+            return [t.double() for t in tensors], None
         except Exception as exc:  # an op without a float64 kernel, out of memory …
             return None, first_line(exc)
         finally:
