@@ -36,7 +36,7 @@ import torch
 from onnx import numpy_helper
 
 from archscope.export import export_onnx
-from archscope.onnx_compare import flatten_outputs
+from archscope.export.compare import flatten_outputs
 from archscope.registry import get_entry, model_names
 
 SKEW = 1e-3

@@ -26,12 +26,12 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from archscope import export as export_module
-from archscope import onnx_compare
 from archscope.cli import main
 from archscope.engine import inspect_onnx
 from archscope.errors import ExportError, ExportOptionError
 from archscope.export import FP32_ERROR_FACTOR, ExporterFailed, ExportResult, export_onnx
+from archscope.export import compare as onnx_compare
+from archscope.export import exporter as export_module
 from archscope.registry import get_entry, model_names
 
 # Published totals, written out (not read from the registry): torchvision's "Params" column and

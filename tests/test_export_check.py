@@ -24,12 +24,12 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 from torch import nn
 
-from archscope import export as export_module
-from archscope import onnx_compare
 from archscope.cli import main
 from archscope.errors import ExportError
 from archscope.export import ExportResult, export_onnx
-from archscope.onnx_compare import Bound, Degenerate, judge
+from archscope.export import compare as onnx_compare
+from archscope.export import exporter as export_module
+from archscope.export.compare import Bound, Degenerate, judge
 
 OLD_ATOL = 1e-4  # the bound before: every test here shows a file it passed without checking
 RTOL = 1e-5

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from archscope.onnx_compare import FP32_ERROR_FACTOR, Bound, describe
+from archscope.export.compare import FP32_ERROR_FACTOR, Bound, describe
 from archscope.render.units import human_bytes, seconds
 
 if TYPE_CHECKING:
     from archscope.export import ExportResult
-    from archscope.onnx_compare import Agreement
+    from archscope.export.compare import Agreement
 
 FORMATS = ("table", "json")
 

@@ -2,7 +2,7 @@
 
 PyTorch's ONNX exporter prints graph dumps when it fails, torch's symbolic-shape machinery logs
 through torch's own handlers, and onnxscript warns; the library never prints
-(:mod:`archscope.export` shows it with ``archscope export --verbose``).
+(:mod:`archscope.export.exporter` shows it with ``archscope export --verbose``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ one of the model's parameters or buffers, under its ``state_dict`` name (other c
 onnxruntime is installed, the same random input is run through PyTorch and onnxruntime and
 compared. A file that fails any of these is never written.
 
-The comparison and its tolerance are :mod:`archscope.onnx_compare`'s: each output of onnxruntime
+The comparison and its tolerance are :mod:`archscope.export.compare`'s: each output of onnxruntime
 must agree with PyTorch's to ``rtol`` (1e-5) of its scale, max|PyTorch|, or, where PyTorch's own
 fp32 result is farther than that from a float64 run of the model, to a few times that measured
 error. An output the comparison cannot resolve (all zero, as a zero-initialised head gives) is
@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archscope import onnx_compare
-from archscope._capture import captured_output
 from archscope._io import atomic_path
 from archscope._modes import kept_modes, model_dtype, random_input
 from archscope.errors import READS_VALUES, ExportError, ExportOptionError, first_line
-from archscope.onnx_compare import DEFAULT_ATOL, DEFAULT_RTOL, FP32_ERROR_FACTOR, Agreement
+from archscope.export import compare as onnx_compare
+from archscope.export.capture import captured_output
+from archscope.export.compare import DEFAULT_ATOL, DEFAULT_RTOL, FP32_ERROR_FACTOR, Agreement
 
 if TYPE_CHECKING:
     import onnx
@@ -93,7 +93,7 @@ class ExportResult:
             than shown (``archscope export --verbose`` shows it); ``""`` when it said nothing.
         rtol: the relative bound, a fraction of each output's max|PyTorch|.
         agreement: the comparison output by output, with the re-check where an output was
-            degenerate (:class:`~archscope.onnx_compare.Agreement`); ``None`` when it did not run.
+            degenerate (:class:`~archscope.export.compare.Agreement`); ``None`` when it did not run.
     """
 
     path: Path

@@ -24,7 +24,7 @@ every parameter that holds a single value (all zero, all one, a layer scale of 1
 initializer of the file is re-drawn from a seeded normal distribution
 (:func:`redraw_constants`); PyTorch runs with them through ``functional_call`` (the model is
 not changed) and onnxruntime runs the written file's graph with the same tensors in place of
-those initializers (the file on disk is not changed). See :mod:`archscope.export` for the export
+those initializers (the file on disk is not changed). See :mod:`archscope.export.exporter` for the export
 itself and docs/onnx.md for the measurements behind the numbers.
 """
 
@@ -71,7 +71,7 @@ DEGENERATE_FRACTION = 1e-2
 #: Seed of the normal distribution that re-draws constant parameters for the re-check.
 REDRAW_SEED = 0
 
-#: Protobuf cannot serialise a message of 2 GiB or more (as in :mod:`archscope.export`).
+#: Protobuf cannot serialise a message of 2 GiB or more (as in :mod:`archscope.export.exporter`).
 _PROTOBUF_LIMIT = 2**31 - 2**26
 
 
