@@ -41,8 +41,8 @@ from archscope.bench.world import (
 )
 from archscope.cli import main
 from archscope.commands import _bench_ddp
-from archscope.report import TrainingPeak
 from archscope.render.bench import render_table
+from archscope.report import TrainingPeak
 from archscope.source import resolve
 
 FIXTURES = Path(__file__).parent / "fixtures"
