@@ -11,8 +11,11 @@
    checks that each module call's real output shapes equal the trace's record for that call
    (matched by qualified name and call index), that the parameter total equals the engine's and
    the zoo's published reference, and that outputs and gradients are finite,
-4. measures the training-memory estimate against the real peak (CUDA only:
-   ``torch.cuda.max_memory_allocated`` over one forward + backward step), and
+4. predicts the step's peak memory (:func:`archscope.memory.training_memory` of check's own
+   step: fp32, no optimizer, the sum of the outputs' means), refuses a step that the device has
+   no room for before it runs (:func:`archscope.memory.guard.refuse_if_too_big`), and measures
+   the prediction against the real peak (CUDA only: ``torch.cuda.max_memory_allocated`` over one
+   forward + backward step), and
 5. times the forward pass (median of several runs, synchronized on CUDA).
 
 The library returns :class:`CheckResult` values; :mod:`archscope.render.check` renders them.
@@ -40,7 +43,7 @@ from archscope.errors import (
     autograd_hint,
     first_line,
 )
-from archscope.memory import estimate_training_memory
+from archscope.losses import mean_loss
 from archscope.source import inspect_subject
 from archscope.tensors import tensors_of
 
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from archscope.report import Report
+    from archscope.report import Report, TrainingPeak
     from archscope.source import Subject
 
 #: (warm-up runs, timed runs) of the forward-latency measurement per device type.
@@ -79,9 +82,11 @@ class CheckResult:
             (``None`` for models outside the zoo or with ``--num-classes``).
         outputs_finite / grads_finite: no NaN or ±inf in the outputs / parameter gradients.
         nonfinite_grads: names of parameters with non-finite gradients (first few).
-        memory_estimate_bytes: params + gradients + buffers + activations saved for backward,
-            from the meta trace (:func:`archscope.memory.estimate_training_memory`, fp32, no
-            optimizer state: the step ``check`` runs).
+        memory_estimate_bytes: the predicted peak of the step ``check`` runs
+            (:func:`archscope.memory.training_memory` with ``step="check"``: fp32, no optimizer,
+            the sum of the outputs' means; on CUDA as ``torch.cuda.max_memory_allocated`` counts
+            it, without the cuBLAS workspaces check's warm-up made; on the CPU the tensors'
+            bytes); ``None`` where the step could not be replayed (a note says why).
         memory_peak_bytes: ``torch.cuda.max_memory_allocated`` over a forward + backward step
             (CUDA only, else ``None``).
         latency_ms: the timed forward passes, in milliseconds.
@@ -271,6 +276,8 @@ def check(subject: Subject, *, batch: int | None = None, repeats: int | None = N
 
     Raises:
         DeviceError: ``subject`` is on the meta device (it has no weights to run).
+        DoesNotFitError: the step's predicted peak is more than the device has free (see
+            :func:`archscope.memory.guard.refuse_if_too_big`; nothing ran).
     """
     import torch
 
@@ -301,17 +308,40 @@ def check(subject: Subject, *, batch: int | None = None, repeats: int | None = N
                 "which PyTorch refuses; --batch sets the batch",))
     except (ForwardError, InputTooSmallError) as exc:
         return _replace(base, error=f"{trace} trace failed: {exc}")
+    estimate = _predicted_peak(subject, dev, batch)
+    if estimate.peak is None:
+        base = _replace(base, notes=(*base.notes, f"no memory estimate: {estimate.reason}"))
     warmup, timed = _REPEATS["cuda" if dev.type == "cuda" else "cpu"]
     if repeats is not None:
         timed = repeats
     try:
         return _run(model, report, base, dev, subject.input_shape, batch, seed, warmup, timed,
-                    subject.dtype or model_dtype(model))
+                    subject.dtype or model_dtype(model), estimate.peak)
     except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch ≥ 2.5 only
         pass  # freed below, once the exception no longer holds the failed step's tensors
     torch.cuda.empty_cache()
     return _replace(base, engine_params=report.total_params,
                     error=f"out of memory on {dev} at batch {batch}; try a smaller --batch")
+
+
+def _predicted_peak(subject: Subject, dev: torch.device, batch: int) -> TrainingPeak:
+    """The peak of check's step on ``dev`` (:func:`archscope.memory.training_memory`,
+    ``step="check"``); a step the device has no room for is refused here, before it runs.
+
+    Raises:
+        DoesNotFitError: the prediction is more than ``dev`` has free.
+    """
+    from archscope.memory.guard import refuse_if_too_big
+    from archscope.memory.summary import predict_peak
+
+    options: dict[str, Any] = {
+        "precision": "fp32", "optimizer": "none", "step": "check",
+        "gpu": current_device_name(dev) if dev.type == "cuda" else None}
+    peak = predict_peak(subject.model, subject.input_shape, batch=batch, name=subject.name,
+                        device=dev.type, **options)
+    refuse_if_too_big(subject.model, peak, name=subject.name, input_shape=subject.input_shape,
+                      device=dev, options=options)
+    return peak
 
 
 def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
@@ -342,7 +372,7 @@ def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
 
 def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
          shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int,
-         dtype: torch.dtype) -> CheckResult:
+         dtype: torch.dtype, estimate: int | None) -> CheckResult:
     import torch
 
     from archscope.engine import root_row_name
@@ -413,7 +443,6 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
     grads = [*model.named_parameters(), *([("the input", x)] if x.requires_grad else [])]
     bad_grads = [n for n, p in grads
                  if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-    estimate = estimate_training_memory(report).total  # fp32, no optimizer: what _step runs
     model.zero_grad(set_to_none=True)
     x = x.detach()
     latency = _time_forward(model, x, dev, warmup, timed)
@@ -440,18 +469,17 @@ def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
 
 def _step(model: nn.Module, x: torch.Tensor,
           dev: torch.device) -> tuple[list[torch.Tensor], bool]:
-    """One forward and backward pass; the loss is the sum of each output's mean.
+    """One forward and backward pass; the loss is the sum of each output's mean
+    (:func:`archscope.losses.mean_loss`, which the memory prediction replays).
 
     Returns the outputs and whether backward ran: not where no output depends differentiably on
     anything that requires a gradient (a model without parameters whose outputs are integers).
     """
-    import torch
-
     # a leaf that requires grad (the input of a model without parameters) goes in as a copy: a
     # first in-place op (ReLU(inplace=True)) may not overwrite a leaf; its gradient reaches x
     output = model(x.clone() if x.requires_grad else x)
     outputs = tensors_of(output)
-    loss = sum((t.float().mean() for t in outputs), torch.zeros((), device=dev))
+    loss = mean_loss(outputs, dev)
     if not loss.requires_grad:
         return outputs, False
     loss.backward()

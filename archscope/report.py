@@ -229,6 +229,49 @@ class LayerRecord:
 
 
 @dataclass(frozen=True)
+class TrainingPeak:
+    """The peak memory of one training step, as ``archscope memory`` predicts it: the totals'
+    "Training memory peak" line, and the estimate ``bench`` and ``check`` show.
+
+    Made by :mod:`archscope.memory` (the replay of the step on the meta device); plain data here.
+
+    Attributes:
+        peak: the peak in bytes, as ``device`` counts them (CUDA: the caching allocator's blocks,
+            what ``torch.cuda.max_memory_allocated`` reports; CPU: the tensors' bytes); ``None``
+            where it could not be predicted (``reason`` says why).
+        batch: the batch of the step.
+        precision: ``fp32``, ``tf32``, ``bf16`` or ``fp16``.
+        optimizer: ``sgd``, ``adamw``, ``adam`` or ``none``; ``optimizer_impl``: ``fused``,
+            ``foreach``, ``for-loop`` (``""`` without one).
+        device: ``cuda`` or ``cpu``: whose kernels and byte counting the figure follows.
+        step: ``bench`` (bench's step: targets, cross-entropy/MSE) or ``check`` (check's
+            forward and backward pass).
+        where: the phase and layer of the peak (``"backward, at layer4.2.relu"``).
+        breakdown: (category, bytes) at the peak, in :data:`archscope.memory.CATEGORIES` order.
+        reason: why there is no figure (an ONNX file; a step that could not be replayed), else
+            ``""``.
+    """
+
+    peak: int | None
+    batch: int
+    precision: str = "fp32"
+    optimizer: str = "sgd"
+    optimizer_impl: str = ""
+    device: str = "cuda"
+    step: str = "bench"
+    where: str = ""
+    breakdown: tuple[tuple[str, int], ...] = ()
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``training_memory`` object of ``--format json`` (docs/summary.md)."""
+        return {"peak": self.peak, "batch": self.batch, "precision": self.precision,
+                "optimizer": self.optimizer, "optimizer_impl": self.optimizer_impl,
+                "device": self.device, "step": self.step, "where": self.where,
+                "breakdown": dict(self.breakdown), "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything archscope knows about one model at one input size.
 
@@ -265,6 +308,9 @@ class Report:
             ``"hwc"`` (H×W×C, N×H×W×C: a layer spec written that way, re-ordered by
             :func:`archscope.spec.to_layout`). Only the shapes move; counts, MACs and formulas
             are the same.
+        training_memory: the peak memory of a training step at ``batch`` (:class:`TrainingPeak`,
+            predicted by :mod:`archscope.memory`), where it was asked for (``summary`` and
+            ``calc`` ask; ``load_report(memory=True)``), else ``None``.
     """
 
     model: str
@@ -288,6 +334,7 @@ class Report:
     notes: tuple[str, ...] = ()
     output_keys: tuple[str, ...] = ()
     layout: Layout = Layout.CHW
+    training_memory: TrainingPeak | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layout", Layout(self.layout))
@@ -340,6 +387,8 @@ class Report:
             "trainable_param_bytes": self.trainable_param_bytes,
             "buffer_bytes": self.buffer_bytes,
             "activation_bytes": self.activation_bytes,
+            "training_memory": (self.training_memory.to_dict()
+                                if self.training_memory is not None else None),
             "output_shapes": [list(s) for s in self.output_shapes],
             "output_batch_axes": list(self.output_batch_axes),
             "output_keys": list(self.output_keys),
@@ -444,4 +493,4 @@ def _parse_atom(s: str, i: int) -> tuple[Fraction, int]:
 
 
 __all__ = ["MODEL_INPUT", "BatchAxis", "Kind", "LayerFacts", "LayerRecord", "Layout", "PadPair",
-           "Report", "Shape", "asdict", "evaluate_formula"]
+           "Report", "Shape", "TrainingPeak", "asdict", "evaluate_formula"]

@@ -365,6 +365,7 @@ def load_report(
     base: str | None = None,
     trace: str = "meta",
     dtype: str | torch.dtype | None = None,
+    memory: bool = False,
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show.
 
@@ -376,7 +377,9 @@ def load_report(
     A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`; ``trace="real"``
     (``--trace real``) builds it on the CPU with real weights and runs its forward for real, and
     ``dtype`` is the input's (``--dtype``, see :func:`resolve`). Neither applies to an ONNX file
-    or a layer spec (an error says so).
+    or a layer spec (an error says so). ``memory`` adds the training-memory peak ``summary``
+    shows (:func:`archscope.memory.summary.with_training_memory`: the same model replayed, no
+    second build; an ONNX file gets the reason it has none).
 
     Raises:
         InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
@@ -405,17 +408,19 @@ def load_report(
                 "export the model again with the number of classes you want"
             )
         _no_engine_options(f"an ONNX file ({source} is read, not run)", trace, dtype)
-        return inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
+        report = inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
+        return _with_memory(report, None) if memory else report
 
     batch = 1 if batch is None else batch
     if is_spec(source):
         _no_engine_options("a layer spec (its layers never read tensor values and take float "
                            "input)", trace, dtype)
-        return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
+        return _spec_report(source, input_shape, batch, num_classes, freeze, backward, memory)
     subject = resolve(source, input_shape=input_shape, num_classes=num_classes, head=head,
                       base=base, freeze=freeze, device="cpu" if trace == "real" else "meta",
                       dtype=dtype)
-    return inspect_subject(subject, batch=batch, backward=backward, trace=trace)
+    report = inspect_subject(subject, batch=batch, backward=backward, trace=trace)
+    return _with_memory(report, subject.model) if memory else report
 
 
 def _no_engine_options(what: str, trace: str, dtype: Any) -> None:
@@ -427,8 +432,15 @@ def _no_engine_options(what: str, trace: str, dtype: Any) -> None:
                                f"not apply to {what}")
 
 
+def _with_memory(report: Report, model: nn.Module | None) -> Report:
+    from archscope.memory.summary import with_training_memory
+
+    return with_training_memory(report, model)
+
+
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
-                 num_classes: int | None, freeze: Sequence[str], backward: bool) -> Report:
+                 num_classes: int | None, freeze: Sequence[str], backward: bool,
+                 memory: bool = False) -> Report:
     """A spec's Report, exactly as ``archscope calc`` computes it."""
     from archscope.spec import calc_report, read_spec
 
@@ -437,7 +449,7 @@ def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,
     text, name = read_spec(source[len("spec:"):])
     shape = tuple(input_shape) if input_shape is not None else None
     return calc_report(text, name=name, input_shape=shape, batch=batch, freeze=freeze,
-                       backward=backward)
+                       backward=backward, memory=memory)
 
 
 def _looks_like_windows_drive(source: str) -> bool:

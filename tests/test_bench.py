@@ -25,7 +25,6 @@ from archscope import bench as bench_lib
 from archscope.bench import (
     BenchConfig,
     BenchResult,
-    estimate_training_memory,
     find_max_batch,
     halve_until_fits,
     make_plan,
@@ -172,10 +171,12 @@ def test_precision_and_optimizer_paths_learn_on_cpu(options: dict[str, Any]) -> 
     assert r.precision == options["precision"]
     assert r.channels_last is options.get("channels_last", False)
     assert r.optimizer == options.get("optimizer", "sgd")
+    assert r.memory_estimate is not None and r.memory_estimate.precision == options["precision"]
     if options["precision"] == "tf32":
         assert any("runs as fp32" in n for n in r.notes)
-    else:
-        assert r.memory_estimate is not None and r.memory_estimate.autocast_weights > 0
+        assert dict(r.memory_estimate.breakdown)["weight_copies"] == 0
+    else:  # autocast's 16-bit weight copies, which the convolutions save for backward
+        assert dict(r.memory_estimate.breakdown)["weight_copies"] > 0
 
 
 _STUCK_MODEL = """
@@ -209,53 +210,61 @@ def test_model_that_does_not_learn_fails_with_exit_1(tmp_path: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Memory estimate arithmetic (the formula in docs/benchmarks.md, written out by hand)
+# The memory estimate: archscope memory's peak of bench's own step, against PyTorch's tracker
 # --------------------------------------------------------------------------------------------
 
 
-def _fake_report(**kw: int) -> Any:
-    base = {"param_bytes": 4000, "total_params": 1000, "trainable_params": 1000,
-            "activation_bytes": 100_000, "buffer_bytes": 64}
-    base.update(kw)
-    return SimpleNamespace(**base)
+def _memtracker_peak_of_bench_steps(name: str, batch: int, **options: Any) -> int:
+    """``torch.distributed._tools.mem_tracker.MemTracker``'s peak over two of bench's own
+    training steps (``Trainer.step``) on the CPU: an independent measurement of the step."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    subject = resolve(name, device="cpu")
+    trainer = Trainer(subject.model, input_shape=subject.input_shape, batch=batch,
+                      device=torch.device("cpu"), precision=options.get("precision", "fp32"),
+                      channels_last=options.get("channels_last", False), compile=False,
+                      optimizer=options.get("optimizer", "sgd"), lr=1e-3, seed=0)
+    tracker = MemTracker()
+    tracker.track_external(trainer.model, trainer.optimizer, trainer.x, *trainer.targets)
+    with tracker:
+        for _ in range(2):
+            trainer.step()
+            tracker.reset_mod_stats()
+    return int(tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"])
 
 
-def test_memory_estimate_fp32_sgd() -> None:
-    est = estimate_training_memory(_fake_report(), precision="fp32", optimizer="sgd",
-                                   input_bytes=3000, target_bytes=80)
-    # params 4000 + grads 4000 + momentum 4000 + activations 100,000 (they include the fp32
-    # input, saved by the first layer) + targets 80 + buffers 64
-    assert est.total == 4000 + 4000 + 4000 + 100_000 + 80 + 64
-    assert (est.params, est.grads, est.optimizer_state) == (4000, 4000, 4000)
-    assert est.autocast_weights == 0
+@pytest.mark.parametrize(("name", "batch", "options"), [
+    ("lecture_mnist_cnn", 8, {}),
+    ("lecture_multitask", 2, {}),  # two heads: cross-entropy and MSE summed
+    ("lecture_mnist_cnn", 8, {"precision": "bf16"}),  # the CPU's autocast policy
+    ("lecture_mnist_cnn", 4, {"channels_last": True}),
+])
+def test_the_estimate_is_memtrackers_peak_of_benchs_own_step(name: str, batch: int,
+                                                             options: dict[str, Any]) -> None:
+    (r,) = run_bench([name], _cpu_config(batch_size=batch, steps=1, warmup=1,
+                                         **options)).results
+    assert r.memory_estimate is not None and r.memory_estimate.peak is not None
+    assert r.memory_estimate.peak == _memtracker_peak_of_bench_steps(name, batch, **options)
+    assert r.estimated_memory_bytes == r.memory_estimate.peak
+    assert (r.memory_estimate.device, r.memory_estimate.optimizer_impl) == ("cpu", "for-loop")
+    assert any(n.startswith("estimate: the step's peak as archscope memory predicts it")
+               for n in r.notes)
 
 
-def test_memory_estimate_adamw_keeps_two_moments() -> None:
-    est = estimate_training_memory(_fake_report(), precision="tf32", optimizer="adamw",
-                                   input_bytes=3000, target_bytes=80)
-    assert est.optimizer_state == 8000
-    assert est.total == 4000 + 4000 + 8000 + 100_000 + 80 + 64
+def test_the_adamw_estimate_leaves_out_the_cpu_step_counters() -> None:
+    # the for-loop AdamW's step counters are real CPU scalars, not device memory: 4 bytes for
+    # each of the lecture CNN's 10 parameter tensors that MemTracker counts and archscope does not
+    (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(batch_size=8, steps=1, warmup=1,
+                                                        optimizer="adamw")).results
+    assert r.memory_estimate is not None and r.memory_estimate.peak is not None
+    theirs = _memtracker_peak_of_bench_steps("lecture_mnist_cnn", 8, optimizer="adamw")
+    assert r.memory_estimate.peak == theirs - 10 * 4
 
 
-def test_memory_estimate_bf16_halves_activations_and_adds_weight_copies() -> None:
-    est = estimate_training_memory(_fake_report(), precision="bf16", optimizer="sgd",
-                                   input_bytes=3000, target_bytes=80)
-    # fp32 master weights, grads, momentum; activations 16-bit (½); a 16-bit weight copy (½ of
-    # the parameter bytes); the fp32 input batch is no longer among the saved tensors: + 3000.
-    assert est.total == 4000 + 4000 + 4000 + 50_000 + 2000 + 3000 + 80 + 64
-    assert any("bf16 autocast" in a for a in est.assumptions)
-
-
-def test_memory_estimate_frozen_parameters_have_no_grads_or_state() -> None:
-    est = estimate_training_memory(_fake_report(trainable_params=250), precision="fp32",
-                                   optimizer="sgd", input_bytes=0, target_bytes=0)
-    assert (est.params, est.grads, est.optimizer_state) == (4000, 1000, 1000)
-
-
-def test_memory_estimate_counts_the_bytes_of_trainable_parameters_in_their_own_dtype() -> None:
+def test_the_estimate_counts_trainable_parameters_in_their_own_dtype() -> None:
     from torch import nn
 
-    from archscope.engine import inspect
+    from archscope.memory import training_memory
 
     class HalfBackbone(nn.Module):  # a frozen fp16 backbone under a trainable fp32 head
         def __init__(self) -> None:
@@ -267,47 +276,30 @@ def test_memory_estimate_counts_the_bytes_of_trainable_parameters_in_their_own_d
             return self.head(self.backbone(x.half()).float().mean((2, 3)))
 
     model = HalfBackbone()
-    report = inspect(model, (3, 32, 32), batch=2, dtype=torch.float32)
     head_bytes = sum(p.numel() * p.element_size() for p in model.head.parameters())
     all_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     assert (head_bytes, all_bytes) == (650 * 4, 650 * 4 + 1792 * 2)
-    assert report.trainable_param_bytes == head_bytes
-    est = estimate_training_memory(report, optimizer="sgd")
-    # gradients and momentum exist for the fp32 head alone: 2,600 bytes each, not the count's
-    # share of all bytes (6,184 · 650 / 2,442 = 1,646)
-    assert (est.params, est.grads, est.optimizer_state) == (all_bytes, head_bytes, head_bytes)
+    result = training_memory(model, (3, 32, 32), batch=2, device="cpu")
+    most = {c: max(p.breakdown()[c] for p in result.timeline) for c in result.breakdown}
+    # weights: every parameter in its own dtype; gradients and momentum for the fp32 head alone
+    assert most["weights"] == all_bytes
+    assert most["gradients"] == most["optimizer_state"] == head_bytes
 
 
-def test_memory_estimate_without_optimizer_is_what_check_runs() -> None:
-    est = estimate_training_memory(_fake_report())  # fp32, no optimizer: check's bare step
-    assert est.total == 4000 + 4000 + 0 + 100_000 + 64
-    with pytest.raises(ValueError, match="unknown optimizer"):
-        estimate_training_memory(_fake_report(), optimizer="lion")
+def test_an_unreplayable_step_leaves_the_estimate_unknown_and_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from archscope.errors import ForwardError
+    from archscope.memory import predict
 
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise ForwardError("the training step failed (forward, in fc): .item() on a meta tensor")
 
-def test_check_and_bench_share_one_estimate() -> None:
-    # check's figure is the same function's, not a second copy of the formula
-    from archscope.check import check_model
-    from archscope.engine import inspect
-    from archscope.registry import get_entry
-
-    result = check_model("lecture_mnist_cnn", device="cpu", batch=4, repeats=1)
-    report = inspect(get_entry("lecture_mnist_cnn").build(), (1, 28, 28), batch=4)
-    params = 93_322 * 4  # the lecture's parameters in fp32, once as weights and once as grads
-    assert result.memory_estimate_bytes == 2 * params + report.activation_bytes
-    assert result.memory_estimate_bytes == estimate_training_memory(report).total
-
-
-def test_engine_estimate_is_reported_for_a_real_run() -> None:
-    clock = FakeClock(0.0, 0.5, 0.5, 1.0)
-    (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(), clock=clock).results
-    est = r.memory_estimate
-    assert est is not None
-    params = 93_322 * 4  # the lecture's 93,322 parameters in fp32
-    assert (est.params, est.grads, est.optimizer_state) == (params, params, params)
-    assert est.inputs == 8 * 8  # the int64 labels of a batch of 8
-    assert est.activations > 8 * 28 * 28 * 4  # at least the saved input images
-    assert r.estimated_memory_bytes == est.total
+    monkeypatch.setattr(predict, "record", fail)
+    (r,) = run_bench(["lecture_mnist_cnn"], _cpu_config(batch_size=2, steps=1, warmup=1)).results
+    assert r.ok and r.memory_estimate is not None and r.memory_estimate.peak is None
+    assert r.estimated_memory_bytes is None
+    assert "no memory estimate: the step could not be replayed: the training step failed " \
+           "(forward, in fc): .item() on a meta tensor" in r.notes
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,9 +559,11 @@ def test_cli_json_on_cpu() -> None:
     assert len(r["step_ms"]) == 3 and len(r["losses"]) == 4
     assert r["images_per_s"] == pytest.approx(64 / (r["step_ms_median"] / 1000))
     assert r["peak_tflops_source"] == CPU_NO_PEAK and r["mfu"] is None
-    assert set(r["memory_estimate"]) == {"total", "params", "grads", "optimizer_state",
-                                         "activations", "autocast_weights", "inputs", "buffers",
-                                         "assumptions"}
+    assert set(r["memory_estimate"]) == {"peak", "batch", "precision", "optimizer",
+                                         "optimizer_impl", "device", "step", "where",
+                                         "breakdown", "reason"}
+    assert r["estimated_memory_bytes"] == r["memory_estimate"]["peak"]
+    assert (r["memory_estimate"]["batch"], r["memory_estimate"]["step"]) == (64, "bench")
 
 
 def test_cli_table_on_cpu_with_peak() -> None:
@@ -599,11 +593,9 @@ def test_unknown_model_fails_before_any_benchmark_runs(monkeypatch: pytest.Monke
 def test_memory_cell_shows_the_estimate_and_its_error_against_the_peak() -> None:
     from archscope.render.bench import memory_cell as _memory_cell
 
-    estimate = estimate_training_memory(_fake_report(activation_bytes=2**30 - 4000 - 4000 - 64))
-    assert estimate.total == 2**30
-    result = SimpleNamespace(estimated_memory_bytes=estimate.total, memory_error_pct=None)
+    result = SimpleNamespace(estimated_memory_bytes=2**30, memory_error_pct=None)
     assert _memory_cell(result) == "1.00 GiB"  # the CPU: no peak to compare with
-    result = SimpleNamespace(estimated_memory_bytes=estimate.total, memory_error_pct=-4.25)
+    result = SimpleNamespace(estimated_memory_bytes=2**30, memory_error_pct=-4.25)
     assert _memory_cell(result) == "1.00 GiB (-4.2%)"
 
 
@@ -762,10 +754,7 @@ def test_an_eval_mode_factory_is_estimated_in_the_training_mode_it_trains_in(
         tmp_path: Path) -> None:
     # bench trains; its estimate must count what training saves (dropout's mask among it), as the
     # same model built in training mode does, whatever mode the factory returned
-    from torch import nn
-
-    from archscope.engine import inspect
-    from archscope.memory import estimate_training_memory
+    from torch.distributed._tools.mem_tracker import MemTracker
 
     source = textwrap.dedent("""
         from torch import nn
@@ -779,16 +768,20 @@ def test_an_eval_mode_factory_is_estimated_in_the_training_mode_it_trains_in(
     path.write_text(source, encoding="utf-8")
     config = _cpu_config(batch_size=2, input_shape=(3, 8, 8))
     (r,) = run_bench([f"{path}:eval_net"], config).results
-    namespace: dict[str, Any] = {}
-    exec(source, namespace)
-    model: nn.Module = namespace["eval_net"]()
-    kw = {"precision": "fp32", "optimizer": "sgd", "target_bytes": 2 * 8}
-    trained = estimate_training_memory(inspect(model.train(), (3, 8, 8), batch=2, backward=True),
-                                       **kw).total
-    in_eval = estimate_training_memory(inspect(model.eval(), (3, 8, 8), batch=2, backward=True),
-                                       **kw).total
     assert r.memory_estimate is not None
-    assert r.memory_estimate.total == trained != in_eval
+    # the oracle: PyTorch's tracker over two of bench's steps of the model as bench trains it
+    subject = resolve(f"{path}:eval_net", device="cpu", input_shape=(3, 8, 8))
+    trainer = Trainer(subject.model, input_shape=(3, 8, 8), batch=2, device=torch.device("cpu"),
+                      precision="fp32", channels_last=False, compile=False, optimizer="sgd",
+                      lr=1e-3, seed=0)
+    tracker = MemTracker()
+    tracker.track_external(trainer.model, trainer.optimizer, trainer.x, *trainer.targets)
+    with tracker:
+        for _ in range(2):
+            trainer.step()
+            tracker.reset_mod_stats()
+    measured = int(tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"])
+    assert r.memory_estimate.peak == measured
 
 
 def test_a_broken_device_is_not_one_models_failure() -> None:

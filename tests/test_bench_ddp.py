@@ -41,8 +41,8 @@ from archscope.bench.world import (
 )
 from archscope.cli import main
 from archscope.commands import _bench_ddp
-from archscope.memory import MemoryEstimate
 from archscope.render.bench import render_table
+from archscope.report import TrainingPeak
 from archscope.source import resolve
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -157,8 +157,7 @@ def _two_ranks(single: BenchResult | None = None) -> BenchResult:
         rank_param_digests=("ab", "ab"), bucket_bytes=(1000, 3000), ddp_estimate_bytes=4000,
         single=single,
     )
-    estimate = MemoryEstimate(params=4000, grads=4000, optimizer_state=4000, activations=50_000,
-                              autocast_weights=0, inputs=64, buffers=0)
+    estimate = TrainingPeak(peak=62_064, batch=8, device="cpu", optimizer_impl="for-loop")
     return _result(step_ms=(25.0,) * 4 + (30.0,) * 4, span_ms=125.0, memory_estimate=estimate,
                    data_parallel=data_parallel)
 
@@ -177,7 +176,7 @@ def test_global_and_per_rank_figures_and_the_scaling_efficiency() -> None:
     assert dp.scaling_efficiency(8) == pytest.approx(512 / (2 * 640))  # 0.4
     assert dp.slowest_rank == 1 and dp.params_identical
     assert r.median_ms == pytest.approx(27.5)  # the eight steps together: 25 ×4, 30 ×4
-    # the estimate adds DDP's buckets: 4000 + 4000 + 4000 + 50,000 + 64, + 4000
+    # the estimate adds DDP's buckets to one process's predicted peak: 62,064 + 4,000
     assert r.estimated_memory_bytes == 66_064
     data = r.to_dict()["data_parallel"]
     assert (data["global_batch"], data["world_size"], data["slowest_rank"]) == (16, 2, 1)
@@ -397,7 +396,7 @@ def test_two_ranks_figures_agree_with_each_other(two_ranks: dict[str, Any]) -> N
     # the estimate adds one copy of every trainable gradient, as DDP's own buckets hold
     params = sum(p.numel() for p in resolve("lecture_mnist_cnn").model.parameters())
     assert dp["ddp_estimate_bytes"] == sum(dp["ddp_bucket_bytes"]) == 4 * params
-    assert r["estimated_memory_bytes"] == r["memory_estimate"]["total"] + 4 * params
+    assert r["estimated_memory_bytes"] == r["memory_estimate"]["peak"] + 4 * params
 
 
 def test_scaling_runs_one_process_first(two_ranks: dict[str, Any]) -> None:

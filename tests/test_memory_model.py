@@ -18,10 +18,10 @@ import pytest
 import torch
 from torch import nn
 
+from archscope.losses import training_loss as loss_of
 from archscope.memory import CATEGORIES, training_memory
 from archscope.memory import replay as replay_module
 from archscope.memory.recorder import PHASE
-from archscope.memory.step import loss_of
 from archscope.registry import model_names
 from archscope.source import load_model
 from archscope.tensors import tensors_of

@@ -21,7 +21,9 @@ How the timing is done (the pattern of nanoGPT's ``bench.py`` and ``torch.utils.
 * ``optimizer.zero_grad(set_to_none=True)`` frees gradients between steps, as a good loop does.
 
 Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps (the counter is reset after
-warm-up), shown beside the engine's estimate (:func:`estimate_training_memory`).
+warm-up), shown beside the step's predicted peak (:func:`archscope.memory.training_memory` of the
+same step, :func:`~archscope.bench.run.predicted_peak`), which also refuses a batch the device has
+no room for before it runs.
 
 The modules, in the order a step is taken: :mod:`~archscope.bench.run` (the loop, first in its
 file, and the per-model orchestration), :mod:`~archscope.bench.plan` (config → plan: device
@@ -59,13 +61,12 @@ from archscope.bench.run import Progress, bench_model, bench_subject, run_bench
 from archscope.bench.timers import Clock, percentile
 from archscope.bench.trainer import TrainingError, nothing_to_train, step_failure
 from archscope.bench.world import DistributedError, RankFailure, World, detect_world
-from archscope.memory import MemoryEstimate, estimate_training_memory
 
 __all__ = [
     "DEFAULT_MODELS", "OPTIMIZERS", "BenchConfig", "BenchPlan", "BenchResult", "BenchRun", "Clock",
-    "DataParallel", "DistributedError", "MemoryEstimate", "Progress", "RankFailure",
+    "DataParallel", "DistributedError", "Progress", "RankFailure",
     "TrainingError", "World", "backend_flags", "bench_model", "bench_subject", "default_batch",
-    "default_precision", "detect_world", "estimate_training_memory", "failed_result",
+    "default_precision", "detect_world", "failed_result",
     "find_max_batch", "halve_until_fits", "launch_bench", "make_plan", "nothing_to_train",
     "percentile", "run_bench", "run_distributed", "step_failure", "tf32_flags",
 ]

@@ -32,7 +32,13 @@ from archscope.bench.batch import Snapshot, batch_cap, check_cap, free_cuda
 from archscope.bench.ddp_results import DataParallel
 from archscope.bench.plan import DEFAULT_MODELS, BenchConfig, BenchPlan, backend_flags, default_batch
 from archscope.bench.results import BenchResult, BenchRun
-from archscope.bench.run import Progress, bench_model, bench_subject, with_freeze_note
+from archscope.bench.run import (
+    Progress,
+    bench_model,
+    bench_subject,
+    predicted_peak,
+    with_freeze_note,
+)
 from archscope.bench.timers import Clock
 from archscope.bench.trainer import Trainer, TrainingError, device_broken, does_not_fit, step_failure
 from archscope.bench.world import (
@@ -52,7 +58,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from archscope.report import Report
+    from archscope.report import Report, TrainingPeak
     from archscope.source import Subject
 
 
@@ -71,12 +77,14 @@ def bench_model_ddp(
     clock: Clock | None = None,
     progress: Progress | None = None,
     seed: int = 0,
+    estimate: TrainingPeak | None = None,
 ) -> BenchResult:
     """Train ``model`` under DDP on this rank's shard, then gather every rank's figures.
 
     Every rank of the process group calls it at once, with the same model and settings. The
     timed loop is :func:`~archscope.bench.run.bench_model`'s; ``seed`` is the run's seed (this
-    rank's shard uses ``seed + rank``).
+    rank's shard uses ``seed + rank``); ``estimate`` is one process's predicted peak (the result
+    adds DDP's buckets to it).
     """
     trainer = DdpTrainer(
         model, input_shape=input_shape, batch=batch, device=settings.device,
@@ -86,7 +94,7 @@ def bench_model_ddp(
     )
     local = bench_model(model, name=name, input_shape=input_shape, batch=batch, settings=settings,
                         report=report, batch_source=batch_source, clock=clock, progress=progress,
-                        trainer=trainer)
+                        trainer=trainer, estimate=estimate)
     return gather(local, trainer, world, backend, timeout_s)
 
 
@@ -293,8 +301,9 @@ def bench_subject_ddp(
     try:
         report: Report | None = inspect_subject(subject, batch=batch, backward=True,
                                                 training=True)
-    except ArchscopeError as exc:  # the benchmark still runs; FLOPs and estimate are unknown
+    except ArchscopeError as exc:  # the benchmark still runs; its FLOPs are unknown
         report, engine_error = None, exc
+    estimate = predicted_peak(subject, plan, batch)  # one process's; DDP's buckets come on top
     single = _single_process(subject, plan, world, batch, seed, clock, progress) if scaling else None
 
     oom = False
@@ -303,7 +312,7 @@ def bench_subject_ddp(
             result = bench_model_ddp(
                 model, name=name, input_shape=shape, batch=batch, settings=plan, world=world,
                 backend=backend, timeout_s=timeout_s, report=report, batch_source=batch_source,
-                clock=clock, progress=progress, seed=seed,
+                estimate=estimate, clock=clock, progress=progress, seed=seed,
             )
     except ForwardError:
         if isinstance(engine_error, INPUT_ERRORS):  # the trace's diagnosis holds on any device
@@ -322,7 +331,7 @@ def bench_subject_ddp(
     if engine_error is not None:
         result = replace(result, notes=(
             *result.notes,
-            f"engine could not trace the model ({engine_error}); FLOPs and estimate unknown"))
+            f"engine could not trace the model ({engine_error}); FLOPs unknown"))
     if single is not None and result.data_parallel is not None:
         result = replace(result, data_parallel=replace(result.data_parallel, single=single))
     return result

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archscope.bench.timers import percentile
-from archscope.memory import MemoryEstimate
 
 if TYPE_CHECKING:
     from archscope.bench.ddp_results import DataParallel
     from archscope.bench.plan import BenchPlan
+    from archscope.report import TrainingPeak
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class BenchResult:
             (``None`` / :data:`archscope.devices.UNKNOWN_DEVICE` for a GPU not in the table,
             :data:`archscope.devices.CPU_NO_PEAK` on the CPU).
         peak_memory_bytes: ``torch.cuda.max_memory_allocated`` over the timed steps (CUDA only).
-        memory_estimate: the engine's training-memory estimate.
+        memory_estimate: the step's predicted peak (:func:`archscope.memory.training_memory` of
+            this run's step: its precision, optimizer, device, batch and layout), as
+            :class:`~archscope.report.TrainingPeak`; ``None`` where unknown.
         losses: the loss of every step, warm-up included, in order.
         notes: caveats (estimate assumptions, skipped parts).
         error: why the model could not be trained (its training step raised, it has no
@@ -64,7 +66,7 @@ class BenchResult:
     peak_tflops: float | None
     peak_source: str | None
     peak_memory_bytes: int | None
-    memory_estimate: MemoryEstimate | None
+    memory_estimate: TrainingPeak | None
     losses: tuple[float, ...]
     notes: tuple[str, ...] = ()
     error: str | None = None
@@ -105,11 +107,11 @@ class BenchResult:
 
     @property
     def estimated_memory_bytes(self) -> int | None:
-        """The engine's estimate, plus DDP's gradient buckets under DDP."""
-        if self.memory_estimate is None:
+        """The predicted peak, plus DDP's gradient buckets under DDP."""
+        if self.memory_estimate is None or self.memory_estimate.peak is None:
             return None
         ddp = self.data_parallel.ddp_estimate_bytes if self.data_parallel is not None else 0
-        return self.memory_estimate.total + ddp
+        return self.memory_estimate.peak + ddp
 
     @property
     def memory_error_pct(self) -> float | None:

@@ -2,8 +2,9 @@
 
 Read top to bottom: :func:`bench_model` is the loop itself; :func:`run_bench` builds each model
 once (:func:`archscope.source.resolve`) and hands it to :func:`bench_subject`, which chooses the
-batch, traces the model it holds for the FLOPs and the memory estimate, runs the loop, and turns
-running out of memory into a batch that fits.
+batch, traces the model it holds for the FLOPs, predicts the step's peak memory (refusing a step
+the device has no room for before it runs), runs the loop, and turns running out of memory into
+a batch that fits.
 """
 
 from __future__ import annotations
@@ -42,14 +43,13 @@ from archscope.errors import (
     DeviceOptionError,
     ForwardError,
 )
-from archscope.memory import estimate_training_memory
 from archscope.source import inspect_subject, resolve
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from archscope.report import Report
+    from archscope.report import Report, TrainingPeak
     from archscope.source import Subject
 
 #: ``progress(model, done, total)`` after every step, warm-up included.
@@ -69,6 +69,7 @@ def bench_model(
     progress: Progress | None = None,
     seed: int = 0,
     trainer: Trainer | None = None,
+    estimate: TrainingPeak | None = None,
 ) -> BenchResult:
     """Train ``model`` (already on ``settings.device``) for warm-up + timed steps and measure it.
 
@@ -77,12 +78,14 @@ def bench_model(
 
     Args:
         report: the engine's report of this model at this batch, traced with ``backward=True``:
-            it gives the training FLOPs per step and the memory estimate (``None``: unknown).
+            it gives the training FLOPs per step (``None``: unknown).
         clock: a host clock for the timed steps; default ``time.perf_counter`` on the CPU and
             CUDA events on a GPU. Passing one forces the host clock (tests inject a fake one).
         progress: called as ``progress(name, done, total)`` after each step.
         trainer: the model's trainer, already built (the data-parallel one of
             :mod:`archscope.bench.ddp`); default: a :class:`Trainer` made here from ``settings``.
+        estimate: the step's predicted peak memory (:func:`predicted_peak`), shown beside the
+            measured one; ``None``: unknown.
 
     Raises:
         torch.cuda.OutOfMemoryError: left to the caller, which knows how to find a batch that fits.
@@ -120,15 +123,11 @@ def bench_model(
     loss_values = [float(v) for v in torch.stack(losses).float().cpu().tolist()]
 
     notes = list(settings.notes)
-    estimate = None
     flops = None
     if report is not None:
         flops = report.training_flops
-        estimate = estimate_training_memory(
-            report, precision=settings.precision, optimizer=settings.optimizer,
-            input_bytes=trainer.input_bytes, target_bytes=trainer.target_bytes,
-        )
         notes.extend(report.notes)
+    notes.extend(estimate_notes(estimate, settings))
     if trainer.channels_last != settings.channels_last:
         notes.append("channels_last skipped: the input is not C×H×W")
     return BenchResult(
@@ -141,6 +140,56 @@ def bench_model(
         peak_memory_bytes=peak_memory, memory_estimate=estimate, losses=tuple(loss_values),
         notes=tuple(notes),
     )
+
+
+def memory_options(plan: BenchPlan) -> dict[str, object]:
+    """The step bench runs, as :func:`archscope.memory.training_memory` takes it: precision,
+    optimizer (fused on CUDA, PyTorch's for-loop default on the CPU, as the trainer makes it),
+    device, GPU (its cuBLAS workspace) and layout."""
+    cuda = plan.device.type == "cuda"
+    return {"precision": plan.precision, "optimizer": plan.optimizer, "device": plan.device.type,
+            "gpu": plan.device_name if cuda else None, "channels_last": plan.channels_last,
+            "step": "bench"}
+
+
+def predicted_peak(subject: Subject, plan: BenchPlan, batch: int) -> TrainingPeak:
+    """The peak memory of bench's step for ``subject`` at ``batch`` (one replay on the meta
+    device; see :func:`archscope.memory.training_memory`)."""
+    from archscope.memory.summary import predict_peak
+
+    return predict_peak(subject.model, subject.input_shape, batch=batch, name=subject.name,
+                        **memory_options(plan))  # type: ignore[arg-type]
+
+
+def refuse_too_big(subject: Subject, plan: BenchPlan, estimate: TrainingPeak) -> None:
+    """Refuse a batch the device has no room for, before it runs
+    (:func:`archscope.memory.guard.refuse_if_too_big`).
+
+    Raises:
+        DoesNotFitError: naming the prediction and a ``--batch-size`` (or ``--input``) that fits.
+    """
+    from archscope.memory.guard import refuse_if_too_big
+
+    options = {k: v for k, v in memory_options(plan).items() if k != "device"}
+    refuse_if_too_big(subject.model, estimate, name=subject.name,
+                      input_shape=subject.input_shape, device=plan.device,
+                      batch_option="--batch-size", options=options)
+
+
+def estimate_notes(estimate: TrainingPeak | None, plan: BenchPlan) -> list[str]:
+    """What the memory estimate is, or why there is none."""
+    if estimate is None:
+        return []
+    if estimate.peak is None:
+        return [f"no memory estimate: {estimate.reason}"]
+    impl = f" {estimate.optimizer_impl}" if estimate.optimizer_impl else ""
+    what = ("as torch.cuda.max_memory_allocated counts it, cuDNN's workspaces and the CUDA "
+            "context left out" if estimate.device == "cuda" else "the tensors' bytes")
+    note = (f"estimate: the step's peak as archscope memory predicts it ({estimate.precision}, "
+            f"{estimate.optimizer}{impl}; {what})")
+    if plan.compile:
+        note += "; for eager mode: torch.compile may save less"
+    return [note]
 
 
 def run_bench(
@@ -200,8 +249,10 @@ def bench_subject(
     that has nothing to train, is a failed result (``error``), not an exception.
 
     Raises:
-        DeviceError: a batch past what CUDA kernels can index, or one that runs out of memory
-            (the message names a batch that fits).
+        DeviceError: a batch past what CUDA kernels can index, one whose predicted peak is
+            more than the device has free (:class:`~archscope.memory.guard.DoesNotFitError`,
+            before it runs), or one that runs out of memory (the message names a batch that
+            fits).
         ForwardError: the forward pass fails (the meta trace's diagnosis where it holds on any
             device: an input that does not fit a layer).
     """
@@ -232,11 +283,14 @@ def bench_subject(
         try:
             report: Report | None = inspect_subject(subject, batch=batch, backward=True,
                                                     training=True)
-        except ArchscopeError as exc:  # the benchmark still runs; FLOPs and estimate are unknown
+        except ArchscopeError as exc:  # the benchmark still runs; its FLOPs are unknown
             report, engine_error = None, exc
-            engine_note = f"engine could not trace the model ({exc}); FLOPs and estimate unknown"
+            engine_note = f"engine could not trace the model ({exc}); FLOPs unknown"
         else:
             engine_note = ""
+        estimate = predicted_peak(subject, plan, batch)
+        if batch_size != "auto":  # the search found a batch that ran
+            refuse_too_big(subject, plan, estimate)
 
         oom = False
         try:
@@ -245,7 +299,8 @@ def bench_subject(
             with seeded(seed, device):
                 result = bench_model(model, name=name, input_shape=shape, batch=batch,
                                      settings=plan, report=report, batch_source=batch_source,
-                                     clock=clock, progress=progress, seed=seed)
+                                     clock=clock, progress=progress, seed=seed,
+                                     estimate=estimate)
         except ForwardError:
             # the trace's diagnosis, where it is one that holds on any device (an input that does
             # not fit a layer); a failure of the meta trace alone says nothing about the real one

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from archscope.errors import ArchscopeError, ForwardError, autograd_hint, first_line
+from archscope.losses import is_class_logits, training_loss
 from archscope.tensors import tensors_of
 
 if TYPE_CHECKING:
@@ -72,14 +73,6 @@ class Trainer:
         # fp16 needs loss scaling; the fused optimizers read the scaler's inf flag on the device.
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
-    @property
-    def input_bytes(self) -> int:
-        return self.x.numel() * self.x.element_size()
-
-    @property
-    def target_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.targets)
-
     def _autocast(self) -> Any:
         import torch
 
@@ -105,7 +98,7 @@ class Trainer:
     def _step(self) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = _loss(self.step_model(self.x), self.targets)
+            loss = training_loss(self.step_model(self.x), self.targets)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -117,7 +110,8 @@ class Trainer:
 
 
 def make_targets(outputs: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-    """Fixed random targets, one per output: class labels for ``(N, K>1)`` logits, else values.
+    """Fixed random targets, one per output: class labels for ``(N, K>1)`` logits, else values
+    (:func:`archscope.losses.is_class_logits`; the loss is :func:`archscope.losses.training_loss`).
 
     Every head gets a loss (multi-output models such as ``lecture_multitask`` train on the sum),
     so a network that can memorise the batch drives the total down.
@@ -126,27 +120,12 @@ def make_targets(outputs: list[torch.Tensor], generator: torch.Generator) -> lis
 
     targets = []
     for out in outputs:
-        if out.ndim == 2 and out.shape[1] > 1:
+        if is_class_logits(out):
             targets.append(torch.randint(0, out.shape[1], (out.shape[0],), device=out.device,
                                          generator=generator))
         else:  # regression or single-logit heads: values in [0, 1), fits sigmoid outputs too
             targets.append(torch.rand(out.shape, device=out.device, generator=generator))
     return targets
-
-
-def _loss(output: Any, targets: list[torch.Tensor]) -> torch.Tensor:
-    import torch
-    from torch.nn import functional as F
-
-    total: torch.Tensor | None = None
-    for out, target in zip(tensors_of(output), targets, strict=True):
-        if target.dtype == torch.long:
-            term = F.cross_entropy(out.float(), target)
-        else:
-            term = F.mse_loss(out.float(), target)
-        total = term if total is None else total + term
-    assert total is not None  # Trainer refused outputs without tensors
-    return total
 
 
 def make_optimizer(name: str, model: nn.Module, lr: float, device: torch.device,

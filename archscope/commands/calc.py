@@ -103,7 +103,7 @@ def calc(spec: tuple[str, ...], spec_file: str | None, chw: bool,
         raise SpecSyntaxError("the spec is empty; write layers like '28x28x1 conv32 k3 → "
                               "flatten → dense10'")
     report = calc_report(text, name=name, layout="chw" if chw else "hwc",
-                         input_shape=input_shape, batch=batch)
+                         input_shape=input_shape, batch=batch, memory=fmt != "csv")
     tty = results().isatty()
     out = render(report, fmt, explain=True, width=output_width(width, tty),
                  color=tty and fmt == "table", rf=rf)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from archscope._io import echo, results
-from archscope.commands._common import input_option, model_argument, num_classes_option, width_option
+from archscope.commands._common import (
+    ResultsCommand,
+    freeze_option,
+    head_options,
+    input_option,
+    model_argument,
+    num_classes_option,
+    width_option,
+)
 
 _PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _OPTIMIZERS = ("sgd", "adamw", "adam", "none")
@@ -29,7 +38,7 @@ class SizeType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-@click.command()
+@click.command(cls=ResultsCommand)
 @model_argument
 @input_option
 @click.option("--batch", type=click.IntRange(min=1), default=None,
@@ -38,8 +47,8 @@ class SizeType(click.ParamType):
               help="fp32/tf32 in float32; bf16/fp16 under autocast (the device's per-op policy).")
 @click.option("--optimizer", type=click.Choice(_OPTIMIZERS), default="sgd", show_default=True,
               help="SGD (momentum 0.9), AdamW, Adam, or none (forward and backward only).")
-@click.option("--freeze", multiple=True, metavar="PREFIX",
-              help="Freeze parameters under PREFIX (e.g. features); repeatable.")
+@freeze_option
+@head_options
 @num_classes_option
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
               help="Whose behaviour to predict (nothing runs there; no GPU needed).")
@@ -54,9 +63,9 @@ class SizeType(click.ParamType):
               help="Also draw the step's memory to FILE.png or FILE.svg (needs archscope[plot]).")
 @width_option
 def memory(model: str, input_shape: tuple[int, ...] | None, batch: int | None, precision: str,
-           optimizer: str, freeze: tuple[str, ...], num_classes: int | None, device: str,
-           fit_size: int | None, gpu: str | None, fmt: str, plot: str | None,
-           width: int | None) -> None:
+           optimizer: str, freeze: tuple[str, ...], head: str | None, base: str | None,
+           num_classes: int | None, device: str, fit_size: int | None, gpu: str | None,
+           fmt: str, plot: str | None, width: int | None) -> None:
     """Predict the memory of a training step of MODEL: its peak, what is allocated then, where.
 
     The step (zero_grad, forward, loss, backward, optimizer step) is replayed on PyTorch's meta
@@ -71,15 +80,14 @@ def memory(model: str, input_shape: tuple[int, ...] | None, batch: int | None, p
       archscope memory resnet50 --precision bf16 --gpu L4
       archscope memory alexnet --fit 12GiB --plot alexnet.png
       archscope memory lecture_mnist_cnn --device cpu --batch 64
+      archscope memory vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' --freeze features
     """
     from archscope.devices import DEVICES, lookup
-    from archscope.errors import InputShapeError
-    from archscope.freeze import freeze_parameters
     from archscope.memory.fit import fitting_devices, largest_batch
     from archscope.memory.predict import training_memory
     from archscope.render import output_width
     from archscope.render.memory import plot_memory, render_memory_json, render_memory_table
-    from archscope.source import load_model
+    from archscope.source import resolve
 
     if plot is not None and not plot.lower().endswith((".png", ".svg")):
         raise click.BadParameter("the file must end in .png or .svg", param_hint="--plot")
@@ -95,13 +103,8 @@ def memory(model: str, input_shape: tuple[int, ...] | None, batch: int | None, p
     if searching and batch is not None:
         raise click.UsageError("--batch and --fit/--gpu do not go together: --fit and --gpu find "
                                "the batch")
-    loaded = load_model(model, num_classes=num_classes)
-    shape = tuple(input_shape) if input_shape is not None else loaded.input_shape
-    if shape is None:
-        raise InputShapeError(
-            f"{loaded.name} has no default input size; pass one with --input (e.g. 3x224x224)")
-    if freeze:
-        freeze_parameters(loaded.model, freeze)
+    subject = resolve(model, input_shape=input_shape, num_classes=num_classes, head=head,
+                      base=base, freeze=freeze)
     gpu_name = spec.key if spec is not None else None
     options: dict[str, Any] = dict(precision=precision, optimizer=optimizer, device=device,
                                    gpu=gpu_name)
@@ -109,10 +112,13 @@ def memory(model: str, input_shape: tuple[int, ...] | None, batch: int | None, p
     if searching:
         size = fit_size if fit_size is not None else spec.memory_bytes  # type: ignore[union-attr]
         assert size is not None  # a --gpu without a memory size was refused above
-        click.echo(f"searching for the largest batch of {loaded.name} that fits …", err=True)
-        fit = largest_batch(loaded.model, shape, size, **options)
+        click.echo(f"searching for the largest batch of {subject.name} that fits …", err=True)
+        fit = largest_batch(subject.model, subject.input_shape, size, **options)
         batch = fit.batch or 1
-    result = training_memory(loaded.model, shape, batch=batch or 1, name=loaded.name, **options)
+    result = training_memory(subject.model, subject.input_shape, batch=batch or 1,
+                             name=subject.name, **options)
+    if subject.notes:  # how it was built (on the CPU, a new head …)
+        result = replace(result, notes=(*subject.notes, *result.notes))
     fits = fitting_devices(result.peak, device) if device == "cuda" else None
     if plot is not None:
         plot_memory(result, plot)

@@ -55,8 +55,10 @@ def summary(model: str, input_shape: tuple[int, ...] | None, batch: int | None, 
     from archscope.render import output_width, render
     from archscope.source import load_report
 
+    # the training-memory peak is in the totals (table, markdown) and JSON, not in CSV's rows
     report = load_report(model, input_shape=input_shape, batch=batch, num_classes=num_classes,
-                         freeze=freeze, head=head, base=base, trace=trace, dtype=dtype)
+                         freeze=freeze, head=head, base=base, trace=trace, dtype=dtype,
+                         memory=fmt != "csv")
     tty = results().isatty()
     text = render(report, fmt, explain=explain, width=output_width(width, tty),
                   color=tty and fmt == "table", max_depth=depth, rf=rf)

@@ -1,12 +1,13 @@
-"""Training memory: the peak of a replayed training step, and the older sum estimate.
+"""Training memory: the peak of a replayed training step, one answer for every command.
 
 * :func:`training_memory` replays a model's training step on the meta device, as the predicted
   device would run it, and returns a :class:`TrainingMemory`: the timeline, the peak, its
-  breakdown and where it occurs (``archscope memory``).
+  breakdown and where it occurs (``archscope memory``). ``summary`` and ``calc`` show its peak
+  (:mod:`archscope.memory.summary`), ``bench`` and ``check`` use it as their estimate, for the
+  step each runs.
 * :func:`largest_batch` finds the largest batch whose step fits a memory size (``--fit``).
-* :func:`estimate_training_memory` / :class:`MemoryEstimate` are the older sum (parameters +
-  gradients + optimizer state + saved activations), kept for ``summary``, ``bench`` and
-  ``check`` until they switch to the peak.
+* :mod:`archscope.memory.guard` refuses a step the device has no room for before ``check``,
+  ``bench`` or ``stats`` runs it.
 
 Importing this package does not import torch; the functions that need it import it when called.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from archscope.memory.estimate import OPTIMIZER_STATE, MemoryEstimate, estimate_training_memory
 from archscope.memory.result import CATEGORIES, PHASES, MemoryPoint, TrainingMemory
 
 if TYPE_CHECKING:
@@ -36,5 +36,5 @@ def largest_batch(*args: Any, **kwargs: Any) -> FitResult:
     return fit(*args, **kwargs)
 
 
-__all__ = ["CATEGORIES", "OPTIMIZER_STATE", "PHASES", "MemoryEstimate", "MemoryPoint",
-           "TrainingMemory", "estimate_training_memory", "largest_batch", "training_memory"]
+__all__ = ["CATEGORIES", "PHASES", "MemoryPoint", "TrainingMemory", "largest_batch",
+           "training_memory"]

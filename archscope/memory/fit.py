@@ -138,10 +138,12 @@ def largest_batch(
     context: int | None = None,
     workspaces: int | None = None,
     max_batch: int = MAX_BATCH,
+    step: str = "bench",
 ) -> FitResult:
     """The largest batch whose training step fits in ``memory`` bytes (see the module docs).
 
-    ``context`` and ``workspaces`` override the headroom (bytes; default :func:`headroom`).
+    ``context`` and ``workspaces`` override the headroom (bytes; default :func:`headroom`);
+    ``step`` is the step replayed (see :func:`archscope.memory.training_memory`).
 
     Raises:
         ArchscopeError: a bad model or option (see :func:`archscope.memory.training_memory`);
@@ -150,8 +152,8 @@ def largest_batch(
     from archscope.errors import ArchscopeError
     from archscope.memory.predict import record, settings
 
-    step = settings(model, input_shape, precision=precision, optimizer=optimizer, device=device,
-                    optimizer_impl=optimizer_impl, gpu=gpu)
+    chosen = settings(model, input_shape, precision=precision, optimizer=optimizer,
+                      device=device, optimizer_impl=optimizer_impl, gpu=gpu, step=step)
     default_context, default_workspaces = headroom(memory, device)
     context = default_context if context is None else context
     workspaces = default_workspaces if workspaces is None else workspaces
@@ -175,9 +177,9 @@ def largest_batch(
         return timeline.peak, timeline.reserved_peak or timeline.peak
 
     def replayed(batch: int) -> tuple[int, int] | None:
-        return measure(record(model, step, batch))
+        return measure(record(model, chosen, batch))
 
-    scaled = _scaler(record(model, step, 2), record(model, step, 4))
+    scaled = _scaler(record(model, chosen, 2), record(model, chosen, 4))
     method = "replayed"
     fits: Callable[[int], tuple[int, int] | None] = replayed
     if scaled is not None:

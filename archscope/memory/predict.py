@@ -19,6 +19,12 @@ from archscope.memory.timeline import build
 
 DEVICES = ("cuda", "cpu")
 
+#: The steps the replay knows: ``bench``'s (targets, :func:`archscope.losses.training_loss`, an
+#: optimizer) and ``check``'s (one forward and backward pass, :func:`archscope.losses.mean_loss`,
+#: no targets; check measures after a warm-up step, so the cuBLAS workspaces it made are not
+#: part of the figure).
+STEPS = ("bench", "check")
+
 #: cuBLAS's workspace (``aten/src/ATen/cuda/CublasHandlePool.cpp``, PyTorch 2.x):
 #: ``setWorkspaceForHandle`` takes it from the caching allocator on a (handle, stream)'s first
 #: use and keeps it in ``cublas_handle_stream_to_workspace``; ``parseChosenWorkspaceSize`` makes
@@ -59,11 +65,13 @@ class StepSettings:
     device: str
     gpu: str | None
     workspace: int
+    kind: str = "bench"  # one of STEPS
+    channels_last: bool = False
 
 
 def settings(model: nn.Module, input_shape: Sequence[int] | str | None, *, precision: str,
              optimizer: str, device: str, optimizer_impl: str | None,
-             gpu: str | None) -> StepSettings:
+             gpu: str | None, step: str = "bench", channels_last: bool = False) -> StepSettings:
     """Check the model and the options (see :func:`training_memory`)."""
     from archscope.engine.diagnosis import check_model
 
@@ -74,11 +82,14 @@ def settings(model: nn.Module, input_shape: Sequence[int] | str | None, *, preci
     _choice("precision", precision, PRECISIONS)
     _choice("optimizer", optimizer, training.OPTIMIZERS)
     _choice("device", device, DEVICES)
+    _choice("step", step, STEPS)
     impl = optimizer_impl or training.default_impl(device)
     _choice("optimizer implementation", impl, training.OPTIMIZER_IMPLS)
+    counted = device == "cuda" and step == "bench"  # check's were made by its warm-up step
     return StepSettings(input_shape=shape, precision=precision, optimizer=optimizer,
                         impl="" if optimizer == "none" else impl, device=device, gpu=gpu,
-                        workspace=blas_workspace(gpu) if device == "cuda" else 0)
+                        workspace=blas_workspace(gpu) if counted else 0, kind=step,
+                        channels_last=channels_last and len(shape) == 3)
 
 
 def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recording:
@@ -94,7 +105,8 @@ def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recordin
     dev = torch.device("cuda", 0) if step.device == "cuda" else torch.device(step.device)
     kwargs: dict[str, Any] = dict(
         batch=batch, dtype=model_dtype(model), precision=step.precision,
-        optimizer=step.optimizer, impl=step.impl, device=dev, blas_workspace=step.workspace)
+        optimizer=step.optimizer, impl=step.impl, device=dev, blas_workspace=step.workspace,
+        loss=step.kind, channels_last=step.channels_last)
     try:
         try:
             return _replay.replay(model, step.input_shape, **kwargs)
@@ -128,6 +140,8 @@ def training_memory(
     optimizer_impl: str | None = None,
     gpu: str | None = None,
     name: str | None = None,
+    step: str = "bench",
+    channels_last: bool = False,
 ) -> TrainingMemory:
     """The memory of ``model``'s training step, replayed on the meta device (no weights, no GPU).
 
@@ -151,16 +165,23 @@ def training_memory(
             bench`` uses (fused on CUDA, PyTorch's for-loop default on the CPU).
         gpu: the GPU (devices.py key or CUDA name), for its cuBLAS workspace size.
         name: the model's name in the result.
+        step: ``"bench"`` (bench's step: targets, cross-entropy/MSE) or ``"check"`` (``archscope
+            check``'s forward and backward pass: the sum of the outputs' means, no targets, the
+            cuBLAS workspaces left out as check's warm-up made them before it measures; use it
+            with ``optimizer="none"``).
+        channels_last: the batch and the 4-D weights in the channels-last layout, as ``bench``
+            trains by default on CUDA (for a C×H×W input; ignored for others).
 
     Raises:
         InputShapeError: a malformed ``input_shape`` or ``batch``.
         ArchscopeError: an unknown precision, optimizer or device.
         ForwardError: the step failed (names the reason).
     """
-    step = settings(model, input_shape, precision=precision, optimizer=optimizer, device=device,
-                    optimizer_impl=optimizer_impl, gpu=gpu)
-    recording = record(model, step, batch)
-    return result(model, step, batch, recording, name)
+    chosen = settings(model, input_shape, precision=precision, optimizer=optimizer,
+                      device=device, optimizer_impl=optimizer_impl, gpu=gpu, step=step,
+                      channels_last=channels_last)
+    recording = record(model, chosen, batch)
+    return result(model, chosen, batch, recording, name)
 
 
 def result(model: nn.Module, step: StepSettings, batch: int, recording: _replay.Recording,
@@ -175,7 +196,7 @@ def result(model: nn.Module, step: StepSettings, batch: int, recording: _replay.
         peak_step=timeline.peak_step, peak_phase=timeline.peak_phase,
         peak_layer=timeline.peak_layer, tensor_peak=timeline.tensor_peak,
         reserved_peak=timeline.reserved_peak, timeline=timeline.points, attention=attention,
-        notes=_notes(step.device, step.precision, step.impl, step.workspace, attention),
+        notes=_notes(step, attention), step=step.kind,
     )
 
 
@@ -184,15 +205,22 @@ def _choice(what: str, value: str, allowed: Sequence[str]) -> None:
         raise ArchscopeError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
 
 
-def _notes(device: str, precision: str, impl: str, workspace: int,
-           attention: tuple[str, ...]) -> tuple[str, ...]:
+def _notes(step: StepSettings, attention: tuple[str, ...]) -> tuple[str, ...]:
+    device, precision, impl, workspace = step.device, step.precision, step.impl, step.workspace
     notes = []
+    if step.kind == "check":
+        notes.append("archscope check's step: one forward and backward pass, the loss the sum of "
+                     "the outputs' means")
     if device == "cuda":
         notes.append("sizes as torch.cuda.max_memory_allocated counts them (caching-allocator "
                      "blocks); cuDNN's per-call convolution workspaces and the CUDA context are "
                      "not included")
-        notes.append(f"cuBLAS workspaces of {workspace / 2**20:g} MiB from the first matrix "
-                     "product of the forward and of the backward thread on")
+        if workspace:
+            notes.append(f"cuBLAS workspaces of {workspace / 2**20:g} MiB from the first matrix "
+                         "product of the forward and of the backward thread on")
+        else:
+            notes.append("cuBLAS workspaces not included: check's warm-up step made them before "
+                         "it measures")
     else:
         notes.append("sizes are the tensors' bytes (what torch's MemTracker counts on the CPU)")
     if precision in ("bf16", "fp16"):
@@ -208,5 +236,5 @@ def _notes(device: str, precision: str, impl: str, workspace: int,
     return tuple(notes)
 
 
-__all__ = ["BLAS_WORKSPACE_EARLIER", "BLAS_WORKSPACE_HOPPER", "DEVICES", "StepSettings",
+__all__ = ["BLAS_WORKSPACE_EARLIER", "BLAS_WORKSPACE_HOPPER", "DEVICES", "STEPS", "StepSettings",
            "blas_workspace", "record", "result", "settings", "training_memory"]

@@ -165,11 +165,12 @@ class Recorder(TorchDispatchMode):
                 return out
         if self._is_implicit(func):
             # A composite operator reaches the mode undecomposed when autograd is off for the
-            # proxies: decompose it here, on the proxies, as autograd would have.
+            # proxies: decompose it here, on the proxies, as autograd would have, with PyTorch's
+            # C++ kernel as eager mode runs it. (``func.decompose`` would prefer a Python
+            # decomposition registered for tracing: dropout's always takes native_dropout and
+            # its 1-byte mask, where the CPU's kernel keeps a float32 one.)
             with self:
-                decomposed = func.decompose(*args, **kwargs)
-            if decomposed is not NotImplemented:
-                return decomposed
+                return func._op_dk(_IMPLICIT, *args, **kwargs)
         if func in _NO_META_IN_PLACE:
             return None  # updates its arguments in place: allocates nothing
         device = kwargs.get("device")

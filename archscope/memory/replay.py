@@ -38,6 +38,7 @@ from torch import nn
 from archscope._modes import kept_modes
 from archscope.engine.deferred import deferred_imports
 from archscope.engine.stand_ins import autograd_on, kept_tensor_attributes, meta_state, swapped
+from archscope.losses import mean_loss, training_loss
 from archscope.memory import step as training
 from archscope.memory.proxy import (
     PYTHON_KEYS,
@@ -77,11 +78,17 @@ def _layers(model: nn.Module, recorder: Recorder) -> Iterator[None]:
 
 def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype: torch.dtype,
            precision: str, optimizer: str, impl: str, device: torch.device,
-           blas_workspace: int = 0, defer: bool = True) -> Recording:
+           blas_workspace: int = 0, defer: bool = True, loss: str = "bench",
+           channels_last: bool = False) -> Recording:
     """Run two training steps of ``model`` on a batch of ``batch`` × ``input_shape`` and record.
 
     The first step creates the optimizer state; the second is every later step. The model runs
-    in training mode; it is left as it was.
+    in training mode; it is left as it was. ``loss`` is ``"bench"`` (targets made before the
+    first step, :func:`archscope.losses.training_loss`) or ``"check"`` (no targets,
+    :func:`archscope.losses.mean_loss`). ``channels_last`` lays the batch and every 4-D
+    parameter and buffer out as ``model.to(memory_format=torch.channels_last)`` does (bench's
+    default on CUDA): the sizes are the same, but an operator that needs another layout copies
+    (a ``flatten`` of an N×C×H×W map that is not 1×1).
     """
     autocast_dtype = training.AUTOCAST_DTYPES.get(precision)
     recorder = Recorder(device, autocast_dtype, blas_workspace)
@@ -100,7 +107,8 @@ def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype:
         proxied_swaps = []
         for module, kind, name, stand_in in swaps:
             if id(stand_in) not in proxies:
-                proxies[id(stand_in)] = Proxy(stand_in, device)
+                inner = _channels_last(stand_in) if channels_last else stand_in
+                proxies[id(stand_in)] = Proxy(inner, device)
             proxied_swaps.append((module, kind, name, proxies[id(stand_in)]))
         stack.enter_context(swapped(proxied_swaps))
         model.train()
@@ -114,7 +122,8 @@ def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype:
         stack.enter_context(torch.autograd.graph.saved_tensors_hooks(recorder.pack, _same))
         for _, inner in pairs:
             recorder.recategorise(inner, "weights")
-        x = Proxy(torch.empty((batch, *input_shape), dtype=dtype, device="meta"), device)
+        x = torch.empty((batch, *input_shape), dtype=dtype, device="meta")
+        x = Proxy(_channels_last(x) if channels_last else x, device)
         recorder.recategorise(x, "inputs")
         params = [p for p in training.trainable(model) if isinstance(p, Proxy)]
         opt = None
@@ -125,7 +134,8 @@ def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype:
         scaler = training.LossScaler(device) if precision == "fp16" else None
         setup_end = len(recorder.events)
         try:
-            _steps(model, x, params, opt, scaler, recorder, device, autocast_dtype, setup_end)
+            _steps(model, x, params, opt, scaler, recorder, device, autocast_dtype, setup_end,
+                   loss)
         except Exception as exc:
             raise StepFailed(PHASES[recorder.phase],
                              recorder.recording.layers[recorder.layer], exc) from exc
@@ -135,6 +145,15 @@ def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype:
                 p.grad = None
                 p._meta.grad = None
     return recorder.recording
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """A 4-D meta tensor in the channels-last layout (a parameter stays a parameter); any other
+    as it is, as ``Module.to(memory_format=…)`` and ``Tensor.contiguous(memory_format=…)`` do."""
+    if t.dim() != 4:
+        return t
+    laid = t.detach().contiguous(memory_format=torch.channels_last)
+    return nn.Parameter(laid, t.requires_grad) if isinstance(t, nn.Parameter) else laid
 
 
 class StepFailed(Exception):
@@ -147,7 +166,7 @@ class StepFailed(Exception):
 
 def _steps(model: nn.Module, x: Proxy, params: list[Proxy], opt: torch.optim.Optimizer | None,
            scaler: training.LossScaler | None, recorder: Recorder, device: torch.device,
-           autocast_dtype: torch.dtype | None, setup_end: int) -> None:
+           autocast_dtype: torch.dtype | None, setup_end: int, loss_rule: str) -> None:
     """Step 1 for real; step 2 from step 1's forward and backward and a real optimizer step."""
     # Step 1, for real.
     recorder.phase = PHASE["forward"]
@@ -157,25 +176,21 @@ def _steps(model: nn.Module, x: Proxy, params: list[Proxy], opt: torch.optim.Opt
         recorder.casting = autocast_dtype is not None
         output = model(x)
         recorder.phase, recorder.layer = PHASE["loss"], 0
-        mark = len(recorder.events)
-        targets = training.make_targets(output, device)
-        for t in targets:
-            recorder.recategorise(t, "inputs")
-        # bench makes its targets before the first step: so does the timeline
-        made = recorder.events[mark:]
-        del recorder.events[mark:]
-        recorder.events[setup_end:setup_end] = [
-            (kind, ident, size, cat, 1, PHASE["setup"], 0)
-            for kind, ident, size, cat, *_ in made]
-        forward_start += len(made)
-        loss = training.loss_of(output, targets)
+        kept = None
+        if loss_rule == "check":  # check's bare pass: no targets; it keeps the outputs
+            loss = mean_loss(output, device)
+            kept = output
+        else:
+            targets, made = _targets(output, recorder, device, setup_end)
+            forward_start += made
+            loss = training_loss(output, targets)
         del output
     if scaler is not None:
         with without_device_autograd(device):
             loss = scaler.scale(loss)
     recorder.phase = PHASE["backward"]
     _backward(loss, params, recorder)
-    del loss
+    del loss, kept
     backward_end = len(recorder.events)
     recorder.phase, recorder.layer = PHASE["optimizer"], 0
     if opt is not None:
@@ -192,6 +207,21 @@ def _steps(model: nn.Module, x: Proxy, params: list[Proxy], opt: torch.optim.Opt
         _optimizer_phase(opt, params, scaler, recorder, device)
     recorder.closed = True
     recorder.events[mark:mark] = step_two
+
+
+def _targets(output: Any, recorder: Recorder, device: torch.device,
+             setup_end: int) -> tuple[list[torch.Tensor], int]:
+    """bench's targets for ``output``, and how many events making them took. bench makes its
+    targets before the first step: so does the timeline (the events move into the setup)."""
+    mark = len(recorder.events)
+    targets = training.make_targets(output, device)
+    for t in targets:
+        recorder.recategorise(t, "inputs")
+    made = recorder.events[mark:]
+    del recorder.events[mark:]
+    recorder.events[setup_end:setup_end] = [
+        (kind, ident, size, cat, 1, PHASE["setup"], 0) for kind, ident, size, cat, *_ in made]
+    return targets, len(made)
 
 
 def _optimizer_phase(opt: torch.optim.Optimizer, params: list[Proxy],

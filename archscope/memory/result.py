@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from archscope.report import TrainingPeak
+
 #: What each byte is for, in the order breakdowns list them.
 #:
 #: * ``weights``: parameters (the fp32 masters under autocast) and buffers.
@@ -82,6 +84,7 @@ class TrainingMemory:
         attention: the scaled-dot-product-attention kernels the replay ran, e.g.
             ``("flash",)``; empty for a model without attention.
         notes: what the figure assumes and leaves out.
+        step: ``bench`` (bench's step) or ``check`` (check's forward and backward pass).
     """
 
     model: str
@@ -101,6 +104,7 @@ class TrainingMemory:
     timeline: tuple[MemoryPoint, ...]
     attention: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    step: str = "bench"
 
     @property
     def breakdown(self) -> dict[str, int]:
@@ -117,11 +121,19 @@ class TrainingMemory:
         """The timeline of one step (1 or 2), setup included in step 1."""
         return tuple(p for p in self.timeline if p.step == step)
 
+    def as_peak(self) -> TrainingPeak:
+        """The peak and its settings without the timeline: what ``summary``'s totals, ``bench``
+        and ``check`` carry."""
+        return TrainingPeak(
+            peak=self.peak, batch=self.batch, precision=self.precision, optimizer=self.optimizer,
+            optimizer_impl=self.optimizer_impl, device=self.device, step=self.step,
+            where=self.where, breakdown=tuple(self.breakdown.items()))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "input_shape": list(self.input_shape), "batch": self.batch,
             "precision": self.precision, "optimizer": self.optimizer,
-            "optimizer_impl": self.optimizer_impl, "device": self.device,
+            "optimizer_impl": self.optimizer_impl, "device": self.device, "step": self.step,
             "peak": self.peak, "peak_step": self.peak_step, "peak_phase": self.peak_phase,
             "peak_layer": self.peak_layer, "breakdown": self.breakdown,
             "tensor_peak": self.tensor_peak, "reserved_peak": self.reserved_peak,

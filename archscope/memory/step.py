@@ -1,7 +1,8 @@
-"""The pieces of the training step the replay runs: autocast, targets, loss, optimizer, loss scaling.
+"""The pieces of the training step the replay runs: autocast, targets, optimizer, loss scaling.
 
-They follow ``archscope bench``'s step (``archscope.bench.trainer.Trainer``): ``zero_grad(set_to_none=True)``,
-the forward and the loss under autocast, ``backward()``, ``optimizer.step()``; SGD with momentum
+They follow ``archscope bench``'s step (``archscope.bench.trainer.Trainer``):
+``zero_grad(set_to_none=True)``, the forward and the loss under autocast (bench's own loss,
+:func:`archscope.losses.training_loss`), ``backward()``, ``optimizer.step()``; SGD with momentum
 0.9 or AdamW (or Adam), the fused kernels on CUDA (with SGD's momentum buffers made when the
 optimizer is, as bench makes them), PyTorch's defaults on the CPU (the for-loop implementation);
 GradScaler for fp16. They run on the replay's tensors (meta tensors behind the predicted
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from archscope.losses import is_class_logits
 from archscope.tensors import tensors_of
 
 #: Optimizers the memory model knows; ``none`` is a forward and backward pass only (as ``check``).
@@ -66,29 +68,16 @@ def autocast(device_type: str, dtype: torch.dtype | None, on_exit: Any = None) -
 
 
 def make_targets(output: Any, device: torch.device) -> list[torch.Tensor]:
-    """One target per output, as bench makes them: class labels (int64) for ``(N, K>1)`` logits,
-    else float32 values of the output's shape. Only their sizes matter here."""
+    """One target per output, as bench makes them (:func:`archscope.losses.is_class_logits`):
+    class labels (int64) for ``(N, K>1)`` logits, else float32 values of the output's shape.
+    Only their sizes matter here."""
     targets = []
     for out in tensors_of(output):
-        if out.ndim == 2 and out.shape[1] > 1:
+        if is_class_logits(out):
             targets.append(torch.empty(out.shape[0], dtype=torch.long, device=device))
         else:
             targets.append(torch.empty(out.shape, dtype=torch.float32, device=device))
     return targets
-
-
-def loss_of(output: Any, targets: list[torch.Tensor]) -> torch.Tensor:
-    """The sum of cross-entropy (labels) and MSE (values) over the outputs: bench's loss."""
-    from torch.nn import functional as F
-
-    total: torch.Tensor | None = None
-    for out, target in zip(tensors_of(output), targets, strict=True):
-        term = (F.cross_entropy(out.float(), target) if target.dtype == torch.long
-                else F.mse_loss(out.float(), target))
-        total = term if total is None else total + term
-    if total is None:
-        raise ValueError("the model returned no tensor to train")
-    return total
 
 
 def make_optimizer(name: str, impl: str, params: Sequence[torch.Tensor]) -> torch.optim.Optimizer:
@@ -177,5 +166,5 @@ def trainable(model: nn.Module) -> list[torch.Tensor]:
 
 
 __all__ = ["AUTOCAST_DTYPES", "OPTIMIZERS", "OPTIMIZER_IMPLS", "LossScaler", "autocast",
-           "default_impl", "loss_of", "make_optimizer", "make_targets", "optimizer_step",
+           "default_impl", "make_optimizer", "make_targets", "optimizer_step",
            "state_tensors", "trainable"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archscope.render.units import human_bytes, human_count
-from archscope.report import BatchAxis, LayerRecord, Report, Shape
+from archscope.report import BatchAxis, LayerRecord, Report, Shape, TrainingPeak
 from archscope.shapes import format_dims
 
 #: The batch dimension written into a shape where it is not first (``1×N×20``).
@@ -209,4 +209,22 @@ def totals(report: Report) -> list[tuple[str, str]]:
                  in zip(report.output_shapes, report.output_batch_axes, strict=True)]
         rows.append(("Outputs", ", ".join(f"{k}: {c}" for k, c
                                           in zip(report.output_keys, cells, strict=True))))
+    if report.training_memory is not None:
+        rows.append(("Training memory peak", training_peak_text(report.training_memory)))
     return rows
+
+
+# -- the training-memory line (archscope.memory.summary) ---------------------------------------
+
+_OPTIMIZER_NAMES = {"sgd": "SGD", "adamw": "AdamW", "adam": "Adam", "none": "no optimizer"}
+
+
+def training_peak_text(peak: TrainingPeak) -> str:
+    """``65.32 MiB (batch 1, fp32, SGD, CUDA; see archscope memory)``: the peak and the
+    step it assumes (``CUDA``: bytes as the caching allocator counts them), or ``unknown
+    (why)``."""
+    if peak.peak is None:
+        return f"unknown ({peak.reason})"
+    step = ", ".join([f"batch {peak.batch:,}", peak.precision,
+                      _OPTIMIZER_NAMES.get(peak.optimizer, peak.optimizer), peak.device.upper()])
+    return f"{human_bytes(peak.peak)} ({step}; see archscope memory)"

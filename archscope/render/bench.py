@@ -62,7 +62,7 @@ def render_table(run: BenchRun, width: int = 160) -> str:
             r.model, str(r.batch), mode, f"{r.images_per_s:,.1f}", milliseconds(r.median_ms),
             milliseconds(r.p90_ms), peak, memory_cell(r), tflops, mfu, loss,
         )
-        for note in (*r.notes, *(r.memory_estimate.assumptions if r.memory_estimate else ())):
+        for note in r.notes:
             if note not in notes:
                 notes.append(note)
     peak_lines = sorted({r.peak_source for r in run.results if r.peak_source})

@@ -43,7 +43,7 @@ def render_ddp_table(run: BenchRun, width: int = 160) -> str:
                       if r.data_parallel is not None else None)
         table.add_row(*_row(r, ranks=run.world_size,
                             scaling=percent(efficiency) if efficiency is not None else "—"))
-        for note in (*r.notes, *(r.memory_estimate.assumptions if r.memory_estimate else ())):
+        for note in r.notes:
             if note not in notes:
                 notes.append(note)
     buffer = io.StringIO()

@@ -15,12 +15,15 @@ if TYPE_CHECKING:
 
 def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
                 input_shape: tuple[int, ...] | None = None, batch: int = 1,
-                freeze: Sequence[str] = (), backward: bool = False) -> Report:
+                freeze: Sequence[str] = (), backward: bool = False,
+                memory: bool = False) -> Report:
     """Parse, build (on meta) and inspect a spec: what ``calc`` and every ``spec:`` source show.
 
     Shapes are re-ordered into the spec's layout (:func:`to_layout`) and the build's notes (an
     implicit flatten …) are added to the report's notes. ``freeze`` marks parameters frozen as
-    ``summary --freeze`` does; ``backward`` also counts training FLOPs.
+    ``summary --freeze`` does; ``backward`` also counts training FLOPs; ``memory`` adds the
+    training-memory peak of the same model
+    (:func:`archscope.memory.summary.with_training_memory`).
     """
     from archscope.engine import inspect
 
@@ -36,6 +39,10 @@ def calc_report(text: str, *, name: str | None = None, layout: str = "hwc",
         notes.append(keras_batchnorm_note(report.total_params, report.non_trainable_params,
                                           built.keras_bn_channels))
     report = replace(report, notes=tuple(notes))
+    if memory:  # in PyTorch's C×H×W order, as the model runs
+        from archscope.memory.summary import with_training_memory
+
+        report = with_training_memory(report, built.model)
     return to_layout(report, built.layout if len(built.input_shape) == 3 else "chw")
 
 

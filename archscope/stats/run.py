@@ -16,6 +16,7 @@ import copy as copying
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,6 +65,8 @@ def source_stats(source: str, schemes: str | Sequence[str | Scheme] = "default",
         UnknownModelError, ModelSourceError, ModelBuildError, DeviceError: see
             :func:`archscope.source.resolve`.
         ForwardError: the forward or backward pass failed.
+        DoesNotFitError: the pass's predicted peak is more than the device has free (see
+            :func:`archscope.memory.guard.refuse_if_too_big`; nothing ran).
     """
     from archscope.devices import resolve_device
     from archscope.source import is_spec, resolve
@@ -76,6 +79,8 @@ def source_stats(source: str, schemes: str | Sequence[str | Scheme] = "default",
     # A zoo model or a spec is archscope's own build: the last scheme may use it rather than a
     # copy. A file or module may hand out an instance its importer shares: always copied.
     owned = is_spec(source) or ":" not in source
+    _refuse_too_big(loaded.model, loaded.name, shape, batch, dev,
+                    copied=not (owned and len(parsed) == 1))
     runs = []
     for i, scheme in enumerate(parsed):
         last = i == len(parsed) - 1
@@ -171,6 +176,24 @@ def _stats(model: nn.Module, input_shape: Sequence[int] | str | None, *, scheme:
     return replace(base, norms_removed=removed, loss=loss_words,
                    loss_value=float(loss.detach()), init=init, layers=layers,
                    notes=_notes(work, chosen, no_norm, removed))
+
+
+def _refuse_too_big(model: nn.Module, name: str, shape: tuple[int, ...], batch: int | None,
+                    device: torch.device, copied: bool) -> None:
+    """Refuse a pass the device has no room for before it runs: the predicted peak of a forward
+    and backward pass at the batch (:func:`archscope.memory.training_memory`, no optimizer),
+    plus a copy of the model where the runs work on one."""
+    from archscope.devices import current_device_name
+    from archscope.memory.guard import refuse_if_too_big, resident_bytes
+    from archscope.memory.summary import predict_peak
+
+    options: dict[str, Any] = {
+        "precision": "fp32", "optimizer": "none",
+        "gpu": current_device_name(device) if device.type == "cuda" else None}
+    size = batch if batch is not None else default_batch(shape)
+    peak = predict_peak(model, shape, batch=size, name=name, device=device.type, **options)
+    refuse_if_too_big(model, peak, name=name, input_shape=shape, device=device,
+                      extra=resident_bytes(model) if copied else 0, options=options)
 
 
 def _schemes(schemes: str | Sequence[str | Scheme]) -> tuple[Scheme, ...]:
