@@ -28,8 +28,8 @@ from torch.nn import functional as F
 
 from archscope.bench import BenchConfig, BenchResult, BenchRun, run_bench
 from archscope.bench.ddp import ddp_bucket_bytes, ddp_estimate_bytes, param_digest, run_distributed
-from archscope.bench.ddp_results import DataParallel
 from archscope.bench.launch import one_failure
+from archscope.bench.results import DataParallel
 from archscope.bench.trainer import Trainer
 from archscope.bench.world import (
     DEFAULT_TIMEOUT_S,

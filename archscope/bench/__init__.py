@@ -36,14 +36,13 @@ On several GPUs (``torchrun``, or ``archscope bench --nproc N``): :mod:`~archsco
 runs the same loop in every rank under ``DistributedDataParallel`` (``run_distributed``),
 :mod:`~archscope.bench.world` says which rank this process is and joins the others,
 :mod:`~archscope.bench.launch` starts the ranks as torchrun does (``launch_bench``) and
-:mod:`~archscope.bench.ddp_results` holds every rank's figures.
+:class:`~archscope.bench.results.DataParallel` holds every rank's figures.
 """
 
 from __future__ import annotations
 
 from archscope.bench.batch import find_max_batch, halve_until_fits
 from archscope.bench.ddp import run_distributed
-from archscope.bench.ddp_results import DataParallel
 from archscope.bench.launch import launch_bench
 from archscope.bench.plan import (
     DEFAULT_MODELS,
@@ -56,7 +55,7 @@ from archscope.bench.plan import (
     make_plan,
     tf32_flags,
 )
-from archscope.bench.results import BenchResult, BenchRun, failed_result
+from archscope.bench.results import BenchResult, BenchRun, DataParallel, failed_result
 from archscope.bench.run import Progress, bench_model, bench_subject, run_bench
 from archscope.bench.timers import Clock, percentile
 from archscope.bench.trainer import TrainingError, nothing_to_train, step_failure

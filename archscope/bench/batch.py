@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from archscope.batch_search import find_max_batch
 from archscope.bench.plan import BenchPlan, default_batch
 from archscope.bench.trainer import Trainer, does_not_fit
 from archscope.errors import ArchscopeError, DeviceError
@@ -24,45 +25,11 @@ if TYPE_CHECKING:
 
     from archscope.source import Subject
 
-#: The largest batch ``--batch-size auto`` tries.
-AUTO_BATCH_LIMIT = 1 << 16
-
 #: Many CUDA kernels index a tensor with 32-bit integers. Past 2³¹ elements some raise, and some
 #: make an illegal memory access that breaks the process's CUDA context for good (PyTorch issues
 #: #117736 for convolutions, #165297 for channels-last max-pooling), so no batch search goes
 #: there and a given batch that would is refused before it runs.
 MAX_ELEMENTS = 2**31 - 1
-
-
-def find_max_batch(fits: Callable[[int], bool], *, start: int = 1,
-                   limit: int = AUTO_BATCH_LIMIT) -> int | None:
-    """The largest batch ``b ≤ limit`` with ``fits(b)``: double from ``start``, then bisect.
-
-    Assumes that whenever a batch fits, every smaller one does. The limit itself is a candidate
-    (it need not be a power of two). Returns ``None`` if not even batch 1 fits (``start`` is
-    halved down to 1 first).
-    """
-    low = min(start, limit)
-    while not fits(low):
-        if low == 1:
-            return None
-        low //= 2
-    high: int | None = None
-    while high is None:
-        candidate = min(low * 2, limit)
-        if candidate == low:
-            return low
-        if fits(candidate):
-            low = candidate
-        else:
-            high = candidate
-    while high - low > 1:
-        middle = (low + high) // 2
-        if fits(middle):
-            low = middle
-        else:
-            high = middle
-    return low
 
 
 def halve_until_fits(fits: Callable[[int], bool], batch: int) -> int | None:

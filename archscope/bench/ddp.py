@@ -29,9 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from archscope._modes import seeded
 from archscope.bench.batch import Snapshot, batch_cap, check_cap, free_cuda
-from archscope.bench.ddp_results import DataParallel
 from archscope.bench.plan import DEFAULT_MODELS, BenchConfig, BenchPlan, backend_flags, default_batch
-from archscope.bench.results import BenchResult, BenchRun
+from archscope.bench.results import BenchResult, BenchRun, DataParallel
 from archscope.bench.run import (
     Progress,
     bench_model,

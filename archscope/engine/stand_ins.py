@@ -19,7 +19,7 @@ forward raised.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from types import SimpleNamespace
@@ -41,25 +41,7 @@ def meta_state(model: nn.Module) -> tuple[list[Swap], set[int]]:
     the parameters out. A parameter's stand-in is an ``nn.Parameter`` with the same shape, dtype
     and ``requires_grad``; a buffer's a plain meta tensor.
     """
-    by_id: dict[int, torch.Tensor] = {}
-    swaps: list[Swap] = []
-    keys: set[int] = set()
-    for module in model.modules():
-        for pname, p in module._parameters.items():
-            if p is None:
-                continue
-            if id(p) not in by_id:
-                stand_in = nn.Parameter(meta_like(p), p.requires_grad)
-                by_id[id(p)] = stand_in
-                keys.add(storage_key(stand_in))
-            swaps.append((module, "_parameters", pname, by_id[id(p)]))
-        for bname, b in module._buffers.items():
-            if b is None:
-                continue
-            if id(b) not in by_id:
-                by_id[id(b)] = meta_like(b)
-            swaps.append((module, "_buffers", bname, by_id[id(b)]))
-    return swaps, keys
+    return _stand_ins(model, meta_like, meta_like)
 
 
 def real_state(model: nn.Module, device: torch.device) -> tuple[list[Swap], set[int]]:
@@ -70,25 +52,36 @@ def real_state(model: nn.Module, device: torch.device) -> tuple[list[Swap], set[
     the stand-in, never in the user's ``.grad``. A buffer's is a copy: a BatchNorm in training
     mode updates its running statistics in place. Tied tensors share one stand-in.
     """
+    with torch.no_grad():
+        return _stand_ins(model, lambda p: p.detach().to(device),
+                          lambda b: b.detach().to(device, copy=True))
+
+
+def _stand_ins(model: nn.Module, parameter_value: Callable[[torch.Tensor], torch.Tensor],
+               buffer_value: Callable[[torch.Tensor], torch.Tensor]
+               ) -> tuple[list[Swap], set[int]]:
+    """The swaps of every parameter and buffer of ``model``, module by module, and the storage
+    keys of the parameter stand-ins: an ``nn.Parameter`` holding ``parameter_value(p)`` with
+    ``p``'s ``requires_grad``, and ``buffer_value(b)``; one stand-in per tensor, so tied tensors
+    share it."""
     by_id: dict[int, torch.Tensor] = {}
     swaps: list[Swap] = []
     keys: set[int] = set()
-    with torch.no_grad():
-        for module in model.modules():
-            for pname, p in module._parameters.items():
-                if p is None:
-                    continue
-                if id(p) not in by_id:
-                    stand_in = nn.Parameter(p.detach().to(device), p.requires_grad)
-                    by_id[id(p)] = stand_in
-                    keys.add(storage_key(stand_in))
-                swaps.append((module, "_parameters", pname, by_id[id(p)]))
-            for bname, b in module._buffers.items():
-                if b is None:
-                    continue
-                if id(b) not in by_id:
-                    by_id[id(b)] = b.detach().to(device, copy=True)
-                swaps.append((module, "_buffers", bname, by_id[id(b)]))
+    for module in model.modules():
+        for pname, p in module._parameters.items():
+            if p is None:
+                continue
+            if id(p) not in by_id:
+                stand_in = nn.Parameter(parameter_value(p), p.requires_grad)
+                by_id[id(p)] = stand_in
+                keys.add(storage_key(stand_in))
+            swaps.append((module, "_parameters", pname, by_id[id(p)]))
+        for bname, b in module._buffers.items():
+            if b is None:
+                continue
+            if id(b) not in by_id:
+                by_id[id(b)] = buffer_value(b)
+            swaps.append((module, "_buffers", bname, by_id[id(b)]))
     return swaps, keys
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from archscope.batch_search import find_max_batch
 from archscope.memory.allocator import OutOfMemory
 from archscope.memory.timeline import build
 
@@ -189,12 +190,12 @@ def largest_batch(
             return measure(scaled(batch))
 
         fits = fits_scaled
-    batch = _search(lambda b: fits(b) is not None, max_batch)
+    batch = find_max_batch(lambda b: fits(b) is not None, limit=max_batch) or 0
     if method == "scaled":
         # the answer, replayed: where the sizes were not quite linear, step down until it fits
         found = replayed(batch) if batch else None
         while batch and found is None:
-            batch = _search(lambda b: replayed(b) is not None, batch - 1)
+            batch = find_max_batch(lambda b: replayed(b) is not None, limit=batch - 1) or 0
             found = replayed(batch) if batch else None
     else:
         found = replayed(batch) if batch else None
@@ -210,28 +211,6 @@ def largest_batch(
         device=device, precision=precision, optimizer=optimizer, method=method,
         notes=tuple(notes),
     )
-
-
-def _search(fits: Callable[[int], bool], limit: int) -> int:
-    """The largest ``b ≤ limit`` with ``fits(b)`` (0 if none): doubling, then bisection."""
-    if limit < 1 or not fits(1):
-        return 0
-    low, high = 1, None
-    while high is None:
-        candidate = min(low * 2, limit)
-        if candidate == low:
-            return low
-        if fits(candidate):
-            low = candidate
-        else:
-            high = candidate
-    while high - low > 1:
-        middle = (low + high) // 2
-        if fits(middle):
-            low = middle
-        else:
-            high = middle
-    return low
 
 
 def _scaler(two: Recording, four: Recording) -> Callable[[int], Recording] | None:

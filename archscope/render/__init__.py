@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from archscope.render._columns import RF_LEGEND
 from archscope.report import Report
 
 FORMATS = ("table", "json", "markdown", "csv")
@@ -10,18 +11,15 @@ FORMATS = ("table", "json", "markdown", "csv")
 #: golden files use it).
 PIPED_WIDTH = 100
 
-#: ``--width``'s help, the same for every command that prints a table.
 #: ``--rf``'s help, the same for summary and calc.
 RF_HELP = ("Add each layer's receptive field (rows×columns where they differ), jump (effective "
            "stride) and centre of the first output unit, in input pixels, with the arithmetic.")
 
-#: What the receptive-field columns mean, printed under a table that shows them.
-RF_LEGEND = ("RF: the input pixels one output unit sees (r = r_in + (k−1)·d·j_in); Jump: input "
-             "pixels between neighbouring output units (j = j_in·s); Centre: the input "
-             "coordinate of the first output unit's field centre (pixel 0 is the first).")
-
+#: ``--width``'s help, the same for every command that prints a table.
 WIDTH_HELP = ("Table width in columns (default: the terminal's; 100 when piped). Numbers and "
               "formulas are never cut: text folds to fit, and a table that cannot fit is wider.")
+
+__all__ = ["FORMATS", "PIPED_WIDTH", "RF_HELP", "RF_LEGEND", "WIDTH_HELP", "output_width", "render"]
 
 
 def output_width(width: int | None, tty: bool) -> int:

@@ -10,6 +10,11 @@ from archscope.render.units import human_bytes, human_count
 from archscope.report import BatchAxis, LayerRecord, Report, Shape, TrainingPeak
 from archscope.shapes import format_dims
 
+#: What the receptive-field columns mean, printed under a table that shows them.
+RF_LEGEND = ("RF: the input pixels one output unit sees (r = r_in + (k−1)·d·j_in); Jump: input "
+             "pixels between neighbouring output units (j = j_in·s); Centre: the input "
+             "coordinate of the first output unit's field centre (pixel 0 is the first).")
+
 #: The batch dimension written into a shape where it is not first (``1×N×20``).
 BATCH_MARK = "N"
 

@@ -8,7 +8,8 @@ import json
 from typing import TYPE_CHECKING
 
 from archscope.devices import CPU_NO_PEAK
-from archscope.render.units import human_bytes, milliseconds, percent, signed_percent
+from archscope.render._bench_cells import format_loss, loss_cell, memory_cell, step_count
+from archscope.render.units import human_bytes, milliseconds, percent
 
 if TYPE_CHECKING:
     from archscope.bench import BenchResult, BenchRun
@@ -56,11 +57,10 @@ def render_table(run: BenchRun, width: int = 160) -> str:
             continue
         tflops = f"{r.achieved_tflops:.2f}" if r.achieved_tflops is not None else "—"
         mfu = percent(r.mfu) if r.mfu is not None else "—"
-        loss = f"{_loss(r.first_loss)}→{_loss(r.last_loss)}" + ("" if r.ok else " FAILED")
         peak = human_bytes(r.peak_memory_bytes) if r.peak_memory_bytes is not None else "—"
         table.add_row(
             r.model, str(r.batch), mode, f"{r.images_per_s:,.1f}", milliseconds(r.median_ms),
-            milliseconds(r.p90_ms), peak, memory_cell(r), tflops, mfu, loss,
+            milliseconds(r.p90_ms), peak, memory_cell(r), tflops, mfu, loss_cell(r),
         )
         for note in r.notes:
             if note not in notes:
@@ -73,8 +73,8 @@ def render_table(run: BenchRun, width: int = 160) -> str:
     first = run.results[0] if run.results else None
     if first is not None:
         console.print(
-            f"{_steps(first.steps, 'timed ')} after {_steps(first.warmup, 'warm-up ')}, optimizer "
-            f"{first.optimizer}, torch {run.torch_version}"
+            f"{step_count(first.steps, 'timed ')} after {step_count(first.warmup, 'warm-up ')}, "
+            f"optimizer {first.optimizer}, torch {run.torch_version}"
             + (f", CUDA {run.cuda_version}" if run.cuda_version else "")
         )
     for line in peak_lines:
@@ -87,28 +87,10 @@ def render_table(run: BenchRun, width: int = 160) -> str:
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
-def memory_cell(r: BenchResult) -> str:
-    """The estimate, with its error against the measured peak where there is one (CUDA)."""
-    if r.estimated_memory_bytes is None:
-        return "—"
-    text = human_bytes(r.estimated_memory_bytes)
-    if r.memory_error_pct is not None:
-        text += f" ({signed_percent(r.memory_error_pct)})"
-    return text
-
-
 def failure_reason(r: BenchResult) -> str:
     """Why ``r`` failed, in one line: its error, or the losses that did not fall."""
     if r.error is not None:
         return r.error
-    return (f"the loss did not fall on the repeated batch ({_loss(r.first_loss)} → "
-            f"{_loss(r.last_loss)} over {_steps(r.warmup + r.steps)})")
+    return (f"the loss did not fall on the repeated batch ({format_loss(r.first_loss)} → "
+            f"{format_loss(r.last_loss)} over {step_count(r.warmup + r.steps)})")
 
-
-def _loss(value: float) -> str:
-    """Five significant digits, trailing zeros kept (2.2960, not 2.296): losses line up."""
-    return f"{value:#.5g}"
-
-
-def _steps(n: int, kind: str = "") -> str:
-    return f"{n} {kind}{'step' if n == 1 else 'steps'}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from archscope.render.bench import _loss, _steps, memory_cell
+from archscope.render._bench_cells import loss_cell, memory_cell, step_count
 from archscope.render.units import human_bytes, milliseconds, percent
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def render_ddp_table(run: BenchRun, width: int = 160) -> str:
         timeout = (f", collective timeout {first.data_parallel.timeout_s:g} s"
                    if first.data_parallel is not None else "")
         console.print(
-            f"{_steps(first.steps, 'timed ')} after {_steps(first.warmup, 'warm-up ')} on every "
+            f"{step_count(first.steps, 'timed ')} after {step_count(first.warmup, 'warm-up ')} on every "
             f"rank, optimizer {first.optimizer}, torch {run.torch_version}"
             + (f", CUDA {run.cuda_version}" if run.cuda_version else "") + timeout
         )
@@ -82,10 +82,9 @@ def _row(r: BenchResult, *, ranks: int, scaling: str) -> list[str]:
         per_rank = r.data_parallel.per_rank_images_per_s(r.batch)
     else:  # the one-process row: its images ÷ its span, measured as the global figure is
         overall = per_rank = r.images_per_s_overall
-    loss = f"{_loss(r.first_loss)}→{_loss(r.last_loss)}" + ("" if r.ok else " FAILED")
     return [
         r.model, batch, mode, f"{overall:,.1f}", f"{per_rank:,.1f}", scaling,
         milliseconds(r.median_ms), milliseconds(r.p90_ms),
         human_bytes(r.peak_memory_bytes) if r.peak_memory_bytes is not None else "—",
-        memory_cell(r), percent(r.mfu) if r.mfu is not None else "—", loss,
+        memory_cell(r), percent(r.mfu) if r.mfu is not None else "—", loss_cell(r),
     ]

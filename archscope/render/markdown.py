@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from archscope.render._columns import (
+    RF_LEGEND,
     formula_text,
     header_parts,
     macs_cell,
@@ -60,8 +61,6 @@ def render_markdown(report: Report, *, explain: bool = False, max_depth: int | N
     lines += [f"| {label} | {value} |" for label, value in totals(report)]
     lines += [f"\n> Note: {note}" for note in report.notes]
     if fields is not None:
-        from archscope.render import RF_LEGEND
-
         lines.append(f"\n{RF_LEGEND}")
     return "\n".join(lines) + "\n"
 

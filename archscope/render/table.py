@@ -32,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from archscope.render._columns import (
+    RF_LEGEND,
     formula_cell,
     header_parts,
     human_count,
@@ -119,8 +120,6 @@ def render_table(report: Report, *, explain: bool = False, width: int | None = 1
         for line in _wrap_text(f"Note: {note}", width):
             console.print(line, no_wrap=True, overflow="ignore", crop=False, markup=False)
     if rf:
-        from archscope.render import RF_LEGEND
-
         for line in _wrap_text(RF_LEGEND, width):
             console.print(line, no_wrap=True, overflow="ignore", crop=False, markup=False)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
