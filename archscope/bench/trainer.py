@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ArchscopeError, ForwardError, autograd_hint, first_line
+from archscope.errors import (
+    ArchscopeError,
+    ForwardError,
+    autograd_hint,
+    first_line,
+    input_dtype_hint,
+)
 from archscope.losses import is_class_logits, training_loss
 from archscope.tensors import tensors_of
 
@@ -61,7 +67,8 @@ class Trainer:
                 raise
             raise ForwardError(
                 f"{type(model).__name__}: the training-mode forward pass failed at batch {batch} "
-                f"({first_line(exc, 200)}); check the model, --input and --batch-size"
+                f"({first_line(exc, 200)}){input_dtype_hint(str(exc))}; check the model, "
+                "--input and --batch-size"
             ) from None
         if not probe:
             raise ArchscopeError(

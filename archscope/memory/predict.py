@@ -11,7 +11,13 @@ from torch import nn
 
 from archscope._modes import batch_of, input_dtype_of, input_shape_of, model_dtype
 from archscope.devices import PRECISIONS
-from archscope.errors import ArchscopeError, ForwardError, InputShapeError, autograd_hint
+from archscope.errors import (
+    ArchscopeError,
+    ForwardError,
+    InputShapeError,
+    autograd_hint,
+    input_dtype_hint,
+)
 from archscope.memory import replay as _replay
 from archscope.memory import step as training
 from archscope.memory.result import TrainingMemory
@@ -122,7 +128,7 @@ def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recordin
         if isinstance(failed.cause, ArchscopeError):
             raise failed.cause from None
         where = failed.phase + (f", in {failed.layer}" if failed.layer else "")
-        hint = autograd_hint(str(failed.cause), "--batch")
+        hint = autograd_hint(str(failed.cause), "--batch") + input_dtype_hint(str(failed.cause))
         raise ForwardError(f"the training step failed ({where}): "
                            f"{failure_reason(failed.cause)}{hint}") from None
     except ArchscopeError:

@@ -30,7 +30,14 @@ from archscope._modes import (
     random_input,
     seeded,
 )
-from archscope.errors import DeviceError, ForwardError, InputShapeError, autograd_hint, first_line
+from archscope.errors import (
+    DeviceError,
+    ForwardError,
+    InputShapeError,
+    autograd_hint,
+    first_line,
+    input_dtype_hint,
+)
 from archscope.stats.initialize import apply_scheme, weighted_modules
 from archscope.stats.loss import random_label_loss
 from archscope.stats.probe import REMOVABLE_NORMS, Probe
@@ -191,7 +198,8 @@ def _stats(model: nn.Module, input_shape: Sequence[int] | str | None, *, scheme:
             except Exception as exc:
                 raise ForwardError(f"{label}: the forward pass failed on a {size}×"
                                    f"{'×'.join(map(str, shape))} batch: {type(exc).__name__}: "
-                                   f"{first_line(exc)}{autograd_hint(str(exc))}") from exc
+                                   f"{first_line(exc)}{autograd_hint(str(exc))}"
+                                   f"{input_dtype_hint(str(exc))}") from exc
             loss, loss_words = random_label_loss(output, data, label)
             try:
                 loss.backward()
