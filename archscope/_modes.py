@@ -85,6 +85,36 @@ def input_dtype_of(value: Any) -> torch.dtype | None:
                           "e.g. --dtype long for token ids")
 
 
+def check_input_dtype(model: nn.Module, dtype: torch.dtype | None, name: str) -> None:
+    """Refuse a floating-point input ``dtype`` other than the model's own floating-point dtype.
+
+    PyTorch's layers take a float input only in their weights' dtype (a float16 batch into
+    float32 weights raises "Input type (c10::Half) and bias type (float) should be the same"
+    mid-forward); mixed precision is autocast's business (``--precision bf16``/``fp16``).
+    Integer dtypes (token ids) and a model without floating-point tensors are left alone.
+
+    Raises:
+        InputShapeError: the mismatch, in one line naming ``--dtype``.
+    """
+    if dtype is None or not dtype.is_floating_point:
+        return
+    own = next((t.dtype for t in (*model.parameters(), *model.buffers())
+                if t.is_floating_point()), None)
+    if own is None or own == dtype:
+        return
+    given, weights = _dtype_name(dtype), _dtype_name(own)
+    raise InputShapeError(
+        f"--dtype {given}: {name}'s weights are {weights}, and PyTorch's layers take a float input "
+        f"only in their weights' dtype; leave --dtype out (the input is then {weights}), or train "
+        "in mixed precision with --precision bf16 or fp16 (bench, memory)")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    """``--dtype``'s name for ``dtype`` (``float16``, ``long``), else torch's (``int8``)."""
+    text = str(dtype).removeprefix("torch.")
+    return next((k for k, v in INPUT_DTYPES.items() if v == text), text)
+
+
 def random_input(model: nn.Module, shape: tuple[int, ...], batch: int, dtype: torch.dtype,
                  device: torch.device | str, generator: torch.Generator) -> torch.Tensor:
     """A random input of ``(batch, *shape)`` for a real run of ``model``.

@@ -336,7 +336,8 @@ def _predicted_peak(subject: Subject, dev: torch.device, batch: int) -> Training
 
     options: dict[str, Any] = {
         "precision": "fp32", "optimizer": "none", "step": "check",
-        "gpu": current_device_name(dev) if dev.type == "cuda" else None}
+        "gpu": current_device_name(dev) if dev.type == "cuda" else None,
+        "input_dtype": subject.dtype}
     peak = predict_peak(subject.model, subject.input_shape, batch=batch, name=subject.name,
                         device=dev.type, **options)
     refuse_if_too_big(subject.model, peak, name=subject.name, input_shape=subject.input_shape,

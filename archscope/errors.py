@@ -167,6 +167,15 @@ def first_line(exc: BaseException | str, limit: int = REASON_LIMIT) -> str:
     return (cut[:word] if word > 0 else cut).rstrip(",;:") + " …"
 
 
+def input_dtype_hint(text: str) -> str:
+    """What to do where PyTorch's Embedding refused a float input (``""`` otherwise), as
+    `` (…)`` to follow its message: the model's input is token ids (``--dtype long``)."""
+    if "'indices' to have one of the following scalar types" in text:
+        return (" (an Embedding looks up integer token ids: give integer inputs with --dtype long, "
+                "dtype=torch.long in Python)")
+    return ""
+
+
 def autograd_hint(text: str, batch_option: str = "--batch") -> str:
     """What to do about an autograd failure PyTorch explains in its own terms (``""`` if none),
     as `` (…)`` to follow its message; ``batch_option`` is the command's batch option."""

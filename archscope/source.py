@@ -269,7 +269,8 @@ def resolve(
 
     Raises:
         InputShapeError: a malformed ``input_shape``, or none for a model without a default
-            input size; a ``dtype`` that is not an input dtype.
+            input size; a ``dtype`` that is not an input dtype, or a floating-point one other
+            than the model's (:func:`archscope._modes.check_input_dtype`).
         WeightsError: ``weights`` cannot be read or does not fit the model.
         ModelOptionError: ``head``/``base`` for a spec or with ``num_classes``, a ``base``
             that is not a top-level module, or a ``freeze`` prefix that matches no parameter (a
@@ -277,7 +278,7 @@ def resolve(
         UnknownModelError, ModelSourceError, ModelBuildError, DeviceError: see
             :func:`load_model`.
     """
-    from archscope._modes import input_dtype_of, input_shape_of
+    from archscope._modes import check_input_dtype, input_dtype_of, input_shape_of
 
     cut = head is not None or base is not None
     if cut:
@@ -306,6 +307,7 @@ def resolve(
         # the published count is the whole model's: it does not apply to a base with a new head
         subject = Subject(headed.model, headed.name, tuple(shape), None,
                           (*loaded.notes, *headed.notes), loaded.device, weights, input_dtype)
+    check_input_dtype(subject.model, input_dtype, subject.name)
     if freeze:
         freeze_parameters(subject.model, freeze)
     return subject
@@ -420,7 +422,7 @@ def load_report(
                       base=base, freeze=freeze, device="cpu" if trace == "real" else "meta",
                       dtype=dtype)
     report = inspect_subject(subject, batch=batch, backward=backward, trace=trace)
-    return _with_memory(report, subject.model) if memory else report
+    return _with_memory(report, subject.model, subject.dtype) if memory else report
 
 
 def _no_engine_options(what: str, trace: str, dtype: Any) -> None:
@@ -432,10 +434,11 @@ def _no_engine_options(what: str, trace: str, dtype: Any) -> None:
                                f"not apply to {what}")
 
 
-def _with_memory(report: Report, model: nn.Module | None) -> Report:
+def _with_memory(report: Report, model: nn.Module | None,
+                 input_dtype: torch.dtype | None = None) -> Report:
     from archscope.memory.summary import with_training_memory
 
-    return with_training_memory(report, model)
+    return with_training_memory(report, model, input_dtype=input_dtype)
 
 
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,

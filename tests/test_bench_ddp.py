@@ -287,6 +287,17 @@ def test_one_rank_under_ddp_trains_as_one_process_does(one_rank: World) -> None:
     assert r.data_parallel is not None and r.data_parallel.params_identical
 
 
+def test_token_ids_travel_to_the_ranks(one_rank: World) -> None:
+    """--dtype long: every rank trains on token ids, as the one-process loop does."""
+    from fixtures import engine_cases
+
+    source = f"{engine_cases.__file__}:TokenClassifier"
+    config = BenchConfig(device="cpu", batch_size=4, steps=2, warmup=1, dtype="long")
+    alone = run_bench([source], config).results[0]
+    (r,) = run_distributed([source], config, world=one_rank, timeout_s=30).results
+    assert r.ok and alone.ok and r.losses == alone.losses
+
+
 def test_ddp_s_buckets_hold_every_trainable_parameter_once(one_rank: World) -> None:
     """The estimate's DDP part against DDP's own Reducer, and against the parameters by hand."""
     from fixtures.ddp_nets import Small
@@ -456,6 +467,21 @@ def test_a_rank_that_hangs_ends_the_run_at_the_timeout(ddp_nets: Path) -> None:
         "Error: rank 0: waited 3 s (--timeout) for the other ranks in a collective: one of them "
         "hung or is far slower; raise --timeout if that is expected"
     ]
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_token_ids() -> None:
+    """--dtype long travels to the launched ranks with the rest of the options."""
+    from fixtures import engine_cases
+
+    result = CliRunner().invoke(main, [
+        "bench", f"{engine_cases.__file__}:TokenClassifier", "--dtype", "long", "--device",
+        "cpu", "--nproc", "2", "--batch-size", "4", "--steps", "2", "--warmup", "1",
+        "--timeout", "120", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    run = json.loads(result.stdout)
+    (r,) = run["results"]
+    assert run["world_size"] == 2 and r["error"] is None and len(r["losses"]) == 3
 
 
 @pytest.mark.slow

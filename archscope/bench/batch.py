@@ -82,8 +82,10 @@ def check_cap(name: str, batch: int, cap: BatchCap | None) -> None:
 
 
 def fits_in_memory(model: nn.Module, shape: tuple[int, ...], plan: BenchPlan, seed: int,
-                   cap: BatchCap | None = None) -> Callable[[int], bool]:
-    """A predicate: do two eager training steps at batch ``b`` fit in memory?
+                   cap: BatchCap | None = None,
+                   dtype: torch.dtype | None = None) -> Callable[[int], bool]:
+    """A predicate: do two eager training steps at batch ``b`` (inputs in ``dtype``: see
+    :class:`~archscope.bench.trainer.Trainer`) fit in memory?
 
     Batches above ``cap`` do not fit without being tried. cuDNN does not autotune here: each
     candidate batch would be tuned afresh, for nothing. The steps change ``model``'s weights.
@@ -102,7 +104,8 @@ def fits_in_memory(model: nn.Module, shape: tuple[int, ...], plan: BenchPlan, se
         try:
             trainer = Trainer(model, input_shape=shape, batch=b, device=eager.device,
                               precision=eager.precision, channels_last=eager.channels_last,
-                              compile=False, optimizer=eager.optimizer, lr=eager.lr, seed=seed)
+                              compile=False, optimizer=eager.optimizer, lr=eager.lr, seed=seed,
+                              dtype=dtype)
             for _ in range(2):
                 trainer.step()
             if eager.device.type == "cuda":
@@ -122,13 +125,13 @@ def fits_in_memory(model: nn.Module, shape: tuple[int, ...], plan: BenchPlan, se
 
 
 def auto_batch(model: nn.Module, shape: tuple[int, ...], plan: BenchPlan, seed: int,
-               name: str, cap: BatchCap | None = None) -> int:
+               name: str, cap: BatchCap | None = None, dtype: torch.dtype | None = None) -> int:
     """The largest batch that trains in GPU memory (doubling, then bisection).
 
     Raises:
         DeviceError: not even batch 1 fits.
     """
-    fits = fits_in_memory(model, shape, plan, seed, cap)  # batches above the cap do not fit
+    fits = fits_in_memory(model, shape, plan, seed, cap, dtype)  # above the cap: no fit
     batch = find_max_batch(fits, start=min(default_batch(name, "cuda"), 64))
     if batch is None:
         raise DeviceError(

@@ -77,19 +77,21 @@ def bench_model_ddp(
     progress: Progress | None = None,
     seed: int = 0,
     estimate: TrainingPeak | None = None,
+    dtype: torch.dtype | None = None,
 ) -> BenchResult:
     """Train ``model`` under DDP on this rank's shard, then gather every rank's figures.
 
     Every rank of the process group calls it at once, with the same model and settings. The
     timed loop is :func:`~archscope.bench.run.bench_model`'s; ``seed`` is the run's seed (this
     rank's shard uses ``seed + rank``); ``estimate`` is one process's predicted peak (the result
-    adds DDP's buckets to it).
+    adds DDP's buckets to it); ``dtype`` is the synthetic input's (``None``: the model's float
+    dtype).
     """
     trainer = DdpTrainer(
         model, input_shape=input_shape, batch=batch, device=settings.device,
         precision=settings.precision, channels_last=settings.channels_last,
         compile=settings.compile, optimizer=settings.optimizer, lr=settings.lr,
-        seed=shard_seed(seed, world.rank),
+        seed=shard_seed(seed, world.rank), dtype=dtype,
     )
     local = bench_model(model, name=name, input_shape=input_shape, batch=batch, settings=settings,
                         report=report, batch_source=batch_source, clock=clock, progress=progress,
@@ -241,7 +243,7 @@ def _bench_source(source: str, config: BenchConfig, plan: BenchPlan, world: Worl
     subject = with_freeze_note(resolve(
         source, input_shape=config.input_shape, num_classes=config.num_classes,
         device=str(plan.device), seed=config.seed, head=config.head, base=config.base,
-        freeze=config.freeze), config.freeze)
+        freeze=config.freeze, dtype=config.dtype), config.freeze)
     name = subject.name
     try:
         result = bench_subject_ddp(
@@ -312,6 +314,7 @@ def bench_subject_ddp(
                 model, name=name, input_shape=shape, batch=batch, settings=plan, world=world,
                 backend=backend, timeout_s=timeout_s, report=report, batch_source=batch_source,
                 estimate=estimate, clock=clock, progress=progress, seed=seed,
+                dtype=subject.dtype,
             )
     except ForwardError:
         if isinstance(engine_error, INPUT_ERRORS):  # the trace's diagnosis holds on any device

@@ -60,6 +60,9 @@ class BenchConfig:
             :func:`archscope.source.resolve`).
         freeze: parameter-name prefixes to freeze (``features``): the optimizer gets only the
             parameters that still require gradients, and the FLOPs and memory estimate follow.
+        dtype: the synthetic input's dtype, as ``--dtype`` takes it (``"long"`` for token ids,
+            drawn in ``[0, num_embeddings)``; see :func:`archscope.source.resolve`); default:
+            the model's floating-point dtype.
     """
 
     device: str = "auto"
@@ -78,6 +81,7 @@ class BenchConfig:
     head: str | None = None
     base: str | None = None
     freeze: tuple[str, ...] = ()
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ def bench_model(
     seed: int = 0,
     trainer: Trainer | None = None,
     estimate: TrainingPeak | None = None,
+    dtype: torch.dtype | None = None,
 ) -> BenchResult:
     """Train ``model`` (already on ``settings.device``) for warm-up + timed steps and measure it.
 
@@ -86,6 +87,8 @@ def bench_model(
             :mod:`archscope.bench.ddp`); default: a :class:`Trainer` made here from ``settings``.
         estimate: the step's predicted peak memory (:func:`predicted_peak`), shown beside the
             measured one; ``None``: unknown.
+        dtype: the synthetic input's dtype (``None``: the model's float dtype; ``torch.long``
+            for token ids).
 
     Raises:
         torch.cuda.OutOfMemoryError: left to the caller, which knows how to find a batch that fits.
@@ -99,6 +102,7 @@ def bench_model(
             model, input_shape=input_shape, batch=batch, device=settings.device,
             precision=settings.precision, channels_last=settings.channels_last,
             compile=settings.compile, optimizer=settings.optimizer, lr=settings.lr, seed=seed,
+            dtype=dtype,
         )
     cuda = settings.device.type == "cuda"
     total = settings.warmup + settings.steps
@@ -145,7 +149,7 @@ def bench_model(
 def memory_options(plan: BenchPlan) -> dict[str, object]:
     """The step bench runs, as :func:`archscope.memory.training_memory` takes it: precision,
     optimizer (fused on CUDA, PyTorch's for-loop default on the CPU, as the trainer makes it),
-    device, GPU (its cuBLAS workspace) and layout."""
+    device, GPU (its cuBLAS workspace) and layout; the input's dtype is the subject's."""
     cuda = plan.device.type == "cuda"
     return {"precision": plan.precision, "optimizer": plan.optimizer, "device": plan.device.type,
             "gpu": plan.device_name if cuda else None, "channels_last": plan.channels_last,
@@ -158,7 +162,7 @@ def predicted_peak(subject: Subject, plan: BenchPlan, batch: int) -> TrainingPea
     from archscope.memory.summary import predict_peak
 
     return predict_peak(subject.model, subject.input_shape, batch=batch, name=subject.name,
-                        **memory_options(plan))  # type: ignore[arg-type]
+                        input_dtype=subject.dtype, **memory_options(plan))  # type: ignore[arg-type]
 
 
 def refuse_too_big(subject: Subject, plan: BenchPlan, estimate: TrainingPeak) -> None:
@@ -171,6 +175,7 @@ def refuse_too_big(subject: Subject, plan: BenchPlan, estimate: TrainingPeak) ->
     from archscope.memory.guard import refuse_if_too_big
 
     options = {k: v for k, v in memory_options(plan).items() if k != "device"}
+    options["input_dtype"] = subject.dtype
     refuse_if_too_big(subject.model, estimate, name=subject.name,
                       input_shape=subject.input_shape, device=plan.device,
                       batch_option="--batch-size", options=options)
@@ -221,7 +226,7 @@ def run_bench(
             subject = with_freeze_note(resolve(
                 source, input_shape=config.input_shape, num_classes=config.num_classes,
                 device=str(plan.device), seed=config.seed, head=config.head, base=config.base,
-                freeze=config.freeze), config.freeze)
+                freeze=config.freeze, dtype=config.dtype), config.freeze)
             results.append(bench_subject(subject, plan, batch_size=config.batch_size,
                                          seed=config.seed, clock=clock, progress=progress))
             del subject  # its model and everything the run left on the device
@@ -273,7 +278,7 @@ def bench_subject(
         if batch_size == "auto":
             built = Snapshot(model)
             with seeded(seed, device):  # the search trains, with dropout
-                batch = auto_batch(model, shape, plan, seed, name, cap)
+                batch = auto_batch(model, shape, plan, seed, name, cap, subject.dtype)
             built.restore(model)  # the search trained it a few steps: start from the built model
             del built
             free_cuda(device)
@@ -300,7 +305,7 @@ def bench_subject(
                 result = bench_model(model, name=name, input_shape=shape, batch=batch,
                                      settings=plan, report=report, batch_source=batch_source,
                                      clock=clock, progress=progress, seed=seed,
-                                     estimate=estimate)
+                                     estimate=estimate, dtype=subject.dtype)
         except ForwardError:
             # the trace's diagnosis, where it is one that holds on any device (an input that does
             # not fit a layer); a failure of the meta trace alone says nothing about the real one
@@ -342,7 +347,7 @@ def _out_of_memory(subject: Subject, plan: BenchPlan, batch: int, seed: int,
         torch._dynamo.reset()
     clear_grads(subject.model)
     free_cuda(plan.device)
-    fits = fits_in_memory(subject.model, subject.input_shape, plan, seed, cap)
+    fits = fits_in_memory(subject.model, subject.input_shape, plan, seed, cap, subject.dtype)
     with seeded(seed, plan.device):
         smaller = halve_until_fits(fits, batch)
     del fits

@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ArchscopeError, ForwardError, autograd_hint, first_line
+from archscope.errors import (
+    ArchscopeError,
+    ForwardError,
+    autograd_hint,
+    first_line,
+    input_dtype_hint,
+)
 from archscope.losses import is_class_logits, training_loss
 from archscope.tensors import tensors_of
 
@@ -31,13 +37,18 @@ class Trainer:
 
     def __init__(self, model: nn.Module, *, input_shape: tuple[int, ...], batch: int,
                  device: torch.device, precision: str, channels_last: bool, compile: bool,
-                 optimizer: str, lr: float, seed: int) -> None:
+                 optimizer: str, lr: float, seed: int, dtype: torch.dtype | None = None) -> None:
+        """``dtype`` is the synthetic batch's (``None``: the model's floating-point dtype;
+        ``torch.long``: token ids in ``[0, num_embeddings)``, see
+        :func:`archscope._modes.random_input`). Autocast applies to the floats the model makes
+        from it."""
         import torch
+
+        from archscope._modes import model_dtype, random_input
 
         self.device = device
         self.precision = precision
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        self.autocast_dtype = dtype
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.channels_last = channels_last and len(input_shape) == 3
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         model.train()
@@ -45,7 +56,8 @@ class Trainer:
             model.to(memory_format=memory_format)  # type: ignore[call-overload]
         generator = torch.Generator(device=device).manual_seed(seed)
         # The synthetic batch: made on the device once and reused every step.
-        self.x = torch.randn((batch, *input_shape), device=device, generator=generator)
+        self.x = random_input(model, input_shape, batch, dtype or model_dtype(model), device,
+                              generator)
         self.x = self.x.contiguous(memory_format=memory_format)
         try:
             with torch.no_grad(), self._autocast():
@@ -55,7 +67,8 @@ class Trainer:
                 raise
             raise ForwardError(
                 f"{type(model).__name__}: the training-mode forward pass failed at batch {batch} "
-                f"({first_line(exc, 200)}); check the model, --input and --batch-size"
+                f"({first_line(exc, 200)}){input_dtype_hint(str(exc))}; check the model, "
+                "--input and --batch-size"
             ) from None
         if not probe:
             raise ArchscopeError(

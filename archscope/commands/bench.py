@@ -10,6 +10,7 @@ from archscope._io import echo
 from archscope.commands._bench_ddp import distributed_options, run_several, several_processes
 from archscope.commands._common import (
     ResultsCommand,
+    engine_options,
     format_option,
     freeze_option,
     head_options,
@@ -63,6 +64,7 @@ class BatchSizeType(click.ParamType):
               help="The device's peak TFLOP/s at this precision, for MFU "
                    "(default: looked up for known GPUs).")
 @input_option
+@engine_options(trace=False)
 @num_classes_option
 @distributed_options
 @head_options
@@ -71,7 +73,7 @@ class BatchSizeType(click.ParamType):
 def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, steps: int | None,
           warmup: int | None, precision: str | None, channels_last: bool | None, compile_: bool,
           optimizer: str, peak_tflops: float | None, input_shape: tuple[int, ...] | None,
-          num_classes: int | None, nproc: int | None, scaling: bool, timeout_s: float,
+          dtype: str | None, num_classes: int | None, nproc: int | None, scaling: bool, timeout_s: float,
           head: str | None, base: str | None, freeze: tuple[str, ...],
           fmt: str) -> None:
     """Train MODELs for a few steps on a repeated synthetic batch and report speed and memory.
@@ -93,6 +95,7 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
       archscope bench vgg16 --batch-size auto --precision bf16
       archscope bench my_net.py:Net --input 3x64x64 --precision fp32 --format json > bench.json
       archscope bench lecture_mnist_cnn --device cpu --steps 3
+      archscope bench my_lm.py:TinyLM --input 128 --dtype long --batch-size 32
       archscope bench resnet50 --nproc 8 --batch-size 256 --scaling
       archscope bench vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' --freeze features
     """
@@ -104,7 +107,7 @@ def bench(models: tuple[str, ...], device: str, batch_size: int | str | None, st
         steps=steps, warmup=warmup, precision=precision, channels_last=channels_last,
         compile=compile_, optimizer=optimizer, peak_tflops=peak_tflops,
         num_classes=num_classes, input_shape=input_shape, head=head, base=base,
-        freeze=tuple(freeze),
+        freeze=tuple(freeze), dtype=dtype,
     )
     names = list(models) or list(DEFAULT_MODELS)
     if several_processes(nproc, scaling):

@@ -10,6 +10,7 @@ import click
 from archscope._io import echo, results
 from archscope.commands._common import (
     ResultsCommand,
+    engine_options,
     freeze_option,
     head_options,
     input_option,
@@ -41,6 +42,7 @@ class SizeType(click.ParamType):
 @click.command(cls=ResultsCommand)
 @model_argument
 @input_option
+@engine_options(trace=False)
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="Batch size (default: 1; with --fit or --gpu, the answer).")
 @click.option("--precision", type=click.Choice(_PRECISIONS), default="fp32", show_default=True,
@@ -62,7 +64,8 @@ class SizeType(click.ParamType):
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Also draw the step's memory to FILE.png or FILE.svg (needs archscope[plot]).")
 @width_option
-def memory(model: str, input_shape: tuple[int, ...] | None, batch: int | None, precision: str,
+def memory(model: str, input_shape: tuple[int, ...] | None, dtype: str | None,
+           batch: int | None, precision: str,
            optimizer: str, freeze: tuple[str, ...], head: str | None, base: str | None,
            num_classes: int | None, device: str, fit_size: int | None, gpu: str | None,
            fmt: str, plot: str | None, width: int | None) -> None:
@@ -80,6 +83,7 @@ def memory(model: str, input_shape: tuple[int, ...] | None, batch: int | None, p
       archscope memory resnet50 --precision bf16 --gpu L4
       archscope memory alexnet --fit 12GiB --plot alexnet.png
       archscope memory lecture_mnist_cnn --device cpu --batch 64
+      archscope memory my_lm.py:TinyLM --input 128 --dtype long --batch 32
       archscope memory vgg16 --input 3x150x150 --head 'flatten dense256 relu dense1' --freeze features
     """
     from archscope.devices import DEVICES, lookup
@@ -104,10 +108,10 @@ def memory(model: str, input_shape: tuple[int, ...] | None, batch: int | None, p
         raise click.UsageError("--batch and --fit/--gpu do not go together: --fit and --gpu find "
                                "the batch")
     subject = resolve(model, input_shape=input_shape, num_classes=num_classes, head=head,
-                      base=base, freeze=freeze)
+                      base=base, freeze=freeze, dtype=dtype)
     gpu_name = spec.key if spec is not None else None
     options: dict[str, Any] = dict(precision=precision, optimizer=optimizer, device=device,
-                                   gpu=gpu_name)
+                                   gpu=gpu_name, input_dtype=subject.dtype)
     fit = None
     if searching:
         size = fit_size if fit_size is not None else spec.memory_bytes  # type: ignore[union-attr]

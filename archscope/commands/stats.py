@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from archscope._io import echo
-from archscope.commands._common import input_option, num_classes_option
+from archscope.commands._common import engine_options, input_option, num_classes_option
 from archscope.stats.schemes import SCHEME_NAMES, InitSchemeError, Scheme, parse_schemes
 
 
@@ -41,6 +41,7 @@ def _check_seed(ctx: click.Context, param: click.Parameter, value: int) -> int:
                    "2,097,152 input values, between 8 and 256: 256 for 1×28×28, 8 for "
                    "3×224×224).")
 @input_option
+@engine_options(trace=False)
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
               help="Where to run: auto picks CUDA when available.")
 @click.option("--seed", type=int, default=0, show_default=True, callback=_check_seed,
@@ -57,7 +58,8 @@ def _check_seed(ctx: click.Context, param: click.Parameter, value: int) -> int:
 @click.option("--all-layers", is_flag=True,
               help="Table rows for norm, pooling, dropout … layers too (JSON always has them).")
 def stats(models: tuple[str, ...], schemes: tuple[Scheme, ...], batch: int | None,
-          input_shape: tuple[int, ...] | None, device: str, seed: int, no_norm: bool,
+          input_shape: tuple[int, ...] | None, dtype: str | None, device: str, seed: int,
+          no_norm: bool,
           num_classes: int | None, fmt: str, plot: str | None, all_layers: bool) -> None:
     """Show what flows through MODEL(s) at initialization: each Linear/Conv weight's init
     formula and drawn std, then one real forward and backward pass (training mode, N(0, 1)
@@ -71,6 +73,7 @@ def stats(models: tuple[str, ...], schemes: tuple[Scheme, ...], batch: int | Non
       archscope stats plain34 resnet34 --no-norm --input 3x112x112 --batch 16
       archscope stats lecture_mnist_cnn --init he_normal,lecun_uniform --format json
       archscope stats resnet18 --init he_normal,normal:0.01 --plot resnet18.png
+      archscope stats my_lm.py:TinyLM --input 128 --dtype long
     """
     from archscope.devices import resolve_device
     from archscope.registry import check_names
@@ -87,7 +90,7 @@ def stats(models: tuple[str, ...], schemes: tuple[Scheme, ...], batch: int | Non
     for model in models:
         click.echo(f"stats: {model} on {dev} ({', '.join(s.name for s in schemes)}) …", err=True)
         runs += source_stats(model, schemes, input_shape=input_shape, batch=batch, device=str(dev),
-                             seed=seed, no_norm=no_norm, num_classes=num_classes)
+                             seed=seed, no_norm=no_norm, num_classes=num_classes, dtype=dtype)
     if fmt == "json":
         echo(render_stats_json(runs), nl=False)
     else:

@@ -39,6 +39,7 @@ from archscope.memory.allocator import OutOfMemory
 from archscope.memory.timeline import build
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from archscope.memory.replay import Recording
@@ -140,11 +141,13 @@ def largest_batch(
     workspaces: int | None = None,
     max_batch: int = MAX_BATCH,
     step: str = "bench",
+    input_dtype: torch.dtype | str | None = None,
 ) -> FitResult:
     """The largest batch whose training step fits in ``memory`` bytes (see the module docs).
 
     ``context`` and ``workspaces`` override the headroom (bytes; default :func:`headroom`);
-    ``step`` is the step replayed (see :func:`archscope.memory.training_memory`).
+    ``step`` is the step replayed and ``input_dtype`` the input's dtype (``None``: the model's
+    float dtype; see :func:`archscope.memory.training_memory`).
 
     Raises:
         ArchscopeError: a bad model or option (see :func:`archscope.memory.training_memory`);
@@ -154,7 +157,8 @@ def largest_batch(
     from archscope.memory.predict import record, settings
 
     chosen = settings(model, input_shape, precision=precision, optimizer=optimizer,
-                      device=device, optimizer_impl=optimizer_impl, gpu=gpu, step=step)
+                      device=device, optimizer_impl=optimizer_impl, gpu=gpu, step=step,
+                      input_dtype=input_dtype)
     default_context, default_workspaces = headroom(memory, device)
     context = default_context if context is None else context
     workspaces = default_workspaces if workspaces is None else workspaces

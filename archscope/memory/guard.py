@@ -126,8 +126,9 @@ def refuse_if_too_big(model: nn.Module, peak: TrainingPeak | None, *, name: str,
     a copy of the model) needs more than ``device`` has free besides ``model``'s own bytes.
 
     ``options`` are those ``peak`` was predicted with (``precision``, ``optimizer``,
-    ``step``, ``gpu``, ``channels_last``), for the smaller batch or input the message suggests;
-    ``batch_option`` is how the command spells its batch (``--batch-size`` in bench).
+    ``step``, ``gpu``, ``channels_last``, ``input_dtype``), for the smaller batch or input the
+    message suggests; ``batch_option`` is how the command spells its batch (``--batch-size``
+    in bench).
     """
     if peak is None or peak.peak is None:
         return
@@ -156,7 +157,7 @@ def _suggestion(model: nn.Module, input_shape: Sequence[int], batch: int, memory
 
     cuda = device.type == "cuda"
     settings = {k: v for k, v in options.items()
-                if k in ("precision", "optimizer", "step", "gpu", "channels_last")}
+                if k in ("precision", "optimizer", "step", "gpu", "channels_last", "input_dtype")}
     fit_options = {k: v for k, v in settings.items() if k != "channels_last"}
     if memory > 0 and batch > 1:
         try:

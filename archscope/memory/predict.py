@@ -9,9 +9,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from archscope._modes import batch_of, input_shape_of, model_dtype
+from archscope._modes import batch_of, input_dtype_of, input_shape_of, model_dtype
 from archscope.devices import PRECISIONS
-from archscope.errors import ArchscopeError, ForwardError, InputShapeError, autograd_hint
+from archscope.errors import (
+    ArchscopeError,
+    ForwardError,
+    InputShapeError,
+    autograd_hint,
+    input_dtype_hint,
+)
 from archscope.memory import replay as _replay
 from archscope.memory import step as training
 from archscope.memory.result import TrainingMemory
@@ -67,11 +73,13 @@ class StepSettings:
     workspace: int
     kind: str = "bench"  # one of STEPS
     channels_last: bool = False
+    input_dtype: torch.dtype | None = None  # None: the model's float dtype
 
 
 def settings(model: nn.Module, input_shape: Sequence[int] | str | None, *, precision: str,
              optimizer: str, device: str, optimizer_impl: str | None,
-             gpu: str | None, step: str = "bench", channels_last: bool = False) -> StepSettings:
+             gpu: str | None, step: str = "bench", channels_last: bool = False,
+             input_dtype: torch.dtype | str | None = None) -> StepSettings:
     """Check the model and the options (see :func:`training_memory`)."""
     from archscope.engine.diagnosis import check_model
 
@@ -89,7 +97,8 @@ def settings(model: nn.Module, input_shape: Sequence[int] | str | None, *, preci
     return StepSettings(input_shape=shape, precision=precision, optimizer=optimizer,
                         impl="" if optimizer == "none" else impl, device=device, gpu=gpu,
                         workspace=blas_workspace(gpu) if counted else 0, kind=step,
-                        channels_last=channels_last and len(shape) == 3)
+                        channels_last=channels_last and len(shape) == 3,
+                        input_dtype=input_dtype_of(input_dtype))
 
 
 def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recording:
@@ -104,7 +113,7 @@ def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recordin
     check_lazy(model, step.input_shape, batch)
     dev = torch.device("cuda", 0) if step.device == "cuda" else torch.device(step.device)
     kwargs: dict[str, Any] = dict(
-        batch=batch, dtype=model_dtype(model), precision=step.precision,
+        batch=batch, dtype=step.input_dtype or model_dtype(model), precision=step.precision,
         optimizer=step.optimizer, impl=step.impl, device=dev, blas_workspace=step.workspace,
         loss=step.kind, channels_last=step.channels_last)
     try:
@@ -119,7 +128,7 @@ def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recordin
         if isinstance(failed.cause, ArchscopeError):
             raise failed.cause from None
         where = failed.phase + (f", in {failed.layer}" if failed.layer else "")
-        hint = autograd_hint(str(failed.cause), "--batch")
+        hint = autograd_hint(str(failed.cause), "--batch") + input_dtype_hint(str(failed.cause))
         raise ForwardError(f"the training step failed ({where}): "
                            f"{failure_reason(failed.cause)}{hint}") from None
     except ArchscopeError:
@@ -142,6 +151,7 @@ def training_memory(
     name: str | None = None,
     step: str = "bench",
     channels_last: bool = False,
+    input_dtype: torch.dtype | str | None = None,
 ) -> TrainingMemory:
     """The memory of ``model``'s training step, replayed on the meta device (no weights, no GPU).
 
@@ -171,15 +181,19 @@ def training_memory(
             with ``optimizer="none"``).
         channels_last: the batch and the 4-D weights in the channels-last layout, as ``bench``
             trains by default on CUDA (for a C×H×W input; ignored for others).
+        input_dtype: the input batch's dtype (``torch.long`` or ``"long"`` for token ids, as
+            ``--dtype`` takes it); ``None``: the model's floating-point dtype. The input's bytes
+            follow it (8 an element for ``long``).
 
     Raises:
-        InputShapeError: a malformed ``input_shape`` or ``batch``.
+        InputShapeError: a malformed ``input_shape`` or ``batch``, or an unknown
+            ``input_dtype``.
         ArchscopeError: an unknown precision, optimizer or device.
         ForwardError: the step failed (names the reason).
     """
     chosen = settings(model, input_shape, precision=precision, optimizer=optimizer,
                       device=device, optimizer_impl=optimizer_impl, gpu=gpu, step=step,
-                      channels_last=channels_last)
+                      channels_last=channels_last, input_dtype=input_dtype)
     recording = record(model, chosen, batch)
     return result(model, chosen, batch, recording, name)
 
@@ -230,6 +244,10 @@ def _notes(step: StepSettings, attention: tuple[str, ...]) -> tuple[str, ...]:
         notes.append("GradScaler's scale and inf-check tensors included")
     if impl:
         notes.append(f"{impl} optimizer implementation")
+    if step.input_dtype is not None:
+        size = step.input_dtype.itemsize
+        notes.append(f"input dtype {str(step.input_dtype).removeprefix('torch.')} (--dtype): "
+                     f"{size} byte{'s' if size > 1 else ''} an input element")
     if attention:
         notes.append(f"attention kernel: {', '.join(attention)}, as {device.upper()} would "
                      "choose it (docs/memory.md)")

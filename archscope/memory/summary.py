@@ -22,6 +22,7 @@ from archscope.report import TrainingPeak
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import torch
     from torch import nn
 
     from archscope.report import Report
@@ -36,7 +37,8 @@ ONNX_REASON = "an ONNX file has no PyTorch model to replay"
 def predict_peak(model: nn.Module, input_shape: Sequence[int], *, batch: int,
                  name: str | None = None, precision: str = "fp32", optimizer: str = "sgd",
                  device: str = "cuda", gpu: str | None = None, step: str = "bench",
-                 channels_last: bool = False) -> TrainingPeak:
+                 channels_last: bool = False,
+                 input_dtype: torch.dtype | str | None = None) -> TrainingPeak:
     """:func:`archscope.memory.training_memory` reduced to its peak (:class:`TrainingPeak`).
 
     A step that cannot be replayed (a forward that reads tensor values …) is not an error here:
@@ -48,7 +50,8 @@ def predict_peak(model: nn.Module, input_shape: Sequence[int], *, batch: int,
     try:
         result = training_memory(model, input_shape, batch=batch, precision=precision,
                                  optimizer=optimizer, device=device, gpu=gpu, name=name,
-                                 step=step, channels_last=channels_last)
+                                 step=step, channels_last=channels_last,
+                                 input_dtype=input_dtype)
     except ArchscopeError as exc:
         return TrainingPeak(peak=None, batch=batch, precision=precision, optimizer=optimizer,
                             device=device, step=step,
@@ -56,10 +59,12 @@ def predict_peak(model: nn.Module, input_shape: Sequence[int], *, batch: int,
     return result.as_peak()
 
 
-def with_training_memory(report: Report, model: nn.Module | None) -> Report:
+def with_training_memory(report: Report, model: nn.Module | None, *,
+                         input_dtype: torch.dtype | str | None = None) -> Report:
     """``report`` with the training-memory peak of ``model`` at the report's batch and input
-    (:data:`SUMMARY_STEP`) and the notes of :func:`device_notes`; ``model=None`` (an ONNX file)
-    gets no figure and the reason.
+    (:data:`SUMMARY_STEP`, the input in ``input_dtype``: ``None`` for the model's float dtype,
+    ``torch.long`` for token ids) and the notes of :func:`device_notes`; ``model=None`` (an ONNX
+    file) gets no figure and the reason.
 
     The report's input shape must be ``model``'s (C×H×W): call it before a layer spec's
     shapes are put in H×W×C order.
@@ -68,7 +73,7 @@ def with_training_memory(report: Report, model: nn.Module | None) -> Report:
         peak = TrainingPeak(peak=None, batch=report.batch, reason=ONNX_REASON)
     else:
         peak = predict_peak(model, report.input_shape, batch=report.batch, name=report.model,
-                            **SUMMARY_STEP)
+                            input_dtype=input_dtype, **SUMMARY_STEP)
     report = replace(report, training_memory=peak)
     return replace(report, notes=(*report.notes, *device_notes(report)))
 

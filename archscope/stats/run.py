@@ -21,8 +21,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from archscope._modes import batch_of, input_shape_of, model_dtype, seeded
-from archscope.errors import DeviceError, ForwardError, InputShapeError, autograd_hint, first_line
+from archscope._modes import (
+    batch_of,
+    check_input_dtype,
+    input_dtype_of,
+    input_shape_of,
+    model_dtype,
+    random_input,
+    seeded,
+)
+from archscope.errors import (
+    DeviceError,
+    ForwardError,
+    InputShapeError,
+    autograd_hint,
+    first_line,
+    input_dtype_hint,
+)
 from archscope.stats.initialize import apply_scheme, weighted_modules
 from archscope.stats.loss import random_label_loss
 from archscope.stats.probe import REMOVABLE_NORMS, Probe
@@ -51,12 +66,14 @@ def default_batch(input_shape: Sequence[int]) -> int:
 def source_stats(source: str, schemes: str | Sequence[str | Scheme] = "default", *,
                  input_shape: Sequence[int] | str | None = None, batch: int | None = None,
                  device: str = "cpu", seed: int = 0, no_norm: bool = False,
-                 num_classes: int | None = None) -> list[StatsRun]:
+                 num_classes: int | None = None,
+                 dtype: str | torch.dtype | None = None) -> list[StatsRun]:
     """Build ``source`` (any model source ``summary`` takes) once and measure it under each of
     ``schemes`` (``"he_normal,normal:0.01"``, a list of names or :class:`Scheme`\\ s).
 
     The model is built with real weights on ``device`` from ``seed`` (its own initialization is
-    the ``default`` scheme); each scheme runs on a fresh copy of it.
+    the ``default`` scheme); each scheme runs on a fresh copy of it. ``dtype`` is the input's
+    (``--dtype``; see :func:`model_stats`).
 
     Raises:
         InitSchemeError: an unknown or malformed scheme.
@@ -74,19 +91,19 @@ def source_stats(source: str, schemes: str | Sequence[str | Scheme] = "default",
     parsed = _schemes(schemes)
     dev = resolve_device(device, library=True)
     loaded = resolve(source, input_shape=input_shape, num_classes=num_classes, device=str(dev),
-                     seed=seed)
+                     seed=seed, dtype=dtype)
     shape = loaded.input_shape
     # A zoo model or a spec is archscope's own build: the last scheme may use it rather than a
     # copy. A file or module may hand out an instance its importer shares: always copied.
     owned = is_spec(source) or ":" not in source
     _refuse_too_big(loaded.model, loaded.name, shape, batch, dev,
-                    copied=not (owned and len(parsed) == 1))
+                    copied=not (owned and len(parsed) == 1), input_dtype=loaded.dtype)
     runs = []
     for i, scheme in enumerate(parsed):
         last = i == len(parsed) - 1
         runs.append(_stats(loaded.model, shape, scheme=scheme, batch=batch, device=dev,
                            seed=seed, no_norm=no_norm, name=loaded.name, inputs=None,
-                           copy=not (owned and last)))
+                           copy=not (owned and last), dtype=loaded.dtype))
     if loaded.notes:
         runs = [replace(r, notes=(*loaded.notes, *r.notes)) for r in runs]
     return runs
@@ -95,31 +112,37 @@ def source_stats(source: str, schemes: str | Sequence[str | Scheme] = "default",
 def model_stats(model: nn.Module, input_shape: Sequence[int] | str | None = None, *,
                 scheme: str | Scheme = "default", batch: int | None = None,
                 device: str | torch.device | None = None, seed: int = 0, no_norm: bool = False,
-                name: str | None = None, inputs: torch.Tensor | None = None) -> StatsRun:
+                name: str | None = None, inputs: torch.Tensor | None = None,
+                dtype: str | torch.dtype | None = None) -> StatsRun:
     """Measure ``model`` under ``scheme``: the weights drawn, and per leaf module call the
     activations and gradients of one forward and backward pass on a random batch.
 
     Works on a deep copy of ``model`` on ``device`` (default: where the model is); ``model``
     itself is left exactly as it was. The batch is ``batch`` (default: :func:`default_batch`)
     samples of ``input_shape`` drawn from N(0, 1), or ``inputs`` (a tensor, batch first) as
-    given. The same ``seed`` gives the same input, labels, weights and records on the same
-    device.
+    given. ``dtype`` is the input's (``None``: the model's float dtype, or an integer
+    ``inputs``' own; ``torch.long`` or ``"long"``: token ids drawn uniformly in
+    ``[0, num_embeddings)`` of the first Embedding). Integer inputs carry no gradient: the
+    gradients are those of the weights, and a model with no trainable parameter is refused.
+    The same ``seed`` gives the same input, labels, weights and records on the same device.
 
     Raises:
         InitSchemeError, InputShapeError, DeviceError, ForwardError: see :func:`source_stats`.
     """
     return _stats(model, input_shape, scheme=scheme, batch=batch, device=device, seed=seed,
-                  no_norm=no_norm, name=name, inputs=inputs, copy=True)
+                  no_norm=no_norm, name=name, inputs=inputs, copy=True, dtype=dtype)
 
 
 def _stats(model: nn.Module, input_shape: Sequence[int] | str | None, *, scheme: str | Scheme,
            batch: int | None, device: str | torch.device | None, seed: int, no_norm: bool,
-           name: str | None, inputs: torch.Tensor | None, copy: bool) -> StatsRun:
+           name: str | None, inputs: torch.Tensor | None, copy: bool,
+           dtype: str | torch.dtype | None = None) -> StatsRun:
     """:func:`model_stats`, on ``model`` itself where ``copy`` is false (a model archscope
     built and will not use again)."""
     from archscope.devices import resolve_device
 
     chosen = scheme if isinstance(scheme, Scheme) else parse_scheme(scheme)
+    input_dtype = input_dtype_of(dtype)
     if inputs is not None:
         if inputs.dim() < 1 or (input_shape is not None
                                 and tuple(inputs.shape[1:]) != input_shape_of(input_shape)):
@@ -135,6 +158,15 @@ def _stats(model: nn.Module, input_shape: Sequence[int] | str | None, *, scheme:
     where = _device_of(model) if device is None else device
     dev = resolve_device(where, library=True)
     label = name or type(model).__name__
+    if input_dtype is None and inputs is not None and not inputs.is_floating_point():
+        input_dtype = inputs.dtype  # token ids stay ids
+    check_input_dtype(model, input_dtype, label)
+    if (input_dtype is not None and not input_dtype.is_floating_point
+            and not any(p.requires_grad for p in model.parameters())):
+        raise InputShapeError(
+            f"{label}: {str(input_dtype).removeprefix('torch.')} inputs carry no gradient and "
+            "the model has no trainable parameter, so there is no gradient to measure; give "
+            "float inputs (leave --dtype out) or a model with weights")
     if dev.type == "meta" or any(t.is_meta for t in (*model.parameters(), *model.buffers())):
         raise DeviceError(
             f"{label}: statistics need real weights, not the meta device; build the model on "
@@ -152,10 +184,11 @@ def _stats(model: nn.Module, input_shape: Sequence[int] | str | None, *, scheme:
         init_seed = (seed + INIT_STREAM) % 2**63
         init = apply_scheme(work, chosen, torch.Generator(dev).manual_seed(init_seed))
         data = torch.Generator(dev).manual_seed(seed)
-        if inputs is None:
-            x = torch.randn((size, *shape), generator=data, device=dev, dtype=model_dtype(work))
+        x_dtype = input_dtype or model_dtype(work)
+        if inputs is None:  # N(0, 1) floats, or token ids in [0, num_embeddings)
+            x = random_input(work, shape, size, x_dtype, dev, data)
         else:  # a copy: the caller's tensor is not touched
-            x = inputs.detach().to(device=dev, dtype=model_dtype(work), copy=True)
+            x = inputs.detach().to(device=dev, dtype=x_dtype, copy=True)
         if not any(p.requires_grad for p in work.parameters()):
             x.requires_grad_(True)  # no weights to differentiate: follow the input's gradient
         work.train()
@@ -165,7 +198,8 @@ def _stats(model: nn.Module, input_shape: Sequence[int] | str | None, *, scheme:
             except Exception as exc:
                 raise ForwardError(f"{label}: the forward pass failed on a {size}×"
                                    f"{'×'.join(map(str, shape))} batch: {type(exc).__name__}: "
-                                   f"{first_line(exc)}{autograd_hint(str(exc))}") from exc
+                                   f"{first_line(exc)}{autograd_hint(str(exc))}"
+                                   f"{input_dtype_hint(str(exc))}") from exc
             loss, loss_words = random_label_loss(output, data, label)
             try:
                 loss.backward()
@@ -179,7 +213,8 @@ def _stats(model: nn.Module, input_shape: Sequence[int] | str | None, *, scheme:
 
 
 def _refuse_too_big(model: nn.Module, name: str, shape: tuple[int, ...], batch: int | None,
-                    device: torch.device, copied: bool) -> None:
+                    device: torch.device, copied: bool,
+                    input_dtype: torch.dtype | None = None) -> None:
     """Refuse a pass the device has no room for before it runs: the predicted peak of a forward
     and backward pass at the batch (:func:`archscope.memory.training_memory`, no optimizer),
     plus a copy of the model where the runs work on one."""
@@ -189,7 +224,8 @@ def _refuse_too_big(model: nn.Module, name: str, shape: tuple[int, ...], batch: 
 
     options: dict[str, Any] = {
         "precision": "fp32", "optimizer": "none",
-        "gpu": current_device_name(device) if device.type == "cuda" else None}
+        "gpu": current_device_name(device) if device.type == "cuda" else None,
+        "input_dtype": input_dtype}
     size = batch if batch is not None else default_batch(shape)
     peak = predict_peak(model, shape, batch=size, name=name, device=device.type, **options)
     refuse_if_too_big(model, peak, name=name, input_shape=shape, device=device,
