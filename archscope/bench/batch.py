@@ -102,10 +102,8 @@ def fits_in_memory(model: nn.Module, shape: tuple[int, ...], plan: BenchPlan, se
         autotune = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = False
         try:
-            trainer = Trainer(model, input_shape=shape, batch=b, device=eager.device,
-                              precision=eager.precision, channels_last=eager.channels_last,
-                              compile=False, optimizer=eager.optimizer, lr=eager.lr, seed=seed,
-                              dtype=dtype)
+            trainer = Trainer.for_plan(model, eager, input_shape=shape, batch=b, seed=seed,
+                                       dtype=dtype)
             for _ in range(2):
                 trainer.step()
             if eager.device.type == "cuda":

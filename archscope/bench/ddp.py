@@ -87,12 +87,8 @@ def bench_model_ddp(
     adds DDP's buckets to it); ``dtype`` is the synthetic input's (``None``: the model's float
     dtype).
     """
-    trainer = DdpTrainer(
-        model, input_shape=input_shape, batch=batch, device=settings.device,
-        precision=settings.precision, channels_last=settings.channels_last,
-        compile=settings.compile, optimizer=settings.optimizer, lr=settings.lr,
-        seed=shard_seed(seed, world.rank), dtype=dtype,
-    )
+    trainer = DdpTrainer.for_plan(model, settings, input_shape=input_shape, batch=batch,
+                                  seed=shard_seed(seed, world.rank), dtype=dtype)
     local = bench_model(model, name=name, input_shape=input_shape, batch=batch, settings=settings,
                         report=report, batch_source=batch_source, clock=clock, progress=progress,
                         trainer=trainer, estimate=estimate)

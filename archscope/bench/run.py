@@ -98,12 +98,8 @@ def bench_model(
     if settings.steps < 1 or settings.warmup < 0:
         raise ValueError("bench needs at least one timed step and a non-negative warm-up")
     if trainer is None:
-        trainer = Trainer(
-            model, input_shape=input_shape, batch=batch, device=settings.device,
-            precision=settings.precision, channels_last=settings.channels_last,
-            compile=settings.compile, optimizer=settings.optimizer, lr=settings.lr, seed=seed,
-            dtype=dtype,
-        )
+        trainer = Trainer.for_plan(model, settings, input_shape=input_shape, batch=batch,
+                                   seed=seed, dtype=dtype)
     cuda = settings.device.type == "cuda"
     total = settings.warmup + settings.steps
     losses: list[torch.Tensor] = []

@@ -18,8 +18,12 @@ from archscope.losses import is_class_logits, training_loss
 from archscope.tensors import tensors_of
 
 if TYPE_CHECKING:
+    from typing import Self
+
     import torch
     from torch import nn
+
+    from archscope.bench.plan import BenchPlan
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -34,6 +38,16 @@ class TrainingError(ArchscopeError):
 
 class Trainer:
     """The model, optimizer, scaler and synthetic batch of one benchmark, and its training step."""
+
+    @classmethod
+    def for_plan(cls, model: nn.Module, plan: BenchPlan, *, input_shape: tuple[int, ...],
+                 batch: int, seed: int, dtype: torch.dtype | None = None) -> Self:
+        """The trainer ``plan`` describes (device, precision, layout, compile, optimizer, lr) for
+        ``model`` at ``batch``: the one way bench, its DDP ranks and its batch search make one."""
+        return cls(model, input_shape=input_shape, batch=batch, device=plan.device,
+                   precision=plan.precision, channels_last=plan.channels_last,
+                   compile=plan.compile, optimizer=plan.optimizer, lr=plan.lr, seed=seed,
+                   dtype=dtype)
 
     def __init__(self, model: nn.Module, *, input_shape: tuple[int, ...], batch: int,
                  device: torch.device, precision: str, channels_last: bool, compile: bool,
