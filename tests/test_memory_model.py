@@ -110,7 +110,24 @@ def test_cpu_autocast_matches_memtracker_on_a_real_autocast_step() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 32])
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", [n for n in model_names() if n not in LECTURE])
+def test_every_zoo_peak_matches_memtracker_on_fake_tensors(name: str, batch: int) -> None:
+    ours, theirs = predicted(name, batch), memtracker_peak(name, batch, fake=True)
+    assert abs(ours - theirs) <= 0.05 * theirs, (ours, theirs)
+
+
+#: On real CPU tensors: every zoo model at batch 1 but ResNet-101/152, and one model of each
+#: family at batch 32. Real steps of every zoo model at both batches take about 45 minutes on 2
+#: cores (resnet50 at batch 32 alone two; MemTracker's per-module bookkeeping makes ResNet-101/152
+#: a minute and a half even at batch 1), more than CI's slow step can give; FakeTensorMode covers
+#: every model at both batches above.
+REAL_BATCH_1 = [n for n in model_names() if n not in ("resnet101", "resnet152")]
+REAL_BATCH_32 = [*LECTURE, "alexnet", "vgg11", "resnet18", "plain18"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "batch"), [*((n, 1) for n in REAL_BATCH_1),
+                                             *((n, 32) for n in REAL_BATCH_32)])
 def test_peak_matches_memtracker_on_real_cpu_steps(name: str, batch: int) -> None:
     ours, theirs = predicted(name, batch), memtracker_peak(name, batch, fake=False)
     assert abs(ours - theirs) <= 0.05 * theirs, (ours, theirs)
