@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from archscope.bench.trainer import OPTIMIZERS
 from archscope.devices import (
     CPU_NO_PEAK,
     PRECISIONS,
@@ -20,6 +19,9 @@ from archscope.devices import (
 )
 from archscope.errors import DeviceOptionError, OptionError
 from archscope.registry import bench_batch
+
+#: The optimizers a benchmark trains with (``--optimizer``).
+OPTIMIZERS = ("sgd", "adamw")
 
 if TYPE_CHECKING:
     import torch

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from archscope.bench.plan import OPTIMIZERS, BenchPlan
 from archscope.errors import (
     ArchscopeError,
     ForwardError,
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from archscope.bench.plan import BenchPlan
-
-OPTIMIZERS = ("sgd", "adamw")
 
 
 class TrainingError(ArchscopeError):
