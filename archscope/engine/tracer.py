@@ -319,11 +319,17 @@ def _trace(model: nn.Module, shape: Shape, batch: int, dtype: torch.dtype, *,
     tracer.stand_ins = {id(stand_in): id(getattr(module, kind)[pname])
                         for module, kind, pname, stand_in in swaps if kind == "_parameters"}
     saved: dict[int, int] = {}
+    # Every storage counted stays referenced until the pass ends: a real forward may free what it
+    # saved (a detection model's region proposals), and a freed storage's key can come back for a
+    # later one, which would then go uncounted.
+    kept: list[torch.UntypedStorage] = []
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         key = storage_key(t)
         if key not in param_keys and key not in saved:
-            saved[key] = t.untyped_storage().nbytes()
+            storage = t.untyped_storage()
+            saved[key] = storage.nbytes()
+            kept.append(storage)
         return t
 
     if device is None:
