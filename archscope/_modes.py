@@ -61,6 +61,49 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+#: ``--dtype`` names → torch dtype attribute names (``long`` and ``int`` as in C and PyTorch).
+INPUT_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
+                "float64": "float64", "long": "int64", "int": "int32"}
+
+
+def input_dtype_of(value: Any) -> torch.dtype | None:
+    """An input dtype from a name (``"long"``, ``"float16"``, one of :data:`INPUT_DTYPES`) or a
+    ``torch.dtype``; ``None`` stays ``None`` (the model's own float dtype).
+
+    Raises:
+        InputShapeError: a name that is not one of :data:`INPUT_DTYPES`, or another object.
+    """
+    import torch
+
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, str) and value.lower() in INPUT_DTYPES:
+        dtype = getattr(torch, INPUT_DTYPES[value.lower()])
+        assert isinstance(dtype, torch.dtype)
+        return dtype
+    raise InputShapeError(f"input dtype {value!r} is not one of {', '.join(INPUT_DTYPES)}; "
+                          "e.g. --dtype long for token ids")
+
+
+def random_input(model: nn.Module, shape: tuple[int, ...], batch: int, dtype: torch.dtype,
+                 device: torch.device | str, generator: torch.Generator) -> torch.Tensor:
+    """A random input of ``(batch, *shape)`` for a real run of ``model``.
+
+    Floating-point dtypes: N(0, 1). Integer dtypes (token ids): uniform in
+    ``[0, num_embeddings)`` of the model's first ``nn.Embedding`` (or ``EmbeddingBag``), so that
+    every id is a row of the table; in ``[0, 2)`` for a model without one.
+    """
+    import torch
+    from torch import nn
+
+    size = (batch, *shape)
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(size, generator=generator, device=device, dtype=dtype)
+    high = next((m.num_embeddings for m in model.modules()
+                 if isinstance(m, nn.Embedding | nn.EmbeddingBag)), 2)
+    return torch.randint(0, high, size, generator=generator, device=device, dtype=dtype)
+
+
 def input_shape_of(value: Any) -> tuple[int, ...]:
     """One sample's input shape from what a user passes as ``input_shape``.
 

@@ -4,7 +4,9 @@
 
 1. builds it with real weights on the device (or loads a ``state_dict`` with ``strict=True``):
    :func:`archscope.source.resolve`, whose :class:`~archscope.source.Subject` :func:`check` takes,
-2. traces that model on the meta device with ``summary``'s engine (:func:`archscope.engine.inspect`),
+2. traces that model on the meta device with ``summary``'s engine (:func:`archscope.engine.inspect`;
+   with ``trace="real"``, ``--trace real``, the engine's real trace on the device instead, for
+   forwards whose shapes depend on tensor values),
 3. runs one forward and backward pass on random input with forward hooks on every module, and
    checks that each module call's real output shapes equal the trace's record for that call
    (matched by qualified name and call index), that the parameter total equals the engine's and
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from archscope._modes import kept_modes, model_dtype
+from archscope._modes import kept_modes, model_dtype, random_input
 from archscope.devices import current_device_name
 from archscope.errors import (
     ArchscopeError,
@@ -193,6 +195,8 @@ def check_model(
     seed: int = 0,
     head: str | None = None,
     base: str | None = None,
+    trace: str = "meta",
+    dtype: str | torch.dtype | None = None,
 ) -> CheckResult:
     """Build ``source`` on ``device`` and :func:`check` it (see the module doc).
 
@@ -207,6 +211,9 @@ def check_model(
             longer applies).
         seed: seed of the weights' initialisation and of the random input.
         head, base: check the model's convolutional base with these layers after it (see
+            :func:`archscope.source.resolve`).
+        trace: ``"meta"`` or ``"real"``: how the engine traces it (see :func:`check`).
+        dtype: the input's dtype (``"long"`` for token ids; see
             :func:`archscope.source.resolve`).
 
     A model that cannot be checked (an ONNX file, a file or module that cannot be found,
@@ -229,7 +236,8 @@ def check_model(
                             "exported (archscope export compares it with onnxruntime)")
     try:
         subject = resolve(source, input_shape=input_shape, num_classes=num_classes,
-                          device=str(dev), seed=seed, weights=weights, head=head, base=base)
+                          device=str(dev), seed=seed, weights=weights, head=head, base=base,
+                          dtype=dtype)
     except (UnknownModelError, DeviceError, WeightsError):
         raise
     except ArchscopeError as exc:  # not found, not importable, its own code or spec failed
@@ -237,7 +245,7 @@ def check_model(
             raise  # an option that cannot apply (--num-classes for a spec): a usage error
         # (a model without an input size is this model's FAIL: the others still run)
         return failed_check(source, str(dev), input_shape, batch, weights, str(exc))
-    return check(subject, batch=batch, repeats=repeats, seed=seed)
+    return check(subject, batch=batch, repeats=repeats, seed=seed, trace=trace)
 
 
 def failed_check(source: str, device: str, input_shape: Sequence[int] | None, batch: int | None,
@@ -249,8 +257,10 @@ def failed_check(source: str, device: str, input_shape: Sequence[int] | None, ba
 
 
 def check(subject: Subject, *, batch: int | None = None, repeats: int | None = None,
-          seed: int = 0) -> CheckResult:
-    """Check ``subject`` (built with real weights on its device) against its meta trace.
+          seed: int = 0, trace: str = "meta") -> CheckResult:
+    """Check ``subject`` (built with real weights on its device) against its meta trace
+    (``trace="real"``: the engine's real trace on the device, the only one a forward whose
+    shapes depend on tensor values has; its input is drawn as this run's with ``seed`` 0).
 
     Args:
         batch: batch of the random input. ``None``: 1, or 2 where a BatchNorm in training mode
@@ -279,21 +289,24 @@ def check(subject: Subject, *, batch: int | None = None, repeats: int | None = N
         reference_source=subject.reference.source if subject.reference else None,
     )
     try:
-        report = inspect_subject(subject, batch=batch, training=True, count_flops=False)
+        report = inspect_subject(subject, batch=batch, training=True, count_flops=False,
+                                 trace=trace)
         lone = _lone_batchnorm(model, report) if given_batch is None else None
         if lone is not None:
             batch = 2
-            report = inspect_subject(subject, batch=batch, training=True, count_flops=False)
+            report = inspect_subject(subject, batch=batch, training=True, count_flops=False,
+                                     trace=trace)
             base = _replace(base, batch=batch, notes=(
                 f"batch 2: at batch 1 {lone} would see one value per channel in training mode, "
                 "which PyTorch refuses; --batch sets the batch",))
     except (ForwardError, InputTooSmallError) as exc:
-        return _replace(base, error=f"meta trace failed: {exc}")
+        return _replace(base, error=f"{trace} trace failed: {exc}")
     warmup, timed = _REPEATS["cuda" if dev.type == "cuda" else "cpu"]
     if repeats is not None:
         timed = repeats
     try:
-        return _run(model, report, base, dev, subject.input_shape, batch, seed, warmup, timed)
+        return _run(model, report, base, dev, subject.input_shape, batch, seed, warmup, timed,
+                    subject.dtype or model_dtype(model))
     except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch ≥ 2.5 only
         pass  # freed below, once the exception no longer holds the failed step's tensors
     torch.cuda.empty_cache()
@@ -328,13 +341,14 @@ def _lone_batchnorm(model: nn.Module, report: Report) -> str | None:
 
 
 def _run(model: nn.Module, report: Report, base: CheckResult, dev: torch.device,
-         shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int) -> CheckResult:
+         shape: Sequence[int], batch: int, seed: int, warmup: int, timed: int,
+         dtype: torch.dtype) -> CheckResult:
     import torch
 
     from archscope.engine import root_row_name
 
     generator = torch.Generator(device=dev).manual_seed(seed)
-    x = torch.randn(batch, *shape, device=dev, generator=generator, dtype=model_dtype(model))
+    x = random_input(model, tuple(shape), batch, dtype, dev, generator)
     notes = list(base.notes)
     if not any(p.requires_grad for p in model.parameters()):
         # nothing to train: the backward pass is still checked, with respect to the input

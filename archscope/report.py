@@ -72,7 +72,8 @@ class LayerFacts:
         kernel, stride, dilation: of a convolution or pooling window, per spatial axis.
         padding: one ``(begin, end)`` pair of zeros per spatial axis (PyTorch's ``padding=1`` on
             a 2-D conv is ``((1, 1), (1, 1))``; ONNX's ``pads=[0, 0, 1, 1]`` is
-            ``((0, 1), (0, 1))``).
+            ``((0, 1), (0, 1))``); also of a padding layer (``ZeroPad2d((1, 0, 2, 3))`` is
+            ``((2, 3), (1, 0))``: H then W) and ``F.pad``, whatever values it pads with.
         padding_mode: where the padding follows a rule rather than numbers: PyTorch's
             ``"same"``/``"valid"``, ONNX's ``auto_pad`` (``"SAME_UPPER"``, ``"SAME_LOWER"``,
             ``"VALID"``); ``padding`` then holds the pairs the rule gives where they are known.

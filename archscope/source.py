@@ -46,6 +46,7 @@ from archscope.freeze import freeze_parameters, prefixes_of
 from archscope.registry import get_entry, spec_hint
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from archscope.report import Report
@@ -101,6 +102,8 @@ class Subject:
         notes: caveats about how it was built, for the report (e.g. built on the CPU).
         device: where the model lives (``meta``, ``cpu``, ``cuda:0`` …).
         weights: the ``state_dict`` file loaded into it, or ``None`` for its initialisation.
+        dtype: the input's dtype (``--dtype``: ``torch.long`` for token ids), or ``None`` for the
+            model's own floating-point dtype.
     """
 
     model: nn.Module
@@ -110,6 +113,7 @@ class Subject:
     notes: tuple[str, ...] = ()
     device: str = "meta"
     weights: str | None = None
+    dtype: torch.dtype | None = None
 
 
 #: what needed real tensors when a build on the meta device failed, by ModelBuildError.stage.
@@ -235,6 +239,7 @@ def resolve(
     head: str | None = None,
     base: str | None = None,
     freeze: str | Sequence[str] = (),
+    dtype: str | torch.dtype | None = None,
 ) -> Subject:
     """Build the model ``source`` names, settle its input size and load its weights: a Subject.
 
@@ -258,10 +263,13 @@ def resolve(
         freeze: parameter-name prefixes to freeze (``requires_grad=False``), after the head is
             attached (see :func:`archscope.freeze.freeze_parameters`): ``"features"`` freezes the
             base and leaves the head trainable.
+        dtype: the input's dtype, as ``--dtype`` takes it (``"long"``, ``"float16"`` …: see
+            :data:`archscope._modes.INPUT_DTYPES`) or a ``torch.dtype``; default: the model's
+            own floating-point dtype. ``"long"`` for a model that starts with an Embedding.
 
     Raises:
         InputShapeError: a malformed ``input_shape``, or none for a model without a default
-            input size.
+            input size; a ``dtype`` that is not an input dtype.
         WeightsError: ``weights`` cannot be read or does not fit the model.
         ModelOptionError: ``head``/``base`` for a spec or with ``num_classes``, a ``base``
             that is not a top-level module, or a ``freeze`` prefix that matches no parameter (a
@@ -269,12 +277,13 @@ def resolve(
         UnknownModelError, ModelSourceError, ModelBuildError, DeviceError: see
             :func:`load_model`.
     """
-    from archscope._modes import input_shape_of
+    from archscope._modes import input_dtype_of, input_shape_of
 
     cut = head is not None or base is not None
     if cut:
         _check_head_options(source, num_classes, head)
     given = input_shape_of(input_shape) if input_shape is not None else None
+    input_dtype = input_dtype_of(dtype)
     loaded = load_model(source, num_classes=num_classes, device=device, seed=seed)
     shape = given if given is not None else loaded.input_shape
     if shape is None:
@@ -287,7 +296,7 @@ def resolve(
         load_weights(loaded.model, weights, loaded.device, loaded.name)
     if not cut:
         subject = Subject(loaded.model, loaded.name, tuple(shape), loaded.reference,
-                          loaded.notes, loaded.device, weights)
+                          loaded.notes, loaded.device, weights, input_dtype)
     else:
         from archscope.head import attach_head
 
@@ -296,7 +305,7 @@ def resolve(
                              device=loaded.device, seed=seed)
         # the published count is the whole model's: it does not apply to a base with a new head
         subject = Subject(headed.model, headed.name, tuple(shape), None,
-                          (*loaded.notes, *headed.notes), loaded.device, weights)
+                          (*loaded.notes, *headed.notes), loaded.device, weights, input_dtype)
     if freeze:
         freeze_parameters(subject.model, freeze)
     return subject
@@ -317,21 +326,28 @@ def _check_head_options(source: str, num_classes: int | None, head: str | None) 
 
 
 def inspect_subject(subject: Subject, *, batch: int = 1, backward: bool = False,
-                    training: bool = False, count_flops: bool = True) -> Report:
+                    training: bool = False, count_flops: bool = True,
+                    trace: str = "meta") -> Report:
     """The engine's Report of ``subject``'s model at ``batch``, with the subject's notes.
 
     ``training=True`` traces in training mode, the mode ``check`` and ``bench`` run the model in
     (a factory may return its model in eval mode); the model's own modes are restored afterwards.
     Otherwise the model is traced in the modes it is in (see :func:`archscope.engine.inspect`).
+    The input has the subject's ``dtype``. ``trace="real"`` runs the forward for real on the
+    subject's device (which must hold real weights: resolve it with ``device="cpu"``).
     """
     from archscope._modes import kept_modes
     from archscope.engine import inspect
 
+    if trace not in ("meta", "real"):
+        raise ValueError(f"trace must be 'meta' or 'real', not {trace!r}")
     with kept_modes(subject.model):
         if training:
             subject.model.train()
         report = inspect(subject.model, subject.input_shape, batch=batch, name=subject.name,
-                         backward=backward, count_flops=count_flops)
+                         backward=backward, count_flops=count_flops, dtype=subject.dtype,
+                         trace="real" if trace == "real" else "meta",
+                         device=subject.device if trace == "real" else None)
     if subject.notes:
         report = replace(report, notes=(*subject.notes, *report.notes))
     return report
@@ -347,6 +363,8 @@ def load_report(
     backward: bool = False,
     head: str | None = None,
     base: str | None = None,
+    trace: str = "meta",
+    dtype: str | torch.dtype | None = None,
 ) -> Report:
     """Inspect ``source`` and return its Report: what ``summary`` and ``diagram`` show.
 
@@ -355,7 +373,10 @@ def load_report(
     which keeps the batch it fixes (an explicit ``batch`` must then agree with it). ``freeze``
     is one parameter-name prefix or several (see :func:`archscope.freeze.freeze_parameters`),
     applied after ``head`` and ``base`` (see :func:`resolve`) have cut the model.
-    A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`.
+    A PyTorch model goes through :func:`resolve` and :func:`inspect_subject`; ``trace="real"``
+    (``--trace real``) builds it on the CPU with real weights and runs its forward for real, and
+    ``dtype`` is the input's (``--dtype``, see :func:`resolve`). Neither applies to an ONNX file
+    or a layer spec (an error says so).
 
     Raises:
         InputShapeError: a malformed ``input_shape`` or ``batch``, or none for a model without a
@@ -383,14 +404,27 @@ def load_report(
                 f"--num-classes does not apply to an ONNX file: {source} fixes its output layer; "
                 "export the model again with the number of classes you want"
             )
+        _no_engine_options(f"an ONNX file ({source} is read, not run)", trace, dtype)
         return inspect_onnx(source, batch=batch, input_shape=input_shape, freeze=freeze)
 
     batch = 1 if batch is None else batch
     if is_spec(source):
+        _no_engine_options("a layer spec (its layers never read tensor values and take float "
+                           "input)", trace, dtype)
         return _spec_report(source, input_shape, batch, num_classes, freeze, backward)
     subject = resolve(source, input_shape=input_shape, num_classes=num_classes, head=head,
-                      base=base, freeze=freeze)
-    return inspect_subject(subject, batch=batch, backward=backward)
+                      base=base, freeze=freeze, device="cpu" if trace == "real" else "meta",
+                      dtype=dtype)
+    return inspect_subject(subject, batch=batch, backward=backward, trace=trace)
+
+
+def _no_engine_options(what: str, trace: str, dtype: Any) -> None:
+    """Refuse ``--trace real`` and ``--dtype`` where they do not apply, rather than ignore them."""
+    given = [option for option, value in (("--trace real", trace == "real"),
+                                          ("--dtype", dtype is not None)) if value]
+    if given:
+        raise ModelOptionError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} "
+                               f"not apply to {what}")
 
 
 def _spec_report(source: str, input_shape: Sequence[int] | None, batch: int,

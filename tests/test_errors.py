@@ -40,7 +40,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BROKEN = FIXTURES / "broken.py"
 META_VALUES = ("the forward reads tensor values (data-dependent control flow such as "
                "`if x.mean() > 0` or `.item()`), which cannot be computed on the meta device "
-               "where archscope traces")
+               "where archscope traces; trace it for real with --trace real (trace='real' in "
+               "Python)")
 
 
 @pytest.fixture
@@ -267,7 +268,8 @@ def test_a_value_branch_names_the_last_layer_reached(runner: CliRunner) -> None:
     (ValueFirst, f"the model's forward failed before reaching a layer: {META_VALUES}"),
     (BooleanMask, "the model's forward failed after conv (Conv2d): the forward makes a tensor "
                   "whose size depends on tensor values (`x[x > 0]`, `nonzero`), which cannot be "
-                  "computed on the meta device where archscope traces"),
+                  "computed on the meta device where archscope traces; trace it for real with "
+                  "--trace real (trace='real' in Python)"),
 ])
 def test_value_reads_are_explained(model: type[nn.Module], message: str) -> None:
     with pytest.raises(ForwardError) as info:

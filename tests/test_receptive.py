@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
@@ -364,10 +363,7 @@ def test_unknown_layers_pass_unknown_on() -> None:
     for name in ("body.2", "body.3", "body.5"):  # a crop may have cut the map: still unknown
         assert fields.find(name).status is RFStatus.UNKNOWN
         assert fields.find(name).note == "after body.1"
-    functional = _of(_Layers(nn.Conv2d(1, 1, 3), functional=lambda x: F.max_pool2d(x, 2)),
-                     (1, 8, 8)).find("max_pool2d")
-    assert functional.status is RFStatus.UNKNOWN
-    assert functional.note == "a functional max_pool2d: the trace does not record its window"
+    # (a functional max_pool2d records its window now: tests/test_receptive_facts.py)
 
 
 def test_spatial_concatenation_and_upsampling_are_not_computed() -> None:

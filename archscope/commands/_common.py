@@ -74,6 +74,34 @@ def head_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return head_option(base_option(command))
 
 
+#: ``--dtype`` choices; the same names as :data:`archscope._modes.INPUT_DTYPES` (no torch import).
+DTYPES = ("float32", "float16", "bfloat16", "float64", "long", "int")
+
+
+def engine_options(*, trace: bool = True) -> Callable[[Any], Any]:
+    """``--dtype`` (as ``dtype``: the input's dtype) and, with ``trace``, ``--trace`` (as
+    ``trace``: ``meta`` or ``real``): how the engine runs the model, one decorator for every
+    command that takes them."""
+    dtype_option = click.option(
+        "--dtype", "dtype", type=click.Choice(DTYPES), default=None,
+        help="Input dtype (default: the model's float dtype); long for token ids (a model that "
+             "starts with an Embedding: ids drawn in [0, num_embeddings)).",
+    )
+    trace_option = click.option(
+        "--trace", "trace", type=click.Choice(["meta", "real"]), default="meta",
+        show_default=True,
+        help="meta: trace on the meta device, without weights; real: build the model on the "
+             "CPU and run its forward for real (for forwards whose shapes depend on tensor "
+             "values, x[x > 0], nonzero, detection models).",
+    )
+
+    def decorate(command: Any) -> Any:
+        command = dtype_option(command)
+        return trace_option(command) if trace else command
+
+    return decorate
+
+
 def format_option(formats: Sequence[str]) -> Callable[[Any], Any]:
     """``--format``, its choices the renderer's ``FORMATS`` (the first is the default), as
     ``fmt``."""

@@ -10,6 +10,7 @@ from archscope._io import echo
 from archscope.commands._common import (
     SHAPE,
     ResultsCommand,
+    engine_options,
     format_option,
     head_options,
     num_classes_option,
@@ -37,10 +38,13 @@ if TYPE_CHECKING:
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Timed forward passes (default: 10 on CUDA, 3 on the CPU).")
 @format_option(FORMATS)
+@engine_options()
 def check(models: tuple[str, ...], device: str, weights: str | None, batch: int | None,
           input_shape: tuple[int, ...] | None, num_classes: int | None, head: str | None,
-          base: str | None, repeats: int | None, fmt: str) -> None:
-    """Run MODEL(s) for real and verify them against archscope's meta trace.
+          base: str | None, repeats: int | None, fmt: str, trace: str,
+          dtype: str | None) -> None:
+    """Run MODEL(s) for real and verify them against archscope's meta trace (a real one with
+    --trace real).
 
     For each model (default: every zoo model): build it with real weights on the device, run a
     forward and backward pass on random input, and check that every layer's output shape equals
@@ -78,7 +82,8 @@ def check(models: tuple[str, ...], device: str, weights: str | None, batch: int 
         try:
             results.append(check_model(name, device=str(dev), batch=batch, weights=weights,
                                        input_shape=input_shape, num_classes=num_classes,
-                                       head=head, base=base, repeats=repeats))
+                                       head=head, base=base, repeats=repeats, trace=trace,
+                                       dtype=dtype))
         except ArchscopeError as exc:  # a weights file that does not fit this model
             if fmt != "json":
                 raise

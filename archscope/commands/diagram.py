@@ -10,6 +10,7 @@ import click
 from archscope._io import echo
 from archscope.commands._common import (
     ResultsCommand,
+    engine_options,
     freeze_option,
     head_options,
     input_option,
@@ -38,9 +39,11 @@ from archscope.commands._common import (
 @num_classes_option
 @head_options
 @freeze_option
+@engine_options()
 def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankdir: str,
             rf: bool, input_shape: tuple[int, ...] | None, num_classes: int | None,
-            head: str | None, base: str | None, freeze: tuple[str, ...]) -> None:
+            head: str | None, base: str | None, freeze: tuple[str, ...], trace: str,
+            dtype: str | None) -> None:
     """Draw MODEL: layers with their hyperparameters and parameters, tensor shapes on the edges,
     skip connections dashed, repeated blocks folded; frozen layers (--freeze) drawn grey.
 
@@ -70,7 +73,7 @@ def diagram(model: str, output: str | None, depth: int | None, fold: bool, rankd
         target, fmt = Path(_file_stem(model) + ".svg"), "svg"
     require_dot(fmt)  # before tracing: the drawing could not be written anyway
     report = load_report(model, input_shape=input_shape, num_classes=num_classes, freeze=freeze,
-                         head=head, base=base)
+                         head=head, base=base, trace=trace, dtype=dtype)
     drawing = draw(report, depth=depth, fold=fold, rankdir=rankdir.upper(), fmt=fmt, rf=rf)
     status = (f"{report.model}: depth {drawing.depth} of {drawing.deepest}, "
               f"{drawing.nodes} nodes{' (folded)' if fold else ''}")

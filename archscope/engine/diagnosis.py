@@ -10,6 +10,7 @@ shows. After a failure, :func:`smallest_input` finds the smallest square input t
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from archscope.errors import (
     ModelSourceError,
     first_line,
 )
-from archscope.report import LayerFacts, Shape
+from archscope.report import MODEL_INPUT, LayerFacts, Shape
 from archscope.shapes import format_dims
 
 #: The forwards whose input the pre-checks (channels, window sizes, Linear features) understand.
@@ -142,16 +143,31 @@ def check_channels(frame: Frame, module: nn.modules.conv._ConvNd, shape: Shape,
     raise LayerInputError(f"{have}; --input is {layout} and this model needs C = {expected}")
 
 
+class FeaturesError(LayerInputError):
+    """A Linear receives another number of features than its ``in_features``.
+
+    Attributes:
+        where: the layer, ``classifier.1 (Linear)``.
+        head: what happened, without what to do (``… expects 9216 input features but receives
+            6400 (input [1, 6400])``).
+        expected: the Linear's ``in_features``.
+        received: the size of its input's last dimension.
+    """
+
+    def __init__(self, where: str, head: str, *, expected: int, received: int) -> None:
+        super().__init__(f"{head}; the input size does not match the one this network was "
+                         "built for")
+        self.where = where
+        self.head = head
+        self.expected = expected
+        self.received = received
+
+
 def check_and_explain(frame: Frame, module: nn.Module, shape: Shape) -> str:
     """Output-size arithmetic of a conv or pool, from its facts; raise InputTooSmallError where a
     window cannot fit and LayerInputError where a Linear's features do not match."""
     if isinstance(module, nn.Linear):
-        if shape and shape[-1] != module.in_features:
-            raise LayerInputError(
-                f"{frame.name} (Linear) expects {module.in_features} input features but receives "
-                f"{shape[-1]} (input {list(shape)}); the input size does not match the one this "
-                "network was built for"
-            )
+        check_features(frame, module.in_features, shape)
         return ""
     facts = frame.facts
     if facts.kernel is None or facts.stride is None or facts.padding is None:
@@ -194,6 +210,85 @@ def _explain_window(frame: Frame, facts: LayerFacts, spatial: Shape,
     return text
 
 
+def check_features(frame: Frame, expected: int, shape: Shape) -> None:
+    """Raise LayerInputError where a Linear's input (``shape``, batch first) does not end in its
+    ``expected`` features.
+
+    A map of three or more dimensions whose non-batch sizes multiply to the features (256×6×6
+    for 9,216) was not flattened: say so. Otherwise the input size is wrong for the network (a
+    :class:`FeaturesError`, which :func:`archscope.engine.inspect` completes with the input size
+    that gives the expected features).
+    """
+    if not shape or shape[-1] == expected:
+        return
+    if len(shape) >= 3 and math.prod(shape[1:]) == expected:
+        dims = shape[1:]
+        kind = "map" if len(dims) > 1 else "tensor"
+        raise LayerInputError(
+            f"{frame.where} expects {expected} features; it receives a {format_dims(dims)} "
+            f"{kind} ({'·'.join(str(d) for d in dims)} = {expected:,}): flatten it first "
+            "(nn.Flatten() or torch.flatten(x, 1))"
+        )
+    raise FeaturesError(
+        frame.where, f"{frame.where} expects {expected} input features but receives "
+        f"{shape[-1]} (input {list(shape)})", expected=expected, received=shape[-1])
+
+
+def check_embedding(frame: Frame, module: nn.Embedding, x: Any) -> None:
+    """Raise LayerInputError where an Embedding (PyTorch's own forward) receives floats: it
+    looks up rows by integer index."""
+    if type(module).forward is not nn.Embedding.forward or not x.is_floating_point():
+        return
+    dtype = str(x.dtype).removeprefix("torch.")
+    if MODEL_INPUT in frame.inputs:
+        raise LayerInputError(
+            f"{frame.where} looks up integer token ids (0 to {module.num_embeddings - 1}) but "
+            f"the model input is {dtype}; give integer inputs with --dtype long "
+            "(dtype=torch.long)"
+        )
+    raise LayerInputError(
+        f"{frame.where} looks up integer token ids (0 to {module.num_embeddings - 1}) but "
+        f"receives a {dtype} tensor; an Embedding's input must be integers (torch.long)"
+    )
+
+
+def input_for_features(shape: Shape, received: Callable[[Shape], int],
+                       expected: int) -> tuple[Shape, Shape] | None:
+    """The smallest and largest inputs like ``shape`` (square, ``C×N×N``; ``C×N`` for a C×L
+    input) at which a Linear receives its ``expected`` features, or ``None`` if none up to 8192.
+
+    ``received(candidate)`` is the number of features the Linear receives at that input:
+    ``expected`` where the whole trace passes, 0 where the trace fails before the Linear (the
+    input is too small). The count grows with the input, so both ends are found by bisection.
+    """
+    if len(shape) not in (2, 3):
+        return None
+
+    def at(n: int) -> Shape:
+        return (shape[0], n) if len(shape) == 2 else (shape[0], n, n)
+
+    def first(above: bool) -> int:
+        """The smallest n with received > expected (``above``) or ≥ expected."""
+        low, high = 0, _LARGEST + 1  # the predicate is false at low and true at high
+        while high - low > 1:
+            mid = (low + high) // 2
+            got = received(at(mid))
+            if got > expected or (not above and got == expected):
+                high = mid
+            else:
+                low = mid
+        return high
+
+    smallest = first(above=False)
+    if smallest > _LARGEST or received(at(smallest)) != expected:
+        return None
+    return at(smallest), at(first(above=True) - 1)
+
+
+#: the largest side :func:`input_for_features` and :func:`smallest_input` try
+_LARGEST = 8192
+
+
 def smallest_input(shape: Shape, fits: Callable[[Shape], bool]) -> str | None:
     """The smallest square spatial size that passes (``fits``), as ``C×N×N``, or ``None``."""
     if len(shape) != 3:
@@ -232,6 +327,9 @@ def forward_error(running: Frame | None, last: Frame | None, exc: Exception) -> 
     return ForwardError(f"the model's forward failed after {last.where}: {message}")
 
 
+#: what a meta-hostile forward can do instead: run for real (``inspect(..., trace="real")``).
+TRACE_REAL_HINT = "trace it for real with --trace real (trace='real' in Python)"
+
 #: what PyTorch says when code asks a meta tensor for its values (.item(), bool(), .tolist() …).
 _VALUE_READS = ("cannot be called on meta tensors", "Cannot copy out of meta tensor",
                 "meta device type tensor to numpy")
@@ -241,14 +339,16 @@ def failure_reason(exc: Exception) -> str:
     """The exception's first line, or what it means where it comes from tracing on meta."""
     text = str(exc).strip()
     if any(marker in text for marker in _VALUE_READS):
-        return f"{READS_VALUES}, which cannot be computed on the meta device where archscope traces"
+        return (f"{READS_VALUES}, which cannot be computed on the meta device where archscope "
+                f"traces; {TRACE_REAL_HINT}")
     if "data-independent implementation does not exist" in text:  # nonzero, x[mask]
         return ("the forward makes a tensor whose size depends on tensor values (`x[x > 0]`, "
-                "`nonzero`), which cannot be computed on the meta device where archscope traces")
+                "`nonzero`), which cannot be computed on the meta device where archscope traces; "
+                f"{TRACE_REAL_HINT}")
     op = re.search(r"(\w+::\w+): attempted to run this operator with Meta tensors", text)
     if op is not None:
         return (f"{op.group(1)} has no meta-device implementation in PyTorch, so archscope "
-                "cannot trace it")
+                f"cannot trace it on meta; {TRACE_REAL_HINT}")
     mixed = re.search(r"Tensor on device (\S+) is not on the expected device meta", text)
     if mixed is not None:
         return (f"a tensor on {mixed.group(1)} meets the meta tensors archscope traces with: a "
@@ -257,5 +357,6 @@ def failure_reason(exc: Exception) -> str:
     return first_line(exc)
 
 
-__all__ = ["check_and_explain", "check_channels", "check_lazy", "check_model", "failure_reason",
-           "forward_error", "plural", "smallest_input", "stock"]
+__all__ = ["FeaturesError", "check_and_explain", "check_channels", "check_embedding",
+           "check_features", "check_lazy", "check_model", "failure_reason", "forward_error",
+           "input_for_features", "plural", "smallest_input", "stock"]

@@ -3,12 +3,16 @@ model gives, so ``summary`` prints it and ``diagram`` draws it.
 
 An ONNX file may come from any framework, so nothing here assumes archscope made it:
 
-- every node except ``Constant`` is one row (``type`` is the op type, ``name`` the node name);
+- every node except ``Constant`` and those that only pass a weight on is one row (``type`` is
+  the op type; ``name`` the PyTorch module's where the initializers it reads carry it, else the
+  node's own: :mod:`archscope.engine.onnx_weights`);
 - output shapes come from :func:`onnx.shape_inference.infer_shapes`;
-- a node's parameters are the floating-point initializers of rank ≥ 1 it consumes (scalars and
-  integer tensors such as Reshape shapes or pads are constants, not parameters); an initializer
-  consumed by several nodes counts once, on the first; BatchNormalization's running mean and
-  variance are buffers (as in PyTorch), not parameters;
+- a node's parameters are the floating-point initializers of rank ≥ 1 and the floating-point
+  Constant values of two or more elements that it consumes (scalars and integer tensors such as
+  Reshape shapes or pads are constants, not parameters: see
+  :mod:`archscope.engine.onnx_weights`); a weight consumed by several nodes counts once, on
+  the first; BatchNormalization's running mean and variance are buffers (as in PyTorch), not
+  parameters;
 - parameter formulas are :mod:`archscope.formulas`' lecture convention: Conv
   ``(kh·kw·c_in/groups+1)·c_out``, Gemm and MatMul ``(in+1)·out`` (``in·out`` without a bias),
   BatchNormalization ``2·C``, any other node the sum of its initializers' shape products
@@ -53,14 +57,23 @@ from archscope.engine.batch_axes import (
     settled_axis,
 )
 from archscope.engine.onnx_shapes import (
-    FLOAT_BYTES,
     POOL_OPS,
     check_shapes,
+    fix_input_dims,
     infer_shapes,
-    is_alias,
     strip_weights,
+    symbolic_batch,
 )
-from archscope.errors import ArchscopeError, InputShapeError, ModelSourceError, first_line
+from archscope.engine.onnx_weights import (
+    Tensor,
+    constant_tensors,
+    is_parameter,
+    is_pass_on,
+    module_names,
+    row_names,
+    weight_aliases,
+)
+from archscope.errors import ArchscopeError, ModelSourceError, first_line
 from archscope.report import (
     MODEL_INPUT,
     BatchAxis,
@@ -75,33 +88,10 @@ from archscope.report import (
 if TYPE_CHECKING:
     import onnx
 
-#: bytes per element for every other dtype we may meet (int64 shapes …); unknown → 4.
-_OTHER_BYTES = {2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 12: 4, 13: 8}
-
 #: op type → input positions that are state (buffers), not parameters.
 _BUFFER_INPUTS = {"BatchNormalization": (3, 4)}
 
 _POOL_KIND = {"MaxPool": "max", "AveragePool": "avg", "LpPool": "lp"}
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    """An initializer (or Constant output): its shape, dtype and bytes."""
-
-    shape: Shape
-    dtype: int
-
-    @property
-    def numel(self) -> int:
-        return prod(self.shape)
-
-    @property
-    def is_float(self) -> bool:
-        return self.dtype in FLOAT_BYTES
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * FLOAT_BYTES.get(self.dtype, _OTHER_BYTES.get(self.dtype, 4))
 
 
 @dataclass
@@ -114,7 +104,7 @@ class _Row:
     outputs: list[str]
     in_shapes: tuple[Shape, ...]
     out_shapes: tuple[Shape, ...]
-    params: list[str]  # the initializers this row counts
+    params: list[str]  # the weights (initializers, Constant values) this row counts
     formula: str
     output_formula: str
     macs: int
@@ -158,28 +148,25 @@ def inspect_onnx(
         InputTooSmallError: the input shrinks to nothing at a node (names the node).
     """
     model = _load(path)
-    initializers = {t.name: _Tensor(tuple(t.dims), t.data_type) for t in model.graph.initializer}
+    initializers = {t.name: Tensor(tuple(t.dims), t.data_type) for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if not inputs:
         raise ModelSourceError(f"{path}: the ONNX graph has no inputs; nothing to inspect")
     strip_weights(model)
-    pristine = _copy(model) if _symbolic_batch(inputs[0]) else None
-    _fix_input_dims(model, inputs, batch, input_shape, path)
+    pristine = _copy(model) if symbolic_batch(inputs[0]) else None
+    fix_input_dims(model, inputs, batch, input_shape, path)
     shapes = _shapes(model, path)
     graph = model.graph
 
-    # Constant nodes are not rows; an Identity of an initializer (the TorchScript exporter's way of
-    # sharing equal tensors) is an alias of it, not a row either.
-    alias: dict[str, str] = {n: n for n in initializers}
-    constants: set[str] = set(initializers)
-    for node in graph.node:
-        if node.op_type == "Constant":
-            constants.update(o for o in node.output if o)
-        elif is_alias(node, alias):
-            alias[node.output[0]] = alias[node.input[0]]
-            constants.add(node.output[0])
-    check_shapes(graph.node, alias, shapes, path)
-    rows, counted, buffers = _rows(graph, alias, constants, initializers, shapes,
+    # Constant nodes are not rows, nor the nodes that only pass a weight on (an Identity of an
+    # initializer, the Transpose of a weight): see archscope.engine.onnx_weights.
+    tensors = {**constant_tensors(graph.node), **initializers}
+    alias = weight_aliases(graph.node, tensors)
+    nodes = [n for n in graph.node if n.op_type != "Constant" and not is_pass_on(n, alias)]
+    modules = module_names(nodes, alias, set(initializers))
+    names = row_names([(n.name, n.op_type, m) for n, m in zip(nodes, modules, strict=True)])
+    check_shapes(nodes, names, alias, shapes, path)
+    rows, counted, buffers = _rows(nodes, names, alias, tensors, shapes,
                                    [i.name for i in inputs])
 
     first = shapes.get(inputs[0].name, ())
@@ -196,13 +183,18 @@ def inspect_onnx(
     if freeze:
         from archscope.freeze import frozen_names
 
-        frozen = frozen_names(list(counted), freeze, str(path))
+        # a folded Constant weight has no name of its own: it is its module's weight
+        module_of = dict(zip(names, modules, strict=True))
+        known = {w: w if w in initializers or module_of[row] is None
+                 else f"{module_of[row]}.weight" for w, row in counted.items()}
+        hits = frozen_names(list(known.values()), freeze, str(path))
+        frozen = {w for w, name in known.items() if name in hits}
     records = tuple(
         LayerRecord(
             index=index, name=r.name, type=r.op, kind=Kind.MODULE, depth=1, parent=None,
             is_leaf=True, input_shapes=r.in_shapes, output_shapes=r.out_shapes,
-            params=sum(initializers[n].numel for n in r.params),
-            trainable_params=sum(initializers[n].numel for n in r.params if n not in frozen),
+            params=sum(tensors[n].numel for n in r.params),
+            trainable_params=sum(tensors[n].numel for n in r.params if n not in frozen),
             param_formula=r.formula, output_formula=r.output_formula, macs=r.macs,
             input_batch_axes=tuple(axis(t) for t in r.data_inputs),
             output_batch_axes=tuple(axis(t) for t in r.outputs),
@@ -221,6 +213,12 @@ def inspect_onnx(
     ]
     if len(inputs) > 1:
         notes.append(f"ONNX file has {len(inputs)} inputs; input_shape is the first's")
+    folded = sum(tensors[n].numel for n in counted if tensors[n].constant)
+    if folded:
+        notes.append(
+            f"ONNX file: {folded:,} of the parameters are held in Constant nodes (weights the "
+            "exporter folded, such as the transposed weight of a Linear applied to a ≥3-D "
+            "input); they are counted in the rows that read them")
     return Report(
         model=name if name is not None else str(path),
         model_type=graph.name or "ONNX graph",
@@ -232,9 +230,9 @@ def inspect_onnx(
         total_macs=total_macs,
         forward_flops=2 * total_macs,
         backward_flops=None,
-        param_bytes=sum(initializers[n].nbytes for n in counted),
-        trainable_param_bytes=sum(initializers[n].nbytes for n in counted if n not in frozen),
-        buffer_bytes=sum(initializers[n].nbytes for n in buffers if n not in counted),
+        param_bytes=sum(tensors[n].nbytes for n in counted),
+        trainable_param_bytes=sum(tensors[n].nbytes for n in counted if n not in frozen),
+        buffer_bytes=sum(tensors[n].nbytes for n in buffers if n not in counted),
         activation_bytes=None,
         output_shapes=tuple(shapes.get(n, ()) for n in out_names),
         output_batch_axes=tuple(axis(n) for n in out_names),
@@ -246,30 +244,25 @@ def inspect_onnx(
     )
 
 
-def _rows(graph: Any, alias: dict[str, str], constants: set[str],
-          initializers: dict[str, _Tensor], shapes: dict[str, Shape], input_names: list[str]
+def _rows(nodes: Sequence[Any], names: Sequence[str], alias: dict[str, str],
+          tensors: dict[str, Tensor], shapes: dict[str, Shape], input_names: list[str]
           ) -> tuple[list[_Row], dict[str, str], set[str]]:
-    """A row per node (Constants and aliases left out); the initializers counted as parameters
-    (name → the row counting it) and those that are buffers."""
+    """A row per node; the weights counted as parameters (name → the row counting it) and the
+    initializers that are buffers."""
     import onnx
 
     producer: dict[str, int] = dict.fromkeys(input_names, MODEL_INPUT)
-    counted: dict[str, str] = {}  # initializer name → the row that counted it
+    counted: dict[str, str] = {}  # weight name → the row that counted it
     buffers: set[str] = set()
     rows: list[_Row] = []
-    for node in graph.node:
-        if node.op_type == "Constant" or is_alias(node, alias):
-            continue
-        index = len(rows)
-        node_name = node.name or f"{node.op_type}_{index}"
+    for index, (node, node_name) in enumerate(zip(nodes, names, strict=True)):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        own: list[tuple[int, str]] = []  # (input position, initializer name) counted here
+        own: list[tuple[int, str]] = []  # (input position, weight name) counted here
         shared_with: str | None = None
         buffer_positions = _BUFFER_INPUTS.get(node.op_type, ())
         for pos, input_name in enumerate(node.input):
             tensor_name = alias.get(input_name, input_name)
-            tensor = initializers.get(tensor_name)
-            if tensor is None or not tensor.is_float or not tensor.shape:
+            if not is_parameter(node.op_type, pos, tensors.get(tensor_name)):
                 continue
             if pos in buffer_positions:
                 buffers.add(tensor_name)
@@ -279,19 +272,27 @@ def _rows(graph: Any, alias: dict[str, str], constants: set[str],
                 continue
             counted[tensor_name] = node_name
             own.append((pos, tensor_name))
-        params = sum(initializers[n].numel for _, n in own)
-        resolved = [alias.get(t, t) for t in node.input]
-        data_inputs = [t for t in node.input if t and t not in constants]
+        params = sum(tensors[n].numel for _, n in own)
+        weights = {t for t in node.input if t in alias}  # initializers, constants, what passes
+        data_inputs = [t for t in node.input if t and t not in weights]
         outputs = [o for o in node.output if o]
         in_shapes = tuple(shapes.get(t, ()) for t in data_inputs)
         out_shapes = tuple(shapes.get(o, ()) for o in outputs)
-        facts = _facts(node.op_type, attrs, resolved, shapes, initializers, in_shapes, out_shapes)
+        # a weight's shape where the node reads it (after a Transpose that passed it on)
+        read = {pos: shapes.get(t) or tensors[alias[t]].shape
+                for pos, t in enumerate(node.input) if t in alias}
+        dense_weight = any(pos == 1 for pos, _ in own) or (
+            len(node.input) > 1 and is_parameter(node.op_type, 1,
+                                                 tensors.get(alias.get(node.input[1], ""))))
+        facts = _facts(node.op_type, attrs, node.input, shapes, dense_weight, in_shapes,
+                       out_shapes)
         rows.append(_Row(
             name=node_name, op=node.op_type, data_inputs=data_inputs, outputs=outputs,
             in_shapes=in_shapes, out_shapes=out_shapes, params=[n for _, n in own],
-            formula=_param_formula(node.op_type, attrs, own, initializers) if params else "",
+            formula=(_param_formula(node.op_type, attrs, [(pos, read[pos]) for pos, _ in own])
+                     if params else ""),
             output_formula=_output_formula(node.op_type, attrs, facts, in_shapes, out_shapes),
-            macs=_macs(node.op_type, attrs, resolved, shapes, out_shapes),
+            macs=_macs(node.op_type, attrs, node.input, shapes, out_shapes),
             shared_with=shared_with, facts=facts,
             inputs=tuple(producer.get(t, MODEL_INPUT) for t in data_inputs),
         ))
@@ -308,12 +309,6 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _symbolic_batch(graph_input: Any) -> bool:
-    """Whether the input's first dimension is a symbol (``batch``) rather than a number."""
-    dims = graph_input.type.tensor_type.shape.dim
-    return bool(dims) and not dims[0].HasField("dim_value")
-
-
 def _shapes(model: onnx.ModelProto, path: str | os.PathLike[str]) -> dict[str, Shape]:
     """Every tensor's shape, inferred afresh from the (numbered) inputs."""
     # Shapes recorded in the file may keep the symbolic batch; infer them afresh from the inputs.
@@ -324,13 +319,13 @@ def _shapes(model: onnx.ModelProto, path: str | os.PathLike[str]) -> dict[str, S
 
 
 def _shapes_at(model: onnx.ModelProto, batch: int, input_shape: Sequence[int] | None,
-               initializers: dict[str, _Tensor], path: str | os.PathLike[str]
+               initializers: dict[str, Tensor], path: str | os.PathLike[str]
                ) -> dict[str, Shape] | None:
     """Every tensor's shape with the symbolic batch set to ``batch``, or ``None`` where the graph
     does not take that batch."""
     inputs = [i for i in model.graph.input if i.name not in initializers]
     try:
-        _fix_input_dims(model, inputs, batch, input_shape, path)
+        fix_input_dims(model, inputs, batch, input_shape, path)
         return _shapes(model, path)
     except ArchscopeError:
         return None
@@ -376,75 +371,11 @@ def _load(path: str | os.PathLike[str]) -> onnx.ModelProto:
     return model
 
 
-def _fix_input_dims(
-    model: onnx.ModelProto,
-    inputs: Sequence[Any],
-    batch: int | None,
-    input_shape: Sequence[int] | None,
-    path: str | os.PathLike[str],
-) -> None:
-    """Give symbolic input dimensions numbers: the batch dim ``batch``, the rest ``input_shape``.
-
-    A fixed dimension keeps its number; asking for another one is an error, never a silent
-    override (the graph's fixed shapes downstream, such as a Reshape's target, were exported for
-    it) nor a silent no-op.
-    """
-    first = inputs[0]
-    dims = list(first.type.tensor_type.shape.dim)
-    if input_shape is not None:
-        if len(input_shape) != len(dims) - 1:
-            raise InputShapeError(
-                f"{path}: input {first.name!r} has {len(dims)} dims (batch included) but "
-                f"--input gives {len(input_shape)}; give {len(dims) - 1} numbers"
-            )
-        pairs = list(zip(dims[1:], input_shape, strict=True))
-        if any(d.HasField("dim_value") and d.dim_value != v for d, v in pairs):
-            given = "x".join(str(v) for v in input_shape)
-            raise InputShapeError(
-                f"{path} fixes its input at {_dims_text(dims[1:])}; --input {given} contradicts "
-                "it (only symbolic dimensions can be set)"
-            )
-        for d, v in pairs:
-            d.dim_value = int(v)
-    if batch is not None and dims and dims[0].HasField("dim_value") and dims[0].dim_value != batch:
-        raise InputShapeError(
-            f"{path} fixes the batch at {dims[0].dim_value} (input {first.name!r} is "
-            f"{_dims_text(dims)}); --batch {batch} cannot change it; export the model again with "
-            "a symbolic batch (archscope export --dynamic-batch)"
-        )
-    for value_info in inputs:
-        as_written = _dims_text(value_info.type.tensor_type.shape.dim)
-        for j, d in enumerate(value_info.type.tensor_type.shape.dim):
-            if d.HasField("dim_value"):
-                continue
-            if j == 0:
-                d.dim_value = batch if batch is not None else 1
-                continue
-            label = d.dim_param or "?"
-            dims = value_info.type.tensor_type.shape.dim
-            example = "x".join(
-                str(s.dim_value) if s.HasField("dim_value") else "224" for s in list(dims)[1:]
-            )
-            raise InputShapeError(
-                f"{path}: input {value_info.name!r} ({as_written}) has a symbolic "
-                f"dimension {j} ({label}); give the input size with --input, e.g. "
-                f"--input {example}"
-            )
-
-
-def _dims_text(dims: Sequence[Any]) -> str:
-    """``1×28×28``, symbolic dimensions by name (``batch×3×H×W``)."""
-    return "×".join(
-        str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims
-    )
-
-
-def _param_formula(
-    op: str, attrs: dict[str, Any], own: list[tuple[int, str]], inits: dict[str, _Tensor]
-) -> str:
+def _param_formula(op: str, attrs: dict[str, Any], own: list[tuple[int, Shape]]) -> str:
     """The lecture formula (:mod:`archscope.formulas`) for Conv/Gemm/MatMul/BatchNormalization
-    whose initializers fit it, else the sum of the initializers' shape products."""
-    by_pos = {pos: inits[n].shape for pos, n in own}
+    whose weights (input position → shape as the node reads it) fit it, else the sum of the
+    weights' shape products."""
+    by_pos = dict(own)
     weight = by_pos.get(1)
     bias = by_pos.get(2)
     if op == "Conv" and weight is not None and len(weight) >= 3 and set(by_pos) <= {1, 2}:
@@ -462,7 +393,7 @@ def _param_formula(
     if op == "BatchNormalization" and set(by_pos) == {1, 2} and scale == bias \
             and scale is not None and len(scale) == 1:
         return formulas.norm_params(scale[0])[1]
-    return formulas.shapes_params([inits[n].shape for _, n in own])[1]
+    return formulas.shapes_params([shape for _, shape in own])[1]
 
 
 def _kernel(op: str, attrs: dict[str, Any], node_inputs: Sequence[str],
@@ -477,9 +408,10 @@ def _kernel(op: str, attrs: dict[str, Any], node_inputs: Sequence[str],
 
 
 def _facts(op: str, attrs: dict[str, Any], node_inputs: Sequence[str], shapes: dict[str, Shape],
-           inits: dict[str, _Tensor], in_shapes: tuple[Shape, ...],
+           dense_weight: bool, in_shapes: tuple[Shape, ...],
            out_shapes: tuple[Shape, ...]) -> LayerFacts:
-    """A node's :class:`LayerFacts`, in PyTorch's vocabulary."""
+    """A node's :class:`LayerFacts`, in PyTorch's vocabulary (``dense_weight``: a Gemm's or
+    MatMul's second input is a weight)."""
     facts: dict[str, Any] = {}
     kernel = _kernel(op, attrs, node_inputs, shapes)
     if op in ("Conv", "ConvTranspose", *POOL_OPS) and kernel is not None:
@@ -511,7 +443,7 @@ def _facts(op: str, attrs: dict[str, Any], node_inputs: Sequence[str], shapes: d
         facts.update(groups=groups, bias=len(node_inputs) > 2 and bool(node_inputs[2]))
     if op in ("Gemm", "MatMul") and len(node_inputs) > 1:
         w = shapes.get(node_inputs[1])
-        if w and len(w) == 2 and node_inputs[1] in inits:
+        if w and len(w) == 2 and dense_weight:
             n_in, n_out = (w[1], w[0]) if op == "Gemm" and attrs.get("transB", 0) else w
             facts.update(in_features=n_in, out_features=n_out,
                          bias=op == "Gemm" and len(node_inputs) > 2 and bool(node_inputs[2]))

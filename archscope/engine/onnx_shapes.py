@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from math import prod
 from typing import TYPE_CHECKING, Any
 
-from archscope.errors import ForwardError, InputTooSmallError, ModelSourceError, first_line
+from archscope.errors import (
+    ForwardError,
+    InputShapeError,
+    InputTooSmallError,
+    ModelSourceError,
+    first_line,
+)
 from archscope.report import Shape
 from archscope.shapes import format_dims
 
@@ -25,9 +31,12 @@ FLOAT_BYTES = {1: 4, 10: 2, 11: 8, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 23: 1}
 POOL_OPS = ("MaxPool", "AveragePool", "LpPool")
 
 
-def check_shapes(nodes: Sequence[Any], alias: dict[str, str], shapes: dict[str, Shape],
-                  path: str | os.PathLike[str]) -> None:
+def check_shapes(nodes: Sequence[Any], names: Sequence[str], alias: dict[str, str],
+                 shapes: dict[str, Shape], path: str | os.PathLike[str]) -> None:
     """Refuse shapes that contradict each other, naming the first node where they do.
+
+    ``nodes`` are the nodes that are rows, ``names`` their row names, ``alias`` maps a tensor
+    that passes a weight on to that weight (whose shape stands in where inference has none).
 
     ONNX shape inference in its lenient mode (the only one that reads files from any producer)
     copies a Reshape's target shape without comparing element counts, leaves a Gemm or MatMul
@@ -37,13 +46,9 @@ def check_shapes(nodes: Sequence[Any], alias: dict[str, str], shapes: dict[str, 
     """
     import onnx
 
-    index = 0  # row index, which names an unnamed node as the rows do
-    for node in nodes:
-        if node.op_type == "Constant" or is_alias(node, alias):
-            continue
-        where = f"{path}: {node.name or f'{node.op_type}_{index}'} ({node.op_type})"
-        index += 1
-        ins = [shapes.get(alias.get(t, t)) if t else None for t in node.input]
+    for node, name in zip(nodes, names, strict=True):
+        where = f"{path}: {name} ({node.op_type})"
+        ins = [shapes.get(t, shapes.get(alias.get(t, t))) if t else None for t in node.input]
         out = shapes.get(node.output[0]) if node.output and node.output[0] else None
         x = ins[0] if ins else None
         w = ins[1] if len(ins) > 1 else None
@@ -86,13 +91,16 @@ def _shape_text(shape: Shape) -> str:
 
 
 def strip_weights(model: onnx.ModelProto) -> None:
-    """Drop the contents of large floating-point initializers (their dims stay).
+    """Drop the contents of large floating-point initializers and Constant values (their dims
+    stay).
 
     Shape inference needs only their shapes, and it copies the whole model twice: for VGG that
     is half a gigabyte. Small and integer tensors (Reshape shapes, pads …) keep their values, which
     shape inference may read.
     """
-    for t in model.graph.initializer:
+    values = [a.t for node in model.graph.node if node.op_type == "Constant"
+              for a in node.attribute if a.name == "value"]
+    for t in [*model.graph.initializer, *values]:
         if t.data_type in FLOAT_BYTES and prod(t.dims) > 1024:
             t.ClearField("raw_data")
             t.ClearField("float_data")
@@ -240,8 +248,74 @@ def _value_shapes(graph: Any) -> dict[str, Shape]:
     return shapes
 
 
-def is_alias(node: Any, alias: dict[str, str]) -> bool:
-    return node.op_type == "Identity" and len(node.input) == 1 and node.input[0] in alias
+def symbolic_batch(graph_input: Any) -> bool:
+    """Whether the input's first dimension is a symbol (``batch``) rather than a number."""
+    dims = graph_input.type.tensor_type.shape.dim
+    return bool(dims) and not dims[0].HasField("dim_value")
 
 
-__all__ = ["FLOAT_BYTES", "POOL_OPS", "check_shapes", "infer_shapes", "is_alias", "strip_weights"]
+def fix_input_dims(
+    model: onnx.ModelProto,
+    inputs: Sequence[Any],
+    batch: int | None,
+    input_shape: Sequence[int] | None,
+    path: str | os.PathLike[str],
+) -> None:
+    """Give symbolic input dimensions numbers: the batch dim ``batch``, the rest ``input_shape``.
+
+    A fixed dimension keeps its number; asking for another one is an error, never a silent
+    override (the graph's fixed shapes downstream, such as a Reshape's target, were exported for
+    it) nor a silent no-op.
+    """
+    first = inputs[0]
+    dims = list(first.type.tensor_type.shape.dim)
+    if input_shape is not None:
+        if len(input_shape) != len(dims) - 1:
+            raise InputShapeError(
+                f"{path}: input {first.name!r} has {len(dims)} dims (batch included) but "
+                f"--input gives {len(input_shape)}; give {len(dims) - 1} numbers"
+            )
+        pairs = list(zip(dims[1:], input_shape, strict=True))
+        if any(d.HasField("dim_value") and d.dim_value != v for d, v in pairs):
+            given = "x".join(str(v) for v in input_shape)
+            raise InputShapeError(
+                f"{path} fixes its input at {dims_text(dims[1:])}; --input {given} contradicts "
+                "it (only symbolic dimensions can be set)"
+            )
+        for d, v in pairs:
+            d.dim_value = int(v)
+    if batch is not None and dims and dims[0].HasField("dim_value") and dims[0].dim_value != batch:
+        raise InputShapeError(
+            f"{path} fixes the batch at {dims[0].dim_value} (input {first.name!r} is "
+            f"{dims_text(dims)}); --batch {batch} cannot change it; export the model again with "
+            "a symbolic batch (archscope export --dynamic-batch)"
+        )
+    for value_info in inputs:
+        as_written = dims_text(value_info.type.tensor_type.shape.dim)
+        for j, d in enumerate(value_info.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                continue
+            if j == 0:
+                d.dim_value = batch if batch is not None else 1
+                continue
+            label = d.dim_param or "?"
+            dims = value_info.type.tensor_type.shape.dim
+            example = "x".join(
+                str(s.dim_value) if s.HasField("dim_value") else "224" for s in list(dims)[1:]
+            )
+            raise InputShapeError(
+                f"{path}: input {value_info.name!r} ({as_written}) has a symbolic "
+                f"dimension {j} ({label}); give the input size with --input, e.g. "
+                f"--input {example}"
+            )
+
+
+def dims_text(dims: Sequence[Any]) -> str:
+    """``1×28×28``, symbolic dimensions by name (``batch×3×H×W``)."""
+    return "×".join(
+        str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims
+    )
+
+
+__all__ = ["FLOAT_BYTES", "POOL_OPS", "check_shapes", "dims_text", "fix_input_dims", "infer_shapes",
+           "strip_weights", "symbolic_batch"]

@@ -18,6 +18,11 @@ call in call order, with its shapes and the records that produced its inputs.
 A *lean* pass records the same frames with shapes only (no FLOPs, no saved tensors, no
 pre-checks, normalisation layers' meta kernels skipped): the engine runs one at a second batch
 size where a shape alone does not say which dimension is the batch.
+
+A *real* pass (``device`` given: ``--trace real``) runs the same hooks, counter and saved-tensor
+measurement on real tensors, with stand-ins that hold the user's values
+(:func:`~archscope.engine.stand_ins.real_state`) and a random input: for forwards whose shapes
+depend on tensor values, which the meta device cannot compute.
 """
 
 from __future__ import annotations
@@ -31,17 +36,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from archscope._modes import kept_modes
+from archscope._modes import kept_modes, random_input, seeded
 from archscope.engine.deferred import DeferredImportFailed, deferred_imports
-from archscope.engine.diagnosis import check_and_explain, check_channels, forward_error, stock
+from archscope.engine.diagnosis import (
+    check_and_explain,
+    check_channels,
+    check_embedding,
+    forward_error,
+    stock,
+)
 from archscope.engine.facts import CONV, CONV_TRANSPOSE, function_facts, module_facts
 from archscope.engine.flops import FlopCounter
 from archscope.engine.frame import Frame
 from archscope.engine.stand_ins import (
     autograd_on,
-    kept_tensor_attributes,
+    kept_attributes,
     meta_state,
+    real_state,
     storage_key,
     swapped,
 )
@@ -188,6 +201,8 @@ class Tracer(TorchFunctionMode):
         self.stack.append(frame)
         if not frame.input_shapes or self.lean:
             return
+        if isinstance(module, nn.Embedding):
+            check_embedding(frame, module, tensors[0])
         shape = frame.input_shapes[0]
         is_stock = stock(module)
         if isinstance(module, (*CONV, *CONV_TRANSPOSE)):
@@ -251,7 +266,8 @@ class Tracer(TorchFunctionMode):
         return result
 
     def _call(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        if self.lean and func in _SHAPE_KEEPING and args and isinstance(args[0], torch.Tensor):
+        if self.lean and func in _SHAPE_KEEPING and args and isinstance(args[0], torch.Tensor) \
+                and args[0].is_meta:
             x = args[0]
             return torch.empty(x.shape, dtype=x.dtype, device=x.device)
         return func(*args, **kwargs)
@@ -274,12 +290,14 @@ class Tracer(TorchFunctionMode):
 
 def trace_pass(model: nn.Module, shape: Shape, batch: int, dtype: torch.dtype, *,
                train: bool | None, count_flops: bool = True, backward: bool = False,
-               lean: bool = False, defer: bool = True) -> Pass:
-    """One forward pass of ``model`` on a meta input of ``(batch, *shape)``.
+               lean: bool = False, defer: bool = True, device: torch.device | None = None
+               ) -> Pass:
+    """One forward pass of ``model`` on an input of ``(batch, *shape)``: on the meta device, or
+    for real on ``device`` (a random input, seeded; see the module docstring).
 
     ``train`` sets every module's mode for the pass (``None``: as the user set them); the model
-    is as before afterwards. Autograd is on whatever the caller's context. ``lean`` records
-    shapes only (see the module docstring).
+    is as before afterwards (and so is the caller's random state). Autograd is on whatever the
+    caller's context. ``lean`` records shapes only (see the module docstring).
 
     Raises:
         BatchNormNeedsEval: a BatchNorm in training mode saw one value per channel.
@@ -288,16 +306,16 @@ def trace_pass(model: nn.Module, shape: Shape, batch: int, dtype: torch.dtype, *
         ArchscopeError: a pre-check failed (InputTooSmallError, LayerInputError …), or the
             forward raised (ForwardError, naming the layer).
     """
-    with autograd_on():
+    with autograd_on(), seeded(0, device) if device is not None else nullcontext():
         return _trace(model, shape, batch, dtype, train=train, count_flops=count_flops,
-                      backward=backward, lean=lean, defer=defer)
+                      backward=backward, lean=lean, defer=defer, device=device)
 
 
 def _trace(model: nn.Module, shape: Shape, batch: int, dtype: torch.dtype, *,
            train: bool | None, count_flops: bool, backward: bool, lean: bool,
-           defer: bool) -> Pass:
+           defer: bool, device: torch.device | None) -> Pass:
     tracer = Tracer(model, count_flops, lean)
-    swaps, param_keys = meta_state(model)
+    swaps, param_keys = meta_state(model) if device is None else real_state(model, device)
     tracer.stand_ins = {id(stand_in): id(getattr(module, kind)[pname])
                         for module, kind, pname, stand_in in swaps if kind == "_parameters"}
     saved: dict[int, int] = {}
@@ -308,14 +326,18 @@ def _trace(model: nn.Module, shape: Shape, batch: int, dtype: torch.dtype, *,
             saved[key] = t.untyped_storage().nbytes()
         return t
 
-    x = torch.empty((batch, *shape), device="meta", dtype=dtype)
+    if device is None:
+        x = torch.empty((batch, *shape), device="meta", dtype=dtype)
+    else:
+        generator = torch.Generator(device=device).manual_seed(0)
+        x = random_input(model, shape, batch, dtype, device, generator)
     tracer.producers[id(x)] = MODEL_INPUT
     tracer.sample_shape = shape
     forward_flops = backward_flops = 0
     output: Any = None
     try:
         tracer.attach()
-        with (kept_modes(model), kept_tensor_attributes(model),
+        with (kept_modes(model), kept_attributes(model),
               deferred_imports() if defer else nullcontext()):
             if train is not None:
                 model.train(train)
@@ -325,7 +347,11 @@ def _trace(model: nn.Module, shape: Shape, batch: int, dtype: torch.dtype, *,
             try:
                 hooks = (nullcontext() if lean
                          else torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
-                with hooks, tracer:
+                # entered after the FLOP counter, so it sees batch_norm first: the counter
+                # still counts it, and its statistics are replaced in what comes back
+                saves = (EvalBatchNormSaves() if device is None and not lean
+                         and _eval_batchnorm(model) else nullcontext())
+                with hooks, tracer, saves:
                     tracer.recording = True
                     try:
                         with swapped(swaps):
@@ -365,6 +391,36 @@ def _trace(model: nn.Module, shape: Shape, batch: int, dtype: torch.dtype, *,
     )
 
 
+def _eval_batchnorm(model: nn.Module) -> bool:
+    """Whether some BatchNorm of ``model`` normalises with its running statistics (eval mode)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training
+               and m.track_running_stats for m in model.modules())
+
+
+class EvalBatchNormSaves(TorchDispatchMode):
+    """Make a meta ``native_batch_norm`` in eval mode return what the CPU kernel returns.
+
+    With running statistics (``training=False``) the CPU kernel returns empty ``save_mean`` and
+    ``save_invstd`` (``aten/src/ATen/native/Normalization.cpp``), and autograd saves those for
+    backward; the meta kernel returns two tensors of C values, which would add 8·C bytes (fp32)
+    per BatchNorm to the activation memory that a real step does not save. Each is replaced
+    with an empty tensor, as on the CPU.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.native_batch_norm.default and len(args) > 5 \
+                and args[5] is False and isinstance(out, tuple) and len(out) == 3:
+            output, mean, invstd = out
+            return (output, torch.empty((0,), dtype=mean.dtype, device=mean.device),
+                    torch.empty((0,), dtype=invstd.dtype, device=invstd.device))
+        return out
+
+
 def _backward(output: Any) -> None:
     leaves = [t for t in tensors_of(output) if t.requires_grad and t.is_floating_point()]
     if leaves:
@@ -383,5 +439,5 @@ def _op_name(name: str) -> str:
     return {"truediv": "div"}.get(stripped, stripped)
 
 
-__all__ = ["BatchNormNeedsEval", "DeferredImportFailed", "Pass", "Tracer", "root_row_name",
-           "trace_pass"]
+__all__ = ["BatchNormNeedsEval", "DeferredImportFailed", "EvalBatchNormSaves", "Pass", "Tracer",
+           "root_row_name", "trace_pass"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archscope.render.units import human_bytes, human_count
 from archscope.report import BatchAxis, LayerRecord, Report, Shape
 from archscope.shapes import format_dims
 
@@ -186,24 +187,6 @@ def macs_cell(record: LayerRecord) -> str:
     return f"{record.macs:,}" if record.macs else "—"
 
 
-def human_count(n: int) -> str:
-    """``138357544`` → ``138.36 M``."""
-    for unit, size in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return str(n)
-
-
-def human_bytes(n: int) -> str:
-    """``553430176`` → ``527.79 MiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.2f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def totals(report: Report) -> list[tuple[str, str]]:
     """The totals block, as (label, value) pairs."""
     rows = [
@@ -221,4 +204,9 @@ def totals(report: Report) -> list[tuple[str, str]]:
          f"{human_bytes(report.activation_bytes)} (batch {report.batch}, saved for backward)"
          if report.activation_bytes is not None else "unknown (not traced)"),
     ]
+    if report.output_keys:  # a dict output (or an ONNX file's named outputs): each by its key
+        cells = [format_dims(sample_shape(s, axis)) or "scalar" for s, axis
+                 in zip(report.output_shapes, report.output_batch_axes, strict=True)]
+        rows.append(("Outputs", ", ".join(f"{k}: {c}" for k, c
+                                          in zip(report.output_keys, cells, strict=True))))
     return rows

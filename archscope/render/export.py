@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from archscope.export import FP32_ERROR_FACTOR
+from archscope.export.compare import FP32_ERROR_FACTOR, Bound, describe
 from archscope.render.units import human_bytes, seconds
 
 if TYPE_CHECKING:
     from archscope.export import ExportResult
+    from archscope.export.compare import Agreement
 
 FORMATS = ("table", "json")
 
@@ -32,17 +33,48 @@ def render_export(result: ExportResult, fmt: str = "table", *, verify: bool = Tr
         f"output {', '.join(result.output_names)}",
         "onnx.checker full_check (with strict shape inference): passed",
     ]
-    if result.max_abs_diff is not None:
-        # the difference, then the bound it is compared with, then the scale in brackets
-        line = (f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
-                f"{result.max_abs_diff:.2e} ≤ {result.tolerance:.2e} (outputs up to "
-                f"{result.max_abs_output:.3g}")
-        if result.fp32_error is not None:
-            line += (f"; above {result.atol:.2e}, so judged against {FP32_ERROR_FACTOR}× "
-                     f"PyTorch's own fp32 error against float64, {result.fp32_error:.2e}")
-        lines.append(line + "): passed")
+    if result.agreement is not None:
+        lines.append(f"onnxruntime {result.onnxruntime_version}: {verdict(result.agreement)}")
+    elif result.max_abs_diff is not None:  # figures without the per-output comparison
+        lines.append(f"onnxruntime {result.onnxruntime_version}: max |PyTorch − ONNX| = "
+                     f"{result.max_abs_diff:.2e} ≤ {result.tolerance:.2e} (outputs up to "
+                     f"{result.max_abs_output:.3g}): passed")
     elif not verify:
         lines.append("onnxruntime comparison: skipped (--no-verify)")
     else:
         lines.append("onnxruntime comparison: skipped (install archscope[onnxruntime] to run it)")
     return "\n".join(lines) + "\n"
+
+
+def verdict(agreement: Agreement) -> str:
+    """The comparison in one line: the largest difference, the bound it was held to, the scale
+    and which bound applied; for degenerate outputs, why, and the re-check with re-drawn
+    parameters; then ``passed`` or ``not verified``."""
+    if not agreement.degenerate:
+        return _comparison(agreement) + ": passed"
+    why = "; ".join(dict.fromkeys(f"{o.name}: {describe(o.degenerate)}"
+                                  for o in agreement.degenerate if o.degenerate is not None))
+    line = (f"degenerate with the model's own weights ({why}; max |PyTorch − ONNX| = "
+            f"{agreement.diff:.2e})")
+    recheck = agreement.recheck
+    if recheck is None:
+        return line + "; no parameter holds a single value to re-draw: not verified"
+    line += (f"; re-checked with {len(recheck.redrawn)} constant parameters re-drawn: "
+             + _comparison(recheck))
+    return line + (": not verified (still degenerate)" if recheck.degenerate else ": passed")
+
+
+def _comparison(agreement: Agreement) -> str:
+    """``max |PyTorch − ONNX| = D ≤ T (outputs up to S; relative R ≤ rtol …)``."""
+    line = (f"max |PyTorch − ONNX| = {agreement.diff:.2e} ≤ {agreement.tolerance:.2e} (outputs "
+            f"up to {agreement.scale:.3g}; ")
+    relative = agreement.relative
+    line += f"relative {relative:.1e}" if relative is not None else "all zero"
+    if Bound.FP32_ERROR in agreement.bounds:
+        line += (f", above rtol {agreement.rtol:g}, so judged against {FP32_ERROR_FACTOR}× "
+                 f"PyTorch's own fp32 error against float64, {agreement.fp32_error:.2e}")
+    elif Bound.ABSOLUTE in agreement.bounds:
+        line += f", within --atol {agreement.atol:.2e}"
+    elif relative is not None:
+        line += f" ≤ rtol {agreement.rtol:g}"
+    return line + ")"

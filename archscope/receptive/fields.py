@@ -58,7 +58,7 @@ is non-zero from pixel ``c + u·j − (r−1)/2`` to ``c + u·j + (r−1)/2`` on
 
 Records are visited in call order, a topological order of the graph ``LayerRecord.inputs``
 describes, so a layer reads the fields its inputs' producers got, whichever path they took. What
-each layer does to space is read by :func:`archscope.receptive_geometry.layer_geometry`.
+each layer does to space is read by :func:`archscope.receptive.geometry.layer_geometry`.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ from enum import Enum
 from fractions import Fraction
 from typing import Any
 
-from archscope.receptive_geometry import Geometry, Op, layer_geometry
+from archscope.receptive.geometry import Geometry, Op, layer_geometry
 from archscope.report import MODEL_INPUT, LayerRecord, Report
 
 
@@ -188,7 +188,7 @@ def receptive_fields(report: Report) -> ReceptiveFields:
     """Receptive field, jump and centre of every record of ``report``.
 
     Leaf modules and functional ops get their figures from their layer's geometry
-    (:func:`~archscope.receptive_geometry.layer_geometry`) and their inputs' producers; a
+    (:func:`~archscope.receptive.geometry.layer_geometry`) and their inputs' producers; a
     container gets the figures of the leaf that produced its output (the last leaf inside it
     with the container's output shape); a row without an output gets RFStatus.NONE.
     """

@@ -14,39 +14,35 @@ all-zero bias the exporter adds to a Conv that had none (``bias=False``); every 
 one of the model's parameters or buffers, under its ``state_dict`` name (other constants become
 ``Constant`` nodes). The file is checked with
 ``onnx.checker.check_model(full_check=True)`` (which includes strict shape inference), and, when
-onnxruntime is installed, the same random input is run through PyTorch and onnxruntime and the
-largest absolute difference is reported. A file that fails any of these is never written.
+onnxruntime is installed, the same random input is run through PyTorch and onnxruntime and
+compared. A file that fails any of these is never written.
 
-The comparison and its tolerance are :mod:`archscope.onnx_compare`'s: onnxruntime must agree
-with PyTorch to ``atol`` (1e-4), or, where PyTorch's own fp32 result is farther than that from a
-float64 run of the model, to a few times that measured error. In the zoo that means the deep
-randomly initialised ResNets: with BatchNorm statistics still 0 and 1 their activations grow
-block by block, and ResNet-152's fp32 logits (up to 1.3e8) are about 1e2 away from its float64
-ones (1.1e2 in docs/onnx.md's table). Calibrating the statistics on random data does not rescue
-an absolute 1e-4: the calibrated ResNet-152's fp32 error is still 6.6e-4 (measured; see
-docs/onnx.md).
+The comparison and its tolerance are :mod:`archscope.export.compare`'s: each output of onnxruntime
+must agree with PyTorch's to ``rtol`` (1e-5) of its scale, max|PyTorch|, or, where PyTorch's own
+fp32 result is farther than that from a float64 run of the model, to a few times that measured
+error. An output the comparison cannot resolve (all zero, as a zero-initialised head gives) is
+said to be degenerate and compared again with the model's constant parameters re-drawn.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archscope._io import atomic_path
-from archscope._modes import kept_modes, model_dtype
+from archscope._modes import kept_modes, model_dtype, random_input
 from archscope.errors import READS_VALUES, ExportError, ExportOptionError, first_line
-from archscope.onnx_compare import DEFAULT_ATOL, FP32_ERROR_FACTOR, Agreement, flatten_outputs, verify_export
+from archscope.export import compare as onnx_compare
+from archscope.export.capture import captured_output
+from archscope.export.compare import DEFAULT_ATOL, DEFAULT_RTOL, FP32_ERROR_FACTOR, Agreement
 
 if TYPE_CHECKING:
     import onnx
@@ -83,16 +79,21 @@ class ExportResult:
             ``dynamic_batch``, both batches), or ``None`` when onnxruntime is not installed.
         max_abs_output: largest |PyTorch output|, the scale of the comparison.
         fp32_error: PyTorch's own fp32 error, ``max|fp32 − float64|``, the largest over the
-            outputs where it was measured: only outputs that differed by more than ``atol``
-            (``None`` when none did).
-        tolerance: the largest accepted difference applied: ``atol``, or for such an output
-            ``FP32_ERROR_FACTOR · fp32_error`` where that is larger. Each output is judged
-            against its own tolerance, so a small head beside a large one is not let off.
+            outputs where it was measured: only outputs that differed by more than their
+            relative bound (``None`` when none did).
+        tolerance: the largest accepted difference applied: per output the largest of
+            ``rtol · max|output|``, ``atol`` and, where measured, ``FP32_ERROR_FACTOR ·
+            fp32_error``. Each output is judged against its own tolerance, so a small head
+            beside a large one is not let off.
         onnxruntime_version: the onnxruntime that computed ``max_abs_diff``.
-        atol: the accepted difference where PyTorch's fp32 error is smaller.
-        notes: what the comparison could not do (a float64 reference that failed to run).
+        atol: an absolute difference accepted whatever the scale (0 unless asked for).
+        notes: what the comparison could not do (a float64 reference that failed to run, an
+            output that stayed degenerate).
         exporter_output: what PyTorch's exporter printed, logged and warned, captured rather
             than shown (``archscope export --verbose`` shows it); ``""`` when it said nothing.
+        rtol: the relative bound, a fraction of each output's max|PyTorch|.
+        agreement: the comparison output by output, with the re-check where an output was
+            degenerate (:class:`~archscope.export.compare.Agreement`); ``None`` when it did not run.
     """
 
     path: Path
@@ -113,6 +114,8 @@ class ExportResult:
     atol: float
     notes: tuple[str, ...] = ()
     exporter_output: str = ""
+    rtol: float = DEFAULT_RTOL
+    agreement: Agreement | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the stable keys documented in docs/onnx.md (``exporter_output`` is
@@ -135,6 +138,10 @@ class ExportResult:
             "atol": self.atol,
             "onnxruntime_version": self.onnxruntime_version,
             "notes": list(self.notes),
+            "rtol": self.rtol,
+            **(self.agreement.verdict() if self.agreement is not None else {
+                "max_rel_diff": None, "bound": None, "degenerate": [], "verified": None,
+                "outputs": [], "recheck": None}),
         }
 
 
@@ -147,6 +154,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     verify: bool = True,
+    rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     seed: int = 0,
     name: str | None = None,
@@ -164,8 +172,10 @@ def export_onnx(
         opset: ONNX opset version.
         dynamic_batch: make the batch dimension symbolic (``batch``).
         verify: run onnxruntime (when installed) and compare with PyTorch.
-        atol: the largest accepted absolute difference, unless PyTorch's own fp32 error (against
-            float64) is larger; then ``FP32_ERROR_FACTOR`` times that error is accepted.
+        rtol: the largest accepted max|PyTorch − onnxruntime| ÷ max|PyTorch|, per output,
+            unless PyTorch's own fp32 error (against float64) is larger; then
+            ``FP32_ERROR_FACTOR`` times that error is accepted.
+        atol: an absolute difference accepted whatever the output's scale (0 by default).
         seed: seed of the random example input.
         name: what to call the model in error messages.
 
@@ -180,9 +190,11 @@ def export_onnx(
 
     from archscope.source import Subject
 
+    dtype = None
     if isinstance(model, Subject):
         name = name or model.name
         input_shape = model.input_shape if input_shape is None else input_shape
+        dtype = model.dtype  # --dtype: token ids for a model that starts with an Embedding
         model = model.model
     if input_shape is None:
         raise TypeError("export_onnx needs input_shape for a plain nn.Module")
@@ -207,7 +219,8 @@ def export_onnx(
         )
     example_batch = max(batch, 2) if dynamic_batch else batch
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(example_batch, *input_shape, generator=generator, dtype=model_dtype(model))
+    x = random_input(model, tuple(input_shape), example_batch, dtype or model_dtype(model), "cpu",
+                     generator)
 
     with kept_modes(model):
         model.eval()
@@ -216,7 +229,7 @@ def export_onnx(
                 reference = model(x)
             except Exception as exc:
                 raise _forward_failure(model, input_shape, x, label, exc) from None
-        output_names, ref_outputs = flatten_outputs(reference)
+        output_names, ref_outputs = onnx_compare.flatten_outputs(reference)
         state_names = set(model.state_dict().keys())
         started = time.perf_counter()
         proto, exporter_output = _export_proto(model, x, opset, dynamic_batch, output_names,
@@ -243,19 +256,11 @@ def export_onnx(
         export_seconds = time.perf_counter() - started
         file_bytes = model_file.stat().st_size + (data_file.stat().st_size if data_file else 0)
         if verify:
-            agreement, version = verify_export(model, model_file, x, ref_outputs, dynamic_batch,
-                                         atol, label)
+            agreement, version = onnx_compare.verify_export(
+                model, model_file, x, ref_outputs, dynamic_batch, rtol=rtol, atol=atol,
+                label=label, names=info["output_names"])
             if agreement is not None and not agreement.passed:
-                worst = agreement.worst
-                because = (f"PyTorch's own fp32 error against float64 is {worst.fp32_error:.3g}"
-                           if worst.fp32_error is not None else
-                           agreement.notes[0] if agreement.notes else "")
-                raise ExportError(
-                    f"{label}: onnxruntime's output differs from PyTorch's by up to "
-                    f"{worst.diff:.3g} on outputs up to {worst.scale:.3g}, more than the "
-                    f"tolerance {worst.tolerance:.3g}" + (f" ({because})" if because else "")
-                    + "; no file was written. Try another --opset"
-                )
+                raise ExportError(onnx_compare.disagreement(agreement, label))
     return ExportResult(
         path=target,
         data_path=target.with_name(target.name + ".data") if external else None,
@@ -271,6 +276,8 @@ def export_onnx(
         atol=atol,
         notes=agreement.notes if agreement else (),
         exporter_output=exporter_output,
+        rtol=rtol,
+        agreement=agreement,
         **info,
     )
 
@@ -283,7 +290,8 @@ def _forward_failure(model: nn.Module, input_shape: Sequence[int], x: torch.Tens
     from archscope.errors import INPUT_ERRORS
 
     try:
-        inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False)
+        inspect(model, input_shape, batch=x.shape[0], name=label, count_flops=False,
+                dtype=x.dtype)
     except INPUT_ERRORS as traced:
         return ExportError(f"{label}: {traced}")  # holds on any device: the input does not fit
     except Exception:  # the meta trace failing in its own way says nothing of the real forward
@@ -341,61 +349,6 @@ class ExporterFailed(ExportError):
         self.output = output
 
 
-#: loggers whose handlers the exporter's messages pass through (torch.* logs with its own).
-_EXPORTER_LOGGERS = ("torch", "onnxscript", "onnx_ir")
-
-
-@contextlib.contextmanager
-def _captured_exporter() -> Iterator[list[str]]:
-    """Capture what the exporter prints, logs and warns, so that none of it reaches the terminal.
-
-    ``torch.export`` prints graph dumps when it fails, torch's symbolic-shape machinery logs
-    warnings through torch's own handlers, and onnxscript warns: the library never prints, so
-    all of it is collected into the yielded list (log records first, then printed text, then
-    warnings), for the caller to show on request (``archscope export --verbose``). Handlers are
-    not replaced, only filtered for the duration. The capture is process-wide (stdout, stderr and
-    the root logger's handlers): what another thread prints or logs meanwhile is captured too.
-    """
-    captured: list[str] = []
-    buffer = io.StringIO()
-
-    def capture(handler: logging.Handler) -> Callable[[logging.LogRecord], bool]:
-        def keep(record: logging.LogRecord) -> bool:
-            try:
-                captured.append(handler.format(record))
-            except Exception:  # a record whose arguments do not format: keep its template
-                captured.append(str(record.msg))
-            return False  # never emitted
-
-        return keep
-
-    loggers = [logging.root, *(logger for name, logger in list(logging.root.manager.loggerDict.items())
-                               if isinstance(logger, logging.Logger)
-                               and name.split(".")[0] in _EXPORTER_LOGGERS)]
-    filtered: dict[int, tuple[logging.Handler, Callable[[logging.LogRecord], bool]]] = {}
-    for logger in loggers:
-        for handler in logger.handlers:
-            if id(handler) not in filtered:
-                keep = capture(handler)
-                handler.addFilter(keep)
-                filtered[id(handler)] = (handler, keep)
-    try:
-        with warnings.catch_warnings(record=True) as caught, \
-                contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            warnings.simplefilter("always")
-            try:
-                yield captured
-            finally:
-                printed = buffer.getvalue().strip("\n")
-                if printed:
-                    captured.append(printed)
-                captured.extend(warnings.formatwarning(w.message, w.category, w.filename,
-                                                       w.lineno).rstrip("\n") for w in caught)
-    finally:
-        for handler, keep in filtered.values():
-            handler.removeFilter(keep)
-
-
 def _export_proto(
     model: nn.Module,
     x: torch.Tensor,
@@ -420,7 +373,7 @@ def _export_proto(
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     captured: list[str] = []
     try:
-        with _captured_exporter() as captured:
+        with captured_output() as captured:
             program = torch.onnx.export(
                 model,
                 (x,),
@@ -603,6 +556,6 @@ def _dims(shape: Sequence[int]) -> str:
 
 
 __all__ = [
-    "DEFAULT_ATOL", "DEFAULT_OPSET", "FP32_ERROR_FACTOR", "MIN_OPSET", "ExportResult",
+    "DEFAULT_ATOL", "DEFAULT_OPSET", "DEFAULT_RTOL", "FP32_ERROR_FACTOR", "MIN_OPSET", "ExportResult",
     "ExporterFailed", "export_onnx",
 ]

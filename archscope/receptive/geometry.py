@@ -1,4 +1,4 @@
-"""What one traced layer does to space, for :mod:`archscope.receptive`.
+"""What one traced layer does to space, for :mod:`archscope.receptive.fields`.
 
 :func:`layer_geometry` turns a :class:`~archscope.report.LayerRecord` into a :class:`Geometry`:
 a window (kernel, stride, padding as ``(begin, end)`` pairs, dilation per spatial axis), a
