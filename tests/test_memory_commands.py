@@ -232,3 +232,29 @@ def test_memory_refuses_an_onnx_file_and_a_bad_freeze_like_the_others(tmp_path: 
     result = _run("memory", "lecture_mnist_cnn", "--freeze", "nothing_here")
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_a_replayed_rnn_step_adds_no_warning_about_the_pytorch_build() -> None:
+    # a CPU build of PyTorch warns "compiled without cuDNN" when a CUDA step's LSTM asks for it;
+    # the replay's question is not the user's business
+    import warnings
+
+    from torch import nn
+
+    from archscope.memory import training_memory
+
+    class RNNy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(10, 20, batch_first=True)
+            self.fc = nn.Linear(20, 2)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            o, _ = self.lstm(x)
+            return self.fc(o[:, -1])
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = training_memory(RNNy(), (5, 10), batch=4, device="cuda")
+    assert result.peak > 0
+    assert not [w for w in caught if "cuDNN" in str(w.message)]

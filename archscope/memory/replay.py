@@ -28,6 +28,7 @@ The result is a list of events (allocation, free, re-categorisation) that
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -94,6 +95,10 @@ def replay(model: nn.Module, input_shape: tuple[int, ...], *, batch: int, dtype:
     recorder = Recorder(device, autocast_dtype, blas_workspace)
     with ExitStack() as stack:
         stack.enter_context(autograd_on())
+        # a replayed CUDA step asks whether cuDNN takes the RNN; a CPU build of PyTorch answers
+        # with a warning about itself that says nothing of the model
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", message="PyTorch was compiled without cuDNN")
         stack.enter_context(kept_modes(model))
         stack.enter_context(kept_tensor_attributes(model))
         if defer:
