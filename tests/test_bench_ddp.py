@@ -526,3 +526,32 @@ def test_gpu_one_process_through_ddp_matches_one_process() -> None:
     assert alone.peak_memory_bytes is not None and r.peak_memory_bytes is not None
     extra = r.peak_memory_bytes - alone.peak_memory_bytes
     assert extra == pytest.approx(dp.ddp_estimate_bytes, rel=0.5)
+
+
+def test_a_rank_refuses_a_step_the_device_has_no_room_for(
+        one_rank: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the one-process bench does, before anything trains, with DDP's buckets on top."""
+    from archscope.bench.world import RankFailure
+    from archscope.memory import guard
+
+    subject = resolve("lecture_mnist_cnn")
+    peak = training_memory_peak(subject, batch=8)
+    buckets = 93_322 * 4  # one flat fp32 copy of the lecture CNN's trainable gradients
+    resident = 93_322 * 4  # its parameters, already on the CPU
+    # room for the one-process step, not for DDP's buckets as well
+    monkeypatch.setattr(guard, "available_memory",
+                        lambda device: (peak + buckets - resident - 1, "this machine"))
+    config = BenchConfig(device="cpu", batch_size=8, steps=1, warmup=1)
+    with pytest.raises(RankFailure, match=r"rank 0: lecture_mnist_cnn at 1×28×28 needs "
+                                          r".* for a training step at batch 8 .*--batch-size 7"):
+        run_distributed(["lecture_mnist_cnn"], config, world=one_rank, timeout_s=30)
+    monkeypatch.setattr(guard, "available_memory",
+                        lambda device: (peak + buckets - resident, "this machine"))
+    (r,) = run_distributed(["lecture_mnist_cnn"], config, world=one_rank, timeout_s=30).results
+    assert r.ok
+
+
+def training_memory_peak(subject: Any, *, batch: int) -> int:
+    from archscope.memory import training_memory
+
+    return training_memory(subject.model, subject.input_shape, batch=batch, device="cpu").peak

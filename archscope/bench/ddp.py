@@ -36,6 +36,7 @@ from archscope.bench.run import (
     bench_model,
     bench_subject,
     predicted_peak,
+    refuse_too_big,
     with_freeze_note,
 )
 from archscope.bench.timers import Clock
@@ -301,6 +302,8 @@ def bench_subject_ddp(
     except ArchscopeError as exc:  # the benchmark still runs; its FLOPs are unknown
         report, engine_error = None, exc
     estimate = predicted_peak(subject, plan, batch)  # one process's; DDP's buckets come on top
+    # every rank refuses alike, before the process group's first collective
+    refuse_too_big(subject, plan, estimate, extra=ddp_estimate_bytes(model))
     single = _single_process(subject, plan, world, batch, seed, clock, progress) if scaling else None
 
     oom = False

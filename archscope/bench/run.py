@@ -161,9 +161,11 @@ def predicted_peak(subject: Subject, plan: BenchPlan, batch: int) -> TrainingPea
                         input_dtype=subject.dtype, **memory_options(plan))  # type: ignore[arg-type]
 
 
-def refuse_too_big(subject: Subject, plan: BenchPlan, estimate: TrainingPeak) -> None:
+def refuse_too_big(subject: Subject, plan: BenchPlan, estimate: TrainingPeak,
+                   extra: int = 0) -> None:
     """Refuse a batch the device has no room for, before it runs
-    (:func:`archscope.memory.guard.refuse_if_too_big`).
+    (:func:`archscope.memory.guard.refuse_if_too_big`); ``extra`` bytes come on top of the
+    prediction (DDP's gradient buckets).
 
     Raises:
         DoesNotFitError: naming the prediction and a ``--batch-size`` (or ``--input``) that fits.
@@ -174,7 +176,7 @@ def refuse_too_big(subject: Subject, plan: BenchPlan, estimate: TrainingPeak) ->
     options["input_dtype"] = subject.dtype
     refuse_if_too_big(subject.model, estimate, name=subject.name,
                       input_shape=subject.input_shape, device=plan.device,
-                      batch_option="--batch-size", options=options)
+                      batch_option="--batch-size", extra=extra, options=options)
 
 
 def estimate_notes(estimate: TrainingPeak | None, plan: BenchPlan) -> list[str]:
