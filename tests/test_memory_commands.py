@@ -258,3 +258,26 @@ def test_a_replayed_rnn_step_adds_no_warning_about_the_pytorch_build() -> None:
         result = training_memory(RNNy(), (5, 10), batch=4, device="cuda")
     assert result.peak > 0
     assert not [w for w in caught if "cuDNN" in str(w.message)]
+
+
+VALUE_SIZED = f"{Path(__file__).parent / 'fixtures' / 'engine_cases.py'}:ValueSized"
+
+
+def test_a_value_reading_forward_keeps_the_line_short_and_says_why_in_a_note() -> None:
+    # the replay runs on meta only: its reason must not suggest --trace real, which the user of
+    # `summary --trace real` already gave and `memory`/`bench` do not have
+    result = _run("summary", VALUE_SIZED, "--trace", "real")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    (row,) = [line for line in lines if line.startswith("Training memory peak")]
+    assert row.split(None, 3)[3] == "unknown (the step could not be replayed: see the notes)"
+    notes = " ".join(lines[lines.index(next(x for x in lines if "peak unknown" in x)):])
+    assert "the memory replay runs on the meta device only" in notes
+    assert "--trace real" not in notes.split("peak unknown")[1]
+    assert all(len(line) <= 100 for line in lines if not set(line) <= set("─ "))
+
+
+def test_bench_notes_keep_their_square_brackets() -> None:
+    result = _run("bench", VALUE_SIZED, "--device", "cpu", "--steps", "1", "--warmup", "1",
+                  "--batch-size", "2")
+    assert "`x[x > 0]`" in result.stdout

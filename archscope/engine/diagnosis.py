@@ -335,20 +335,26 @@ _VALUE_READS = ("cannot be called on meta tensors", "Cannot copy out of meta ten
                 "meta device type tensor to numpy")
 
 
-def failure_reason(exc: Exception) -> str:
-    """The exception's first line, or what it means where it comes from tracing on meta."""
+#: what the memory replay says instead: it has no real mode to offer.
+REPLAY_LIMIT = "the memory replay runs on the meta device only, so it cannot predict this model"
+
+
+def failure_reason(exc: Exception, hint: str = TRACE_REAL_HINT) -> str:
+    """The exception's first line, or what it means where it comes from tracing on meta (then
+    ``hint`` says what to do: :data:`TRACE_REAL_HINT`, or :data:`REPLAY_LIMIT` for the memory
+    replay, which has no ``--trace real``)."""
     text = str(exc).strip()
     if any(marker in text for marker in _VALUE_READS):
         return (f"{READS_VALUES}, which cannot be computed on the meta device where archscope "
-                f"traces; {TRACE_REAL_HINT}")
+                f"traces; {hint}")
     if "data-independent implementation does not exist" in text:  # nonzero, x[mask]
         return ("the forward makes a tensor whose size depends on tensor values (`x[x > 0]`, "
                 "`nonzero`), which cannot be computed on the meta device where archscope traces; "
-                f"{TRACE_REAL_HINT}")
+                f"{hint}")
     op = re.search(r"(\w+::\w+): attempted to run this operator with Meta tensors", text)
     if op is not None:
         return (f"{op.group(1)} has no meta-device implementation in PyTorch, so archscope "
-                f"cannot trace it on meta; {TRACE_REAL_HINT}")
+                f"cannot trace it on meta; {hint}")
     mixed = re.search(r"Tensor on device (\S+) is not on the expected device meta", text)
     if mixed is not None:
         return (f"a tensor on {mixed.group(1)} meets the meta tensors archscope traces with: a "

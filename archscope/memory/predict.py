@@ -107,7 +107,7 @@ def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recordin
     Raises:
         ForwardError: the step failed (names the reason).
     """
-    from archscope.engine.diagnosis import check_lazy, failure_reason
+    from archscope.engine.diagnosis import REPLAY_LIMIT, check_lazy, failure_reason
 
     batch = batch_of(batch)
     check_lazy(model, step.input_shape, batch)
@@ -130,11 +130,12 @@ def record(model: nn.Module, step: StepSettings, batch: int) -> _replay.Recordin
         where = failed.phase + (f", in {failed.layer}" if failed.layer else "")
         hint = autograd_hint(str(failed.cause), "--batch") + input_dtype_hint(str(failed.cause))
         raise ForwardError(f"the training step failed ({where}): "
-                           f"{failure_reason(failed.cause)}{hint}") from None
+                           f"{failure_reason(failed.cause, REPLAY_LIMIT)}{hint}") from None
     except ArchscopeError:
         raise
     except Exception as exc:  # setting the step up (the model's parameters, the optimizer)
-        raise ForwardError(f"the training step could not be set up: {failure_reason(exc)}") \
+        raise ForwardError("the training step could not be set up: "
+                           f"{failure_reason(exc, REPLAY_LIMIT)}") \
             from None
 
 

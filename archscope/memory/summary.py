@@ -75,7 +75,9 @@ def with_training_memory(report: Report, model: nn.Module | None, *,
         peak = predict_peak(model, report.input_shape, batch=report.batch, name=report.model,
                             input_dtype=input_dtype, **SUMMARY_STEP)
     report = replace(report, training_memory=peak)
-    return replace(report, notes=(*report.notes, *device_notes(report)))
+    why = ((f"training memory peak unknown: {peak.reason}",)
+           if peak.peak is None and model is not None else ())
+    return replace(report, notes=(*report.notes, *why, *device_notes(report)))
 
 
 def device_notes(report: Report) -> tuple[str, ...]:

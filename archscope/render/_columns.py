@@ -228,8 +228,9 @@ def training_peak_text(peak: TrainingPeak) -> str:
     """``65.32 MiB (batch 1, fp32, SGD, CUDA; see archscope memory)``: the peak and the
     step it assumes (``CUDA``: bytes as the caching allocator counts them), or ``unknown
     (why)``."""
-    if peak.peak is None:
-        return f"unknown ({peak.reason})"
+    if peak.peak is None:  # a replay's reason is long: the notes carry it, wrapped
+        return (f"unknown ({peak.reason})" if len(peak.reason or "") <= 60 else
+                "unknown (the step could not be replayed: see the notes)")
     step = ", ".join([f"batch {peak.batch:,}", peak.precision,
                       _OPTIMIZER_NAMES.get(peak.optimizer, peak.optimizer), peak.device.upper()])
     return f"{human_bytes(peak.peak)} ({step}; see archscope memory)"

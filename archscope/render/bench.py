@@ -67,7 +67,7 @@ def render_table(run: BenchRun, width: int = 160) -> str:
                 notes.append(note)
     peak_lines = sorted({r.peak_source for r in run.results if r.peak_source})
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, color_system=None, highlight=False,
+    console = Console(file=buffer, width=width, color_system=None, highlight=False, markup=False,
                       soft_wrap=False)
     console.print(table)
     first = run.results[0] if run.results else None

@@ -47,7 +47,7 @@ def render_ddp_table(run: BenchRun, width: int = 160) -> str:
             if note not in notes:
                 notes.append(note)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, color_system=None, highlight=False,
+    console = Console(file=buffer, width=width, color_system=None, highlight=False, markup=False,
                       soft_wrap=False)
     console.print(table)
     if first is not None:

@@ -340,5 +340,5 @@ def _text(table: Table) -> str:
     """The table as plain text at its natural width (numbers and formulas are never cut)."""
     buffer = io.StringIO()
     Console(file=buffer, width=10_000, color_system=None, highlight=False,
-            emoji=False).print(table)
+            markup=False, emoji=False).print(table)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
