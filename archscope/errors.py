@@ -167,12 +167,23 @@ def first_line(exc: BaseException | str, limit: int = REASON_LIMIT) -> str:
     return (cut[:word] if word > 0 else cut).rstrip(",;:") + " …"
 
 
+#: How PyTorch's float layers refuse an integer input (conv, linear, matmul, batch norm …).
+_INTEGER_INTO_FLOAT = ("Input type (long int)", "Input type (int)", "but found Long",
+                       "but found Int", "found dtype Long", "found dtype Int",
+                       "\"addmm_impl_cpu_\" not implemented for 'Long'")
+
+
 def input_dtype_hint(text: str) -> str:
-    """What to do where PyTorch's Embedding refused a float input (``""`` otherwise), as
-    `` (…)`` to follow its message: the model's input is token ids (``--dtype long``)."""
+    """What to do where the input's dtype does not suit the model (``""`` otherwise), as
+    `` (…)`` to follow PyTorch's message: an Embedding refused a float input (the model's input
+    is token ids: ``--dtype long``), or a float layer refused integer ids (leave ``--dtype``
+    out)."""
     if "'indices' to have one of the following scalar types" in text:
         return (" (an Embedding looks up integer token ids: give integer inputs with --dtype long, "
                 "dtype=torch.long in Python)")
+    if any(marker in text for marker in _INTEGER_INTO_FLOAT):
+        return (" (the input is integers, from --dtype long or int, and this layer takes floats: "
+                "leave --dtype out unless the model starts with an Embedding)")
     return ""
 
 

@@ -251,3 +251,19 @@ def test_the_models_own_float_dtype_is_accepted() -> None:
     check_input_dtype(double, torch.float64, "TinyLM")  # no error
     with pytest.raises(InputShapeError, match="--dtype float32: TinyLM's weights are float64"):
         check_input_dtype(double, torch.float32, "TinyLM")
+
+
+@pytest.mark.parametrize("command", [
+    ["summary"], ["memory"], ["stats"],
+    ["bench", "--device", "cpu", "--steps", "1", "--warmup", "1", "--batch-size", "2"],
+])
+def test_integer_ids_into_a_cnn_say_to_leave_dtype_out(command: list[str]) -> None:
+    # PyTorch's own refusal ("Input type (long int) and bias type (float) should be the same")
+    # stays, with what to do about it
+    result = CliRunner().invoke(main, [command[0], "lecture_mnist_cnn", *command[1:],
+                                       "--dtype", "long"])
+    assert result.exit_code == 1
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "Input type (long int)" in error[0]
+    assert error[0].endswith("this layer takes floats: leave --dtype out unless the model "
+                             "starts with an Embedding)")

@@ -77,10 +77,11 @@ class Trainer:
         except Exception as exc:  # the user's forward failed: say so in one line
             if does_not_fit(exc):
                 raise
+            hint = input_dtype_hint(str(exc))
             raise ForwardError(
                 f"{type(model).__name__}: the training-mode forward pass failed at batch {batch} "
-                f"({first_line(exc, 200)}){input_dtype_hint(str(exc))}; check the model, "
-                "--input and --batch-size"
+                f"({first_line(exc, 200)}){hint}"
+                + ("" if hint else "; check the model, --input and --batch-size")
             ) from None
         if not probe:
             raise ArchscopeError(

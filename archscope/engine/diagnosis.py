@@ -27,6 +27,7 @@ from archscope.errors import (
     LayerInputError,
     ModelSourceError,
     first_line,
+    input_dtype_hint,
 )
 from archscope.report import MODEL_INPUT, LayerFacts, Shape
 from archscope.shapes import format_dims
@@ -318,7 +319,7 @@ def smallest_input(shape: Shape, fits: Callable[[Shape], bool]) -> str | None:
 def forward_error(running: Frame | None, last: Frame | None, exc: Exception) -> ForwardError:
     """Where the forward failed (``running``: the layer running, else ``last``: the last module
     reached) and why."""
-    message = failure_reason(exc)
+    message = failure_reason(exc) + input_dtype_hint(str(exc))
     if running is not None:
         shapes = ", ".join(str(list(s)) for s in running.input_shapes) or "no tensors"
         return ForwardError(f"forward failed in {running.where} with input {shapes}: {message}")
