@@ -250,6 +250,8 @@ class TrainingPeak:
         breakdown: (category, bytes) at the peak, in :data:`archscope.memory.CATEGORIES` order.
         reason: why there is no figure (an ONNX file; a step that could not be replayed), else
             ``""``.
+        input_dtype: the input batch's dtype, as torch names it (``float32``; ``int64`` for
+            token ids, ``--dtype long``); ``None`` without a figure.
     """
 
     peak: int | None
@@ -262,13 +264,14 @@ class TrainingPeak:
     where: str = ""
     breakdown: tuple[tuple[str, int], ...] = ()
     reason: str = ""
+    input_dtype: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``training_memory`` object of ``--format json`` (docs/summary.md)."""
         return {"peak": self.peak, "batch": self.batch, "precision": self.precision,
                 "optimizer": self.optimizer, "optimizer_impl": self.optimizer_impl,
-                "device": self.device, "step": self.step, "where": self.where,
-                "breakdown": dict(self.breakdown), "reason": self.reason}
+                "device": self.device, "step": self.step, "input_dtype": self.input_dtype,
+                "where": self.where, "breakdown": dict(self.breakdown), "reason": self.reason}
 
 
 @dataclass(frozen=True)

@@ -561,7 +561,8 @@ def test_cli_json_on_cpu() -> None:
     assert r["peak_tflops_source"] == CPU_NO_PEAK and r["mfu"] is None
     assert set(r["memory_estimate"]) == {"peak", "batch", "precision", "optimizer",
                                          "optimizer_impl", "device", "step", "where",
-                                         "breakdown", "reason"}
+                                         "breakdown", "reason", "input_dtype"}
+    assert r["memory_estimate"]["input_dtype"] == "float32"
     assert r["estimated_memory_bytes"] == r["memory_estimate"]["peak"]
     assert (r["memory_estimate"]["batch"], r["memory_estimate"]["step"]) == (64, "bench")
 

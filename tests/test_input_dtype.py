@@ -213,6 +213,8 @@ def test_summary_peak_on_token_ids_is_memorys() -> None:
     assert summary.exit_code == 0 and memory.exit_code == 0, summary.output + memory.output
     line = json.loads(summary.stdout)["training_memory"]
     assert line["reason"] == "" and line["peak"] == json.loads(memory.stdout)["peak"] > 0
+    # the results say which input they assumed
+    assert line["input_dtype"] == json.loads(memory.stdout)["input_dtype"] == "int64"
     # without --dtype the replay and stats feed floats to the Embedding: one line suggests it
     for command in (["memory", TOKENS], ["stats", TOKENS, "--device", "cpu", "--batch", "2"]):
         floats = runner.invoke(main, command)

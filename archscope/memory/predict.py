@@ -212,6 +212,7 @@ def result(model: nn.Module, step: StepSettings, batch: int, recording: _replay.
         peak_layer=timeline.peak_layer, tensor_peak=timeline.tensor_peak,
         reserved_peak=timeline.reserved_peak, timeline=timeline.points, attention=attention,
         notes=_notes(step, attention), step=step.kind,
+        input_dtype=str(step.input_dtype or model_dtype(model)).removeprefix("torch."),
     )
 
 

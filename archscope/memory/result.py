@@ -85,6 +85,7 @@ class TrainingMemory:
             ``("flash",)``; empty for a model without attention.
         notes: what the figure assumes and leaves out.
         step: ``bench`` (bench's step) or ``check`` (check's forward and backward pass).
+        input_dtype: the input batch's dtype, as torch names it (``float32``, ``int64``).
     """
 
     model: str
@@ -105,6 +106,7 @@ class TrainingMemory:
     attention: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     step: str = "bench"
+    input_dtype: str = "float32"
 
     @property
     def breakdown(self) -> dict[str, int]:
@@ -127,15 +129,16 @@ class TrainingMemory:
         return TrainingPeak(
             peak=self.peak, batch=self.batch, precision=self.precision, optimizer=self.optimizer,
             optimizer_impl=self.optimizer_impl, device=self.device, step=self.step,
-            where=self.where, breakdown=tuple(self.breakdown.items()))
+            where=self.where, breakdown=tuple(self.breakdown.items()),
+            input_dtype=self.input_dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "input_shape": list(self.input_shape), "batch": self.batch,
             "precision": self.precision, "optimizer": self.optimizer,
             "optimizer_impl": self.optimizer_impl, "device": self.device, "step": self.step,
-            "peak": self.peak, "peak_step": self.peak_step, "peak_phase": self.peak_phase,
-            "peak_layer": self.peak_layer, "breakdown": self.breakdown,
+            "input_dtype": self.input_dtype, "peak": self.peak, "peak_step": self.peak_step,
+            "peak_phase": self.peak_phase, "peak_layer": self.peak_layer, "breakdown": self.breakdown,
             "tensor_peak": self.tensor_peak, "reserved_peak": self.reserved_peak,
             "attention": list(self.attention), "notes": list(self.notes),
             "timeline": [p.to_dict() for p in self.timeline],
