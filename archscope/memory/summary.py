@@ -97,7 +97,7 @@ def device_notes(report: Report) -> tuple[str, ...]:
                 "them; use a smaller input or fewer features before the first dense layer",)
     peak = report.training_memory
     if peak is not None and peak.peak is not None and not fitting_devices(peak.peak):
-        return (f"the training memory peak ({human_bytes(peak.peak)} at batch {peak.batch}) "
+        return (f"the training memory peak ({human_bytes(peak.peak)} at batch {peak.batch:,}) "
                 f"fits none of the GPUs archscope knows ({biggest}, less 1 GiB and 5% of "
                 "headroom): use a smaller batch or input (archscope memory --fit finds the "
                 "batch)",)
