@@ -269,3 +269,4 @@ def test_integer_ids_into_a_cnn_say_to_leave_dtype_out(command: list[str]) -> No
     assert len(error) == 1 and "Input type (long int)" in error[0]
     assert error[0].endswith("this layer takes floats: leave --dtype out unless the model "
                              "starts with an Embedding)")
+    assert "LectureCNN" not in error[0]  # the model as the user named it, not its class

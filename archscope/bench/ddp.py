@@ -89,7 +89,7 @@ def bench_model_ddp(
     dtype).
     """
     trainer = DdpTrainer.for_plan(model, settings, input_shape=input_shape, batch=batch,
-                                  seed=shard_seed(seed, world.rank), dtype=dtype)
+                                  seed=shard_seed(seed, world.rank), dtype=dtype, name=name)
     local = bench_model(model, name=name, input_shape=input_shape, batch=batch, settings=settings,
                         report=report, batch_source=batch_source, clock=clock, progress=progress,
                         trainer=trainer, estimate=estimate)

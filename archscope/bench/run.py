@@ -99,7 +99,7 @@ def bench_model(
         raise ValueError("bench needs at least one timed step and a non-negative warm-up")
     if trainer is None:
         trainer = Trainer.for_plan(model, settings, input_shape=input_shape, batch=batch,
-                                   seed=seed, dtype=dtype)
+                                   seed=seed, dtype=dtype, name=name)
     cuda = settings.device.type == "cuda"
     total = settings.warmup + settings.steps
     losses: list[torch.Tensor] = []

@@ -39,24 +39,28 @@ class Trainer:
 
     @classmethod
     def for_plan(cls, model: nn.Module, plan: BenchPlan, *, input_shape: tuple[int, ...],
-                 batch: int, seed: int, dtype: torch.dtype | None = None) -> Self:
+                 batch: int, seed: int, dtype: torch.dtype | None = None,
+                 name: str | None = None) -> Self:
         """The trainer ``plan`` describes (device, precision, layout, compile, optimizer, lr) for
         ``model`` at ``batch``: the one way bench, its DDP ranks and its batch search make one."""
         return cls(model, input_shape=input_shape, batch=batch, device=plan.device,
                    precision=plan.precision, channels_last=plan.channels_last,
                    compile=plan.compile, optimizer=plan.optimizer, lr=plan.lr, seed=seed,
-                   dtype=dtype)
+                   dtype=dtype, name=name)
 
     def __init__(self, model: nn.Module, *, input_shape: tuple[int, ...], batch: int,
                  device: torch.device, precision: str, channels_last: bool, compile: bool,
-                 optimizer: str, lr: float, seed: int, dtype: torch.dtype | None = None) -> None:
+                 optimizer: str, lr: float, seed: int, dtype: torch.dtype | None = None,
+                 name: str | None = None) -> None:
         """``dtype`` is the synthetic batch's (``None``: the model's floating-point dtype;
         ``torch.long``: token ids in ``[0, num_embeddings)``, see
         :func:`archscope._modes.random_input`). Autocast applies to the floats the model makes
-        from it."""
+        from it. ``name`` names the model in errors (default: its class)."""
         import torch
 
         from archscope._modes import model_dtype, random_input
+
+        label = name or type(model).__name__
 
         self.device = device
         self.precision = precision
@@ -79,13 +83,13 @@ class Trainer:
                 raise
             hint = input_dtype_hint(str(exc))
             raise ForwardError(
-                f"{type(model).__name__}: the training-mode forward pass failed at batch {batch} "
+                f"{label}: the training-mode forward pass failed at batch {batch} "
                 f"({first_line(exc, 200)}){hint}"
                 + ("" if hint else "; check the model, --input and --batch-size")
             ) from None
         if not probe:
             raise ArchscopeError(
-                f"{type(model).__name__} returned no tensor; bench needs a model whose output "
+                f"{label} returned no tensor; bench needs a model whose output "
                 "is a tensor, a tuple/list or a dict of tensors"
             )
         self.targets = make_targets(probe, generator)
