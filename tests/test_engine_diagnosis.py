@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures.oracles import saved_bytes
 from torch import nn
 
 from archscope.engine import inspect
@@ -78,23 +79,9 @@ def test_a_nested_dict_output_is_keyed_by_its_path() -> None:
     assert "Outputs" in table and "y: 3, nested.z: 2" in table
 
 
-def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """What a real CPU forward keeps for backward: each storage once, parameters left out."""
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        saved.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    return sum(n for ptr, n in saved.items() if ptr not in params)
-
-
 @pytest.mark.parametrize("train", [False, True])
 def test_batchnorm_saves_what_a_real_cpu_step_saves(train: bool) -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8)).train(train)
     report = inspect(model, (3, 10, 10), batch=2)
-    assert report.activation_bytes == _saved_bytes(model, torch.randn(2, 3, 10, 10))
+    assert report.activation_bytes == saved_bytes(model, torch.randn(2, 3, 10, 10))

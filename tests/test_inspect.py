@@ -26,6 +26,7 @@ from fixtures.inspect_cases import (
     NestedUnused,
     UsesChildWeight,
 )
+from fixtures.oracles import saved_bytes
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -43,21 +44,6 @@ from archscope.report import MODEL_INPUT, Report, evaluate_formula
 from archscope.source import load_model, load_report
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward in a real forward (parameters left out, each storage
-    once): what ``Report.activation_bytes`` measures on meta."""
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        saved.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    return sum(n for ptr, n in saved.items() if ptr not in params)
 
 
 def _consistent(report: Report) -> None:
@@ -97,7 +83,7 @@ def test_a_per_layer_eval_choice_is_kept_and_measured_like_a_real_forward(
     model = LinearDropout()
     model.drop.train(dropout_training)  # the root trains; the dropout as the user chose
     report = inspect(model, LinearDropout.INPUT, batch=4)
-    assert report.activation_bytes == _saved_bytes(model, torch.randn(4, 64))
+    assert report.activation_bytes == saved_bytes(model, torch.randn(4, 64))
     if not dropout_training:
         # only the Linear's input is saved: 4·64 float32 values
         assert report.activation_bytes == 4 * 64 * 4 == 1024
@@ -138,7 +124,7 @@ def _real_backward_flops(model: nn.Module, x: torch.Tensor) -> int:
 def test_grad_contexts_give_the_same_activation_memory_and_backward_flops(context: str) -> None:
     model = _small_cnn()
     x = torch.randn(2, 3, 32, 32)
-    saved = _saved_bytes(copy.deepcopy(model), x)
+    saved = saved_bytes(copy.deepcopy(model), x)
     backward = _real_backward_flops(copy.deepcopy(model), x)
     # saved: conv input 2·3·32·32, BN input and ReLU output 2·8·30·30 each (the Linear's input is
     # a view of the ReLU output), BN's running and batch mean/var 4·8; float32.
@@ -166,7 +152,7 @@ def test_a_model_built_under_inference_mode_is_traced() -> None:
     assert model[0].weight.is_inference()
     report = inspect(model, (3, 32, 32), batch=2, backward=True)
     reference = _small_cnn()
-    assert report.activation_bytes == _saved_bytes(reference, torch.randn(2, 3, 32, 32))
+    assert report.activation_bytes == saved_bytes(reference, torch.randn(2, 3, 32, 32))
     assert report.backward_flops == 1_353_600
     assert model[0].weight.is_inference() and model[1].running_mean.is_inference()
 
@@ -452,7 +438,6 @@ def test_every_part_of_an_output_formula_evaluates_as_documented() -> None:
     assert same.output_formula == "padding='same' keeps 6×6"  # words, not arithmetic
     expression, value = pool.output_formula.split(" = ")
     assert evaluate_formula(expression) == int(value) == pool.output_shapes[0][2]
-
 
 
 class _FuncMLP(nn.Module):
